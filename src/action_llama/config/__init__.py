@@ -1,0 +1,30 @@
+"""Typed models of the files a user writes: project and agent `config.toml`, SKILL.md.
+
+Pure data and validation; reading files and naming them in errors is `action_llama.project`.
+"""
+
+from action_llama.config.agent import AgentFileConfig, Hooks, RuntimeConfig, WebhookTrigger
+from action_llama.config.project import (
+    GatewayConfig,
+    LocalConfig,
+    ModelConfig,
+    ProjectConfig,
+    TelemetryConfig,
+    WebhookSource,
+)
+from action_llama.config.skill import SkillFile, SkillFrontmatter
+
+__all__ = [
+    "AgentFileConfig",
+    "GatewayConfig",
+    "Hooks",
+    "LocalConfig",
+    "ModelConfig",
+    "ProjectConfig",
+    "RuntimeConfig",
+    "SkillFile",
+    "SkillFrontmatter",
+    "TelemetryConfig",
+    "WebhookSource",
+    "WebhookTrigger",
+]

@@ -1,0 +1,99 @@
+"""An agent's `config.toml` (every key optional)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from action_llama.config._base import Strict
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+CREDENTIAL_REF_RE = re.compile(r"^[a-z0-9_]+(?::[A-Za-z0-9_.-]+)?$")
+
+
+def check_agent_name(name: str) -> str | None:
+    """Why `name` cannot be an agent name, or None when it can."""
+    if not 1 <= len(name) <= 64:
+        return f'Agent name "{name}" is invalid: must be 1-64 characters.'
+    if name == "default":
+        return 'Agent name "default" is reserved. Choose a different name.'
+    if not NAME_RE.match(name):
+        return (
+            f'Agent name "{name}" is invalid: must contain only lowercase letters, numbers, '
+            "and hyphens (cannot start or end with a hyphen, no consecutive hyphens)."
+        )
+    return None
+
+
+class Hooks(Strict):
+    """`[hooks]`: shell commands run before and after the session."""
+
+    pre: list[str] = Field(default_factory=list)
+    post: list[str] = Field(default_factory=list)
+
+
+class RuntimeConfig(Strict):
+    """`[runtime]`: where the agent runs."""
+
+    type: Literal["container", "host-user"] = "container"
+    run_as: str = "al-agent"
+    groups: list[str] = Field(default_factory=list)
+
+
+class WebhookTrigger(Strict):
+    """One `[[webhooks]]` entry: a source name plus filters (all must match; list items are ORed)."""
+
+    source: str = Field(min_length=1)
+    events: list[str] | None = None
+    actions: list[str] | None = None
+    repos: list[str] | None = None
+    org: str | None = None
+    orgs: list[str] | None = None
+    labels: list[str] | None = None
+    assignee: str | None = None
+    author: str | None = None
+    branches: list[str] | None = None
+    conclusions: list[str] | None = None
+    resources: list[str] | None = None
+    organizations: list[str] | None = None
+    guilds: list[str] | None = None
+    channels: list[str] | None = None
+    commands: list[str] | None = None
+
+
+class AgentFileConfig(Strict):
+    """`agents/<name>/config.toml` as written (the resolved view lives in `project`)."""
+
+    source: str | None = None
+    models: list[str] = Field(default_factory=list)
+    credentials: list[str] = Field(default_factory=list)
+    schedule: str | None = None
+    webhooks: list[WebhookTrigger] = Field(default_factory=list)
+    hooks: Hooks = Field(default_factory=Hooks)
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale: int | None = Field(default=None, ge=0)
+    timeout: int | None = Field(default=None, gt=0)
+    max_work_queue_size: int | None = Field(default=None, ge=0, alias="maxWorkQueueSize")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @field_validator("credentials")
+    @classmethod
+    def _refs_are_well_formed(cls, refs: list[str]) -> list[str]:
+        for ref in refs:
+            if not CREDENTIAL_REF_RE.match(ref):
+                raise ValueError(
+                    f'"{ref}" is not a credential reference; write "type" or "type:instance" '
+                    '(for example "github_token" or "github_token:work")'
+                )
+        return refs
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_cron(cls, expr: str | None) -> str | None:
+        if expr is not None:
+            from action_llama.config.cron import check_cron
+
+            check_cron(expr)
+        return expr

@@ -1,0 +1,138 @@
+"""The project `config.toml`: `[local]`, `[models.*]`, `[gateway]`, `[webhooks.*]`, scheduler keys.
+
+Defaults follow the seed where it and the original's code disagree: `local.cpus` is 2 and
+`local.timeout` is 900 seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from action_llama.config._base import Strict
+
+DEFAULT_IMAGE = "al-agent:latest"
+DEFAULT_TIMEOUT = 900
+
+PROVIDERS = (
+    "anthropic",
+    "openai",
+    "openai-compatible",
+    "groq",
+    "google",
+    "xai",
+    "mistral",
+    "openrouter",
+    "custom",
+)
+WEBHOOK_TYPES = ("github", "sentry", "linear", "mintlify", "discord", "twitter", "generic", "test")
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmgt]?)b?$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+#: Docker refuses limits under 6 MiB.
+MIN_MEMORY = 6 * 1024**2
+
+
+def parse_memory(value: str) -> int:
+    """Bytes of a Docker-style size ("4g", "512m", "1.5g"); ValueError when malformed."""
+    match = _MEMORY.match(value.strip())
+    if not match:
+        raise ValueError(f'"{value}" is not a size; write it like "4g" or "512m"')
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.lower()])
+
+
+class LocalConfig(Strict):
+    """`[local]`: the container every run gets."""
+
+    image: str = DEFAULT_IMAGE
+    memory: str = "4g"
+    cpus: float = Field(default=2, gt=0)
+    timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0)
+    enabled: bool = True
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_size(cls, value: str) -> str:
+        if parse_memory(value) < MIN_MEMORY:
+            raise ValueError(f'"{value}" is below Docker\'s minimum of 6m')
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory(self.memory)
+
+
+class ModelConfig(Strict):
+    """`[models.<name>]`: one named model an agent can list."""
+
+    provider: Literal[PROVIDERS]  # type: ignore[valid-type]  # a tuple of literals is valid here
+    model: str = Field(min_length=1)
+    auth_type: Literal["api_key", "oauth_token", "pi_auth"] = Field(
+        default="api_key", alias="authType"
+    )
+    thinking_level: Literal["off", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        default=None, alias="thinkingLevel"
+    )
+    base_url: str | None = None
+
+
+class GatewayConfig(Strict):
+    """`[gateway]`: the daemon's HTTP server."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    url: str | None = None
+    max_chat_sessions: int = Field(default=5, ge=0, alias="maxChatSessions")
+
+
+class WebhookSource(Strict):
+    """`[webhooks.<source>]`: one place webhooks come from."""
+
+    type: Literal[WEBHOOK_TYPES]  # type: ignore[valid-type]
+    credential: str = "default"
+    allow_unsigned: bool = Field(default=False, alias="allowUnsigned")
+
+
+class TelemetryConfig(Strict):
+    """`[telemetry]`."""
+
+    enabled: bool = False
+    provider: Literal["otel", "none"] = "none"
+    endpoint: str | None = None
+    service_name: str | None = Field(default=None, alias="serviceName")
+    headers: dict[str, str] = Field(default_factory=dict)
+    sampling_rate: float = Field(default=1.0, ge=0, le=1, alias="samplingRate")
+
+
+#: Deprecated spellings the original still reads, mapped to today's key.
+DEPRECATED_KEYS = {"maxTriggerDepth": "maxCallDepth", "webhookQueueSize": "workQueueSize"}
+
+
+class ProjectConfig(Strict):
+    """The whole project `config.toml` (every table optional)."""
+
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    project_name: str | None = Field(default=None, alias="projectName")
+    max_reruns: int = Field(default=10, ge=0, alias="maxReruns")
+    max_call_depth: int = Field(default=3, ge=0, alias="maxCallDepth")
+    work_queue_size: int = Field(default=20, ge=0, alias="workQueueSize")
+    resource_lock_timeout: int = Field(default=1800, gt=0, alias="resourceLockTimeout")
+    scale: int | None = Field(default=None, ge=0)
+    default_agent_scale: int = Field(default=1, ge=0, alias="defaultAgentScale")
+    history_retention_days: int = Field(default=14, ge=0, alias="historyRetentionDays")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_deprecated_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in DEPRECATED_KEYS.items():
+                if old in data and new not in data:
+                    data = {**data, new: data[old]}
+                data = {k: v for k, v in data.items() if k != old}
+        return data

@@ -1,0 +1,29 @@
+"""SKILL.md: YAML frontmatter between `---` lines, then the markdown instructions."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from action_llama.config._base import Strict
+from action_llama.frontmatter import split_frontmatter
+
+
+class SkillFrontmatter(Strict):
+    """The keys SKILL.md frontmatter may hold. `name` is informational: the folder names the agent."""
+
+    name: str | None = None
+    description: str | None = None
+    license: str | None = None
+    compatibility: str | None = None
+
+
+class SkillFile(BaseModel):
+    """A parsed SKILL.md."""
+
+    model_config = ConfigDict(frozen=True)
+
+    frontmatter: SkillFrontmatter
+    body: str
+
+
+__all__ = ["SkillFile", "SkillFrontmatter", "split_frontmatter"]

@@ -1,0 +1,37 @@
+"""The one place that connects to the Docker engine and translates "cannot reach it".
+
+`docker` is imported lazily: commands that never touch the engine (`al new`, `al logs`)
+should not pay for importing it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from action_llama.errors import docker_not_running
+
+if TYPE_CHECKING:
+    import docker
+
+
+def connect(timeout: int = 60) -> docker.DockerClient:
+    """A client for the engine named by DOCKER_HOST (or the default socket), checked alive."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.api.ping()
+    except DockerException as exc:
+        raise docker_not_running(_reason(exc)) from None
+    return client
+
+
+def _reason(exc: Exception) -> str | None:
+    text = str(exc)
+    for needle in ("No such file or directory", "Connection refused", "Permission denied"):
+        if needle in text:
+            if needle == "Permission denied":
+                return "Permission denied on the Docker socket (add yourself to the docker group)."
+            return f"({needle.lower()} on the Docker socket)"
+    return None

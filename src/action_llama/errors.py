@@ -1,0 +1,98 @@
+"""The exceptions `al` raises for things a user can fix.
+
+Every error carries a one-line ``message`` (what is wrong, naming the file, key or
+thing), an optional ``hint`` (what to do about it) and the ``exit_code`` the CLI
+uses. Only ``action_llama.cli`` turns them into text; everything else raises.
+
+    ActionLlamaError            .message, .hint, .exit_code
+    ├── ConfigError             project/agent files, unknown keys, bad cron, bad names
+    ├── AgentNotFound           `al run nope`
+    ├── AgentNotRunnable        an agent that cannot run yet (no script, no model session)
+    ├── CredentialMissing
+    ├── ImageBuildError         names the layer and carries the build log tail
+    ├── RuntimeUnavailable      "Docker is not running", with the platform's fix as the hint
+    ├── RunNotFound             `al logs --run` of a run that does not exist
+    └── RunError                a run that could not be started or supervised
+"""
+
+from __future__ import annotations
+
+import platform
+
+
+class ActionLlamaError(Exception):
+    """Base class: a problem the user can act on, shown without a traceback."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ActionLlamaError):
+    """A project or agent file is malformed or inconsistent."""
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None):
+        super().__init__(message, hint=hint)
+        #: Each problem found, one line each, already naming its file and key.
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if len(self.problems) <= 1:
+            return self.message
+        return "\n".join([self.message, *(f"  - {p}" for p in self.problems)])
+
+
+class AgentNotFound(ActionLlamaError):
+    """The named agent is not a folder with a SKILL.md under ``agents/``."""
+
+
+class AgentNotRunnable(ActionLlamaError):
+    """The agent is valid but lacks what a run needs (for example a model session)."""
+
+
+class CredentialMissing(ActionLlamaError):
+    """A credential an agent lists is not in the store."""
+
+
+class ImageBuildError(ActionLlamaError):
+    """Building one layer of the image chain failed."""
+
+    def __init__(self, message: str, *, layer: str, log_tail: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.layer = layer
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        if not self.log_tail:
+            return self.message
+        return f"{self.message}\n--- last lines of the build log ---\n{self.log_tail}"
+
+
+class RuntimeUnavailable(ActionLlamaError):
+    """The container engine cannot be reached."""
+
+
+class RunNotFound(ActionLlamaError):
+    """No stored run matches the id asked for."""
+
+
+class RunError(ActionLlamaError):
+    """A run could not be started or supervised (not: the agent exited non-zero)."""
+
+
+def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:
+    """The one "Docker is not running" error, with the fix for this platform."""
+    if platform.system() == "Darwin":
+        fix = "Start Docker Desktop: open -a Docker"
+    else:
+        fix = "Start the Docker daemon: sudo systemctl start docker"
+    message = "Docker is not running (or cannot be reached)."
+    if detail:
+        message += f" {detail}"
+    return RuntimeUnavailable(message, hint=f"{fix}, then try again.")

@@ -1,0 +1,1 @@
+"""The layered image chain: planning (pure) and building (Docker I/O)."""

@@ -1,0 +1,128 @@
+"""Plan the image chain (pure): which layers exist, their Dockerfile text, their content keys.
+
+    al-agent:latest          base: the package, built from its own Dockerfile
+        │
+    al-project-base:latest   only when the project Dockerfile has more than a bare FROM
+        │
+    al-<agent>:latest        only for agents with a Dockerfile
+
+A layer's key is a digest of everything that decides its content: the rewritten Dockerfile
+text, the parent's image id and the package version. The key is stored as an image label;
+an unchanged key means the image is reused without calling the builder at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+LayerKind = Literal["base", "project-base", "agent"]
+
+PROJECT_BASE_TAG = "al-project-base:latest"
+
+LABEL_LAYER = "al.layer"
+LABEL_KEY = "al.key"
+LABEL_PROJECT = "al.project"
+LABEL_AGENT = "al.agent"
+LABEL_PARENT = "al.parent"
+LABEL_VERSION = "al.version"
+
+_FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def agent_tag(agent: str) -> str:
+    return f"al-{agent}:latest"
+
+
+def meaningful_lines(dockerfile: str) -> list[str]:
+    """Lines that are neither blank nor comments."""
+    return [
+        line for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def is_customized(dockerfile: str | None) -> bool:
+    """A project Dockerfile builds a layer only when it has more than its FROM line."""
+    return dockerfile is not None and len(meaningful_lines(dockerfile)) > 1
+
+
+def rewrite_from(dockerfile: str, parent: str) -> str:
+    """Point the first FROM at `parent`; later stages of a multi-stage build are left alone.
+
+    A Dockerfile without any FROM gets one prepended, so a file of bare RUN lines works too.
+    """
+    if not _FROM.search(dockerfile):
+        return f"FROM {parent}\n{dockerfile}"
+    return _FROM.sub(lambda m: f"{m[1]}{m[2]}{parent}{m[4]}", dockerfile, count=1)
+
+
+def layer_key(*parts: str) -> str:
+    """Digest of a layer's inputs, in a fixed order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One image to have: its tag, kind, rewritten Dockerfile (None for base) and owner."""
+
+    kind: LayerKind
+    tag: str
+    dockerfile: str | None = None
+    agent: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"agent {self.agent}" if self.kind == "agent" else self.kind
+
+
+def plan_chain(
+    base_tag: str,
+    project_dockerfile: str | None,
+    agent_dockerfiles: dict[str, str | None],
+) -> list[Layer]:
+    """The layers to have, in build order, for the given agents (None: no Dockerfile)."""
+    layers = [Layer("base", base_tag)]
+    parent = base_tag
+    if is_customized(project_dockerfile):
+        assert project_dockerfile is not None
+        layers.append(Layer("project-base", PROJECT_BASE_TAG, project_dockerfile))
+        parent = PROJECT_BASE_TAG
+    for agent, text in sorted(agent_dockerfiles.items()):
+        if text is not None:
+            layers.append(Layer("agent", agent_tag(agent), text, agent))
+    del parent  # the parent is resolved to an image id at build time
+    return layers
+
+
+def parent_of(layer: Layer, layers: list[Layer]) -> Layer | None:
+    """The layer `layer` builds on (None for the base)."""
+    if layer.kind == "base":
+        return None
+    base = layers[0]
+    project_base = next((lay for lay in layers if lay.kind == "project-base"), None)
+    if layer.kind == "project-base" or project_base is None:
+        return base
+    return project_base
+
+
+def troubleshooting_hint(layer: Layer) -> str:
+    """The seed's advice for a failed build of this layer."""
+    if layer.kind == "base":
+        return (
+            "See the full build output with: al image build --verbose\n"
+            "The base image is Debian bookworm: install packages with apt-get, not apk."
+        )
+    where = "the project Dockerfile" if layer.kind == "project-base" else (
+        f"agents/{layer.agent}/Dockerfile"
+    )
+    return (
+        f"Check that {where} starts with FROM al-agent:latest (al rewrites it to the right "
+        "parent) and that package names are spelled correctly. The base is Debian bookworm: "
+        "use apt-get install (switch to USER root first), not apk add."
+    )

@@ -1,0 +1,92 @@
+"""Turn pydantic validation errors into one line per problem, naming the file and key."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class inside `annotation` (through Optional, list and dict), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last element of `loc`."""
+    current: type[BaseModel] | None = model
+    pending_container = False
+    for part in loc:
+        if current is None:
+            return None
+        if pending_container:
+            # A dict key or list index: stays on the same element model.
+            pending_container = False
+            continue
+        by_key = {field.alias or name: field for name, field in current.model_fields.items()}
+        field = by_key.get(str(part))
+        if field is None:
+            return current
+        origin = typing.get_origin(field.annotation)
+        if origin in (types.UnionType, typing.Union):
+            args = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+            origin = typing.get_origin(args[0]) if args else None
+        pending_container = origin in (list, dict)
+        current = _model_in(field.annotation)
+    return current
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """`("webhooks", 0, "source")` → `webhooks[0].source`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe(
+    exc: ValidationError, model: type[BaseModel], file_label: str
+) -> tuple[list[str], list[str]]:
+    """(problems, hints) for every error in `exc`, each naming `file_label` and the key."""
+    problems: list[str] = []
+    hints: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        key = dotted(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            owner = _model_at(model, loc[:-1]) if loc else model
+            known = _keys_of(owner) if owner else []
+            problems.append(f'{file_label}: unknown key "{key}"')
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            if close:
+                parent = dotted(loc[:-1])
+                suggestion = f"{parent}.{close[0]}" if parent else close[0]
+                hints.append(f'did you mean "{suggestion}"? (in {file_label})')
+            elif known:
+                hints.append(f"keys allowed there: {', '.join(known)}")
+        elif kind == "missing":
+            problems.append(f'{file_label}: missing required key "{key}"')
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            got = error.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            problems.append(f'{file_label}: key "{key}": {message}{shown}' if key else
+                            f"{file_label}: {message}")
+    return problems, hints

@@ -1,0 +1,203 @@
+"""Read a project directory into validated models, naming the file and key in every error."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from action_llama.config import AgentFileConfig, ProjectConfig, SkillFile, SkillFrontmatter
+from action_llama.config.agent import check_agent_name
+from action_llama.config.skill import split_frontmatter
+from action_llama.errors import AgentNotFound, ConfigError
+from action_llama.project.errors import describe
+from action_llama.project.model import Agent, Project
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _label(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _read_toml(path: Path, root: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{_label(path, root)}: invalid TOML: {exc}",
+            hint="Fix the syntax at that line (strings need quotes, tables need [brackets]).",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from None
+
+
+def _validate(model: type[M], data: dict[str, Any], label: str) -> tuple[M | None, list[str], list[str]]:
+    try:
+        return model.model_validate(data), [], []
+    except ValidationError as exc:
+        problems, hints = describe(exc, model, label)
+        return None, problems, hints
+
+
+def _raise(problems: list[str], hints: list[str]) -> None:
+    if not problems:
+        return
+    if len(problems) == 1:
+        message = problems[0]
+    else:
+        message = f"{len(problems)} problems in the project files:"
+    hint = "\n".join(dict.fromkeys(hints)) or None
+    raise ConfigError(message, hint=hint, problems=problems)
+
+
+def check_project_dir(root: Path) -> None:
+    """Refuse directories that are not projects, with the likely mistake named."""
+    if not root.is_dir():
+        raise ConfigError(
+            f'Project directory "{root}" does not exist.',
+            hint="Pass the project folder with -p DIR, or create one with: al new <dir>",
+        )
+    if (root / "SKILL.md").is_file() and root.parent.name == "agents":
+        raise ConfigError(
+            f'"{root}" looks like an agent directory, not a project directory.',
+            hint=f"Run from the project root: -p {root.parent.parent}",
+        )
+    if not (root / "config.toml").is_file() and not (root / "agents").is_dir():
+        raise ConfigError(
+            f'"{root}" is not an action-llama project (no config.toml and no agents/ folder).',
+            hint="Create one with: al new <dir>   (or pass the project folder with -p DIR)",
+        )
+
+
+def discover_agent_dirs(root: Path) -> list[Path]:
+    """Folders under agents/ holding a SKILL.md, sorted by name (dot-folders skipped)."""
+    agents_dir = root / "agents"
+    if not agents_dir.is_dir():
+        return []
+    return sorted(
+        entry
+        for entry in agents_dir.iterdir()
+        if not entry.name.startswith(".")
+        and entry.name != "node_modules"
+        and entry.is_dir()
+        and (entry / "SKILL.md").is_file()
+    )
+
+
+def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -> SkillFile | None:
+    label = _label(path, root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{label}: is not UTF-8 text")
+        return None
+    block, body = split_frontmatter(text)
+    data: Any = {}
+    if block is not None:
+        try:
+            data = yaml.safe_load(block) or {}
+        except yaml.YAMLError as exc:
+            problems.append(f"{label}: the frontmatter is not valid YAML: {exc}")
+            hints.append("The frontmatter is the block between the first two '---' lines.")
+            return None
+        if not isinstance(data, dict):
+            data = {}
+    fm, p, h = _validate(SkillFrontmatter, data, f"{label} frontmatter")
+    problems += p
+    hints += h
+    if fm is None:
+        return None
+    return SkillFile(frontmatter=fm, body=body)
+
+
+def _load_agent(path: Path, root: Path, config: ProjectConfig) -> tuple[Agent | None, list[str], list[str]]:
+    problems: list[str] = []
+    hints: list[str] = []
+    name = path.name
+    bad_name = check_agent_name(name)
+    if bad_name:
+        problems.append(f"{_label(path, root)}: {bad_name}")
+        hints.append(f"Rename the folder agents/{name}.")
+    skill = _load_skill(path / "SKILL.md", root, problems, hints)
+    cfg_path = path / "config.toml"
+    try:
+        raw = _read_toml(cfg_path, root)
+    except ConfigError as exc:
+        problems.append(exc.message)
+        hints.append(exc.hint or "")
+        raw = None
+    agent_cfg = None
+    if raw is not None:
+        agent_cfg, p, h = _validate(AgentFileConfig, raw, _label(cfg_path, root))
+        problems += p
+        hints += h
+    models = []
+    if agent_cfg is not None:
+        for ref in agent_cfg.models:
+            if ref in config.models:
+                models.append((ref, config.models[ref]))
+                continue
+            available = ", ".join(config.models) or "(none)"
+            problems.append(
+                f'{_label(cfg_path, root)}: key "models": agent "{name}" references model '
+                f'"{ref}" which is not defined in config.toml. Available: {available}'
+            )
+            close = difflib.get_close_matches(ref, list(config.models), n=1)
+            hints.append(
+                f'did you mean "{close[0]}"?' if close else
+                f'Define it in config.toml:\n[models.{ref}]\nprovider = "anthropic"\n'
+                'model = "claude-sonnet-4-5"'
+            )
+    if problems or skill is None or agent_cfg is None:
+        return None, problems, hints
+    timeout = agent_cfg.timeout or config.local.timeout
+    agent = Agent(name=name, path=path, skill=skill, config=agent_cfg, models=tuple(models),
+                  timeout=timeout)
+    return agent, [], []
+
+
+def load_project(root: Path | str) -> Project:
+    """Load and validate the whole project at `root`; raise one ConfigError listing every problem."""
+    root = Path(root).resolve()
+    check_project_dir(root)
+    problems: list[str] = []
+    hints: list[str] = []
+    config, p, h = _validate(ProjectConfig, _read_toml(root / "config.toml", root), "config.toml")
+    problems += p
+    hints += h
+    agents: dict[str, Agent] = {}
+    for path in discover_agent_dirs(root):
+        agent, p, h = _load_agent(path, root, config or ProjectConfig())
+        problems += p
+        hints += h
+        if agent is not None:
+            agents[agent.name] = agent
+    _raise(problems, [h for h in hints if h])
+    assert config is not None  # _raise returned, so validation passed
+    return Project(root=root, config=config, agents=agents)
+
+
+def get_agent(project: Project, name: str) -> Agent:
+    """The agent called `name`, or AgentNotFound naming the ones that exist."""
+    if name in project.agents:
+        return project.agents[name]
+    folder = project.root / "agents" / name
+    if folder.is_dir():
+        raise AgentNotFound(
+            f"Agent config not found at {folder / 'SKILL.md'}.",
+            hint=f"Every agent needs a SKILL.md with its instructions: create agents/{name}/SKILL.md",
+        )
+    available = ", ".join(project.agents) or "(none)"
+    close = difflib.get_close_matches(name, list(project.agents), n=1)
+    hint = f'Did you mean "{close[0]}"?' if close else f"Available agents: {available}"
+    raise AgentNotFound(f'Agent "{name}" not found in {project.root / "agents"}.', hint=hint)
