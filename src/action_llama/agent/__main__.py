@@ -1,0 +1,3 @@
+from action_llama.agent.entry import main
+
+raise SystemExit(main())

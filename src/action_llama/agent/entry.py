@@ -1,0 +1,174 @@
+"""Run one agent invocation: pre hooks, the script (or, later, a model session), post hooks.
+
+Layout it expects (overridable for host-user runs through the environment):
+    AL_STATIC_DIR   /app/static    agent-config.json, SKILL.md, test-script.sh, prompt.txt
+    AL_WORK_DIR     /tmp           working directory
+    AL_BIN_DIR      /app/bin       helper commands, put first on PATH
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from action_llama.agent.logproto import Logger
+
+HOOK_TIMEOUT = 300
+#: Longest line kept from a child's output; longer ones are cut and marked.
+MAX_LINE = 16 * 1024
+#: The `al-exit` convention for "invalid config".
+EXIT_CONFIG = 13
+EXIT_TIMEOUT = 124
+
+
+class Invocation:
+    """State of one run inside the entry: the logger, the environment, the running child."""
+
+    def __init__(self, log: Logger, static: Path, work: Path, env: dict[str, str]):
+        self.log = log
+        self.static = static
+        self.work = work
+        self.env = env
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def kill_child(self, sig: int = signal.SIGKILL) -> None:
+        with self._lock:
+            child = self._child
+        if child is not None and child.poll() is None:
+            try:
+                os.killpg(child.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _pump(self, stream: IO[bytes], name: str, source: str) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if len(line) > MAX_LINE:
+                line = line[:MAX_LINE] + f" …[{len(line) - MAX_LINE} more characters cut]"
+            self.log.info(line, stream=name, source=source)
+
+    def run(self, argv: list[str], source: str, timeout: float | None = None) -> int:
+        """Run `argv` in its own process group, logging each output line; its exit status."""
+        child = subprocess.Popen(
+            argv, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        with self._lock:
+            self._child = child
+        assert child.stdout is not None and child.stderr is not None
+        pumps = [
+            threading.Thread(target=self._pump, args=(child.stdout, "stdout", source), daemon=True),
+            threading.Thread(target=self._pump, args=(child.stderr, "stderr", source), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        try:
+            code = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_child()
+            child.wait()
+            self.log.error(f"{source} timed out after {timeout:.0f}s and was killed")
+            code = EXIT_TIMEOUT
+        for pump in pumps:
+            pump.join(timeout=5)
+        with self._lock:
+            self._child = None
+        # A child killed by a signal reports -N; shells report 128+N.
+        return 128 - code if code < 0 else code
+
+    def hooks(self, phase: str, commands: list[str]) -> bool:
+        """Run hook commands in order; False at the first failure."""
+        if not commands:
+            return True
+        self.log.info(f"hooks.{phase} starting", count=len(commands))
+        for i, command in enumerate(commands, 1):
+            self.log.info(f"hooks.{phase} [{i}/{len(commands)}]: {command[:200]}")
+            code = self.run(["/bin/sh", "-c", command], f"hooks.{phase}", HOOK_TIMEOUT)
+            if code != 0:
+                self.log.error(f"hooks.{phase} [{i}/{len(commands)}] failed with exit {code}",
+                               command=command[:200], exitCode=code)
+                return False
+        self.log.info(f"hooks.{phase} complete")
+        return True
+
+
+def _environment(static: Path, work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    bin_dir = env.get("AL_BIN_DIR", "/app/bin")
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+    env.setdefault("HOME", "/home/node")
+    signals = work / "signals"
+    signals.mkdir(parents=True, exist_ok=True)
+    env["AL_SIGNAL_DIR"] = str(signals)
+    prompt = static / "prompt.txt"
+    if prompt.is_file():
+        env["PROMPT"] = prompt.read_text(encoding="utf-8")
+    return env
+
+
+def _arm_timeout(inv: Invocation, seconds: int) -> None:
+    def fire() -> None:
+        inv.log.error(f"timeout reached after {seconds}s, stopping the run", timeout=seconds)
+        inv.kill_child()
+        os._exit(EXIT_TIMEOUT)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+
+
+def _on_terminate(inv: Invocation) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        inv.stopping = True
+        inv.log.warn("stop requested, ending the run", signal=signal.Signals(signum).name)
+        inv.kill_child(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main() -> int:
+    log = Logger()
+    static = Path(os.environ.get("AL_STATIC_DIR", "/app/static"))
+    work = Path(os.environ.get("AL_WORK_DIR", "/tmp"))
+    try:
+        config: dict[str, Any] = json.loads((static / "agent-config.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        log.error(f"cannot read the agent's files in {static}: {exc}",
+                  hint="Run the agent through `al run`, which provides them.")
+        return EXIT_CONFIG
+    os.chdir(work)
+    inv = Invocation(log, static, work, _environment(static, work))
+    _on_terminate(inv)
+    _arm_timeout(inv, int(config.get("timeout", 900)))
+    log.info("container starting", agent=config.get("name"), runId=os.environ.get("AL_RUN_ID"))
+    if os.environ.get("AL_WORKSPACE_UNCAPPED"):
+        log.warn("/workspace has no size cap on this host (needs root and loop devices)")
+
+    hooks = config.get("hooks") or {}
+    if not inv.hooks("pre", list(hooks.get("pre") or [])):
+        return 1
+    script = static / "test-script.sh"
+    if script.is_file():
+        log.info("script mode: running test-script.sh")
+        code = inv.run(["/bin/sh", str(script)], "script")
+    else:
+        log.error(
+            f"Agent {config.get('name')} has no test-script.sh, and model sessions are not yet "
+            "configured in this version of action-llama.",
+            hint="Add agents/<name>/test-script.sh to run the agent in script mode.",
+        )
+        return EXIT_CONFIG
+    if inv.stopping:
+        return code
+    if not inv.hooks("post", list(hooks.get("post") or [])):
+        log.warn("post hook failed; the run's exit code is unchanged")
+    log.info("run completed", exitCode=code)
+    return code

@@ -1,0 +1,1 @@
+"""The `al` command line: each command parses, calls a service, renders."""

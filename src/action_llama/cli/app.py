@@ -1,0 +1,54 @@
+"""`al`: the console entry point. Turns user-fixable errors into `error:`/`hint:` and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from action_llama import __version__
+from action_llama.cli import image, logs, new, run
+from action_llama.cli.render import print_error
+from action_llama.errors import ActionLlamaError
+
+app = typer.Typer(
+    name="al",
+    help="Run agents written as SKILL.md folders in isolated containers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("new")(new.new)
+app.command("run")(run.run)
+app.command("logs")(logs.logs)
+app.add_typer(image.app, name="image")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"al {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version."),
+) -> None:
+    if debug:
+        os.environ["AL_DEBUG"] = "1"
+
+
+def main() -> None:
+    try:
+        app()  # standalone: typer itself reports usage errors and exits
+    except ActionLlamaError as exc:
+        if os.environ.get("AL_DEBUG"):
+            raise
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

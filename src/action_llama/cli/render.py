@@ -1,0 +1,59 @@
+"""Terminal output shared by commands: errors, hints, build progress."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from action_llama.errors import ActionLlamaError
+
+
+def use_color(stream: TextIO) -> bool:
+    return stream.isatty()
+
+
+def _paint(text: str, code: str, stream: TextIO) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if use_color(stream) else text
+
+
+def print_error(exc: ActionLlamaError, stream: TextIO = sys.stderr) -> None:
+    """`error: …` then `hint: …`, the only shape user-facing failures take."""
+    stream.write(f"{_paint('error:', '1;31', stream)} {exc}\n")
+    if exc.hint:
+        lines = exc.hint.splitlines()
+        stream.write(f"{_paint('hint:', '1;33', stream)} {lines[0]}\n")
+        for line in lines[1:]:
+            stream.write(f"      {line}\n")
+
+
+def status(text: str, stream: TextIO = sys.stderr) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+class ConsoleEvents:
+    """Build progress on stderr: one line per layer state, plus build steps (all output with
+    `verbose`)."""
+
+    def __init__(self, *, verbose: bool = False, stream: TextIO = sys.stderr):
+        self.verbose = verbose
+        self.stream = stream
+
+    def layer(self, title: str, status: str) -> None:
+        self.stream.write(f"{_paint(f'[{title}]', '1;36', self.stream)} {status}\n")
+        self.stream.flush()
+
+    def line(self, title: str, text: str) -> None:
+        if self.verbose or text.startswith("Step ") or text.startswith("I: Base system"):
+            self.stream.write(_paint(f"  {text}", "2", self.stream) + "\n")
+            self.stream.flush()
+
+
+class QuietEvents:
+    """Nothing but errors (`--quiet`)."""
+
+    def layer(self, title: str, status: str) -> None:
+        pass
+
+    def line(self, title: str, text: str) -> None:
+        pass

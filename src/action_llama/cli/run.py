@@ -1,0 +1,66 @@
+"""`al run <agent>`: build what the chain needs, run the agent once, stream its log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from action_llama.cli.common import ProjectOption, project_at
+from action_llama.cli.render import ConsoleEvents, QuietEvents, print_error, status
+from action_llama.errors import ActionLlamaError
+from action_llama.project import get_agent
+from action_llama.runs.records import format_record
+from action_llama.runs.service import RunOutcome, RunService, check_runnable
+from action_llama.runs.store import RunStore
+
+
+def run(
+    agent_name: str = typer.Argument(..., metavar="AGENT", help="Agent to run."),
+    project_dir: Path = ProjectOption,
+    prompt: str | None = typer.Option(None, "--prompt", help="A specific task for this run."),
+    as_json: bool = typer.Option(False, "--json", help="Print log records as JSON lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No build progress."),
+) -> None:
+    """Run an agent once in a container and exit with its exit code."""
+    project = project_at(project_dir)
+    agent = get_agent(project, agent_name)
+    check_runnable(agent)
+
+    from action_llama.engine import connect
+    from action_llama.images.build import ChainBuilder
+    from action_llama.runtimes.docker import DockerRuntime
+
+    client = connect()
+    events = QuietEvents() if quiet else ConsoleEvents()
+    chain = ChainBuilder(client, project, events).ensure([agent.name])
+    color = sys.stdout.isatty()
+
+    def show(record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) if as_json else format_record(
+            record, color=color)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    store = RunStore(project.state_dir)
+    service = RunService(project, DockerRuntime(client), store)
+    try:
+        outcome = asyncio.run(service.run(agent, image=chain.image_for(agent.name),
+                                          prompt=prompt, on_line=show))
+    finally:
+        store.close()
+    _report(outcome, quiet)
+    raise typer.Exit(outcome.result.exit_code)
+
+
+def _report(outcome: RunOutcome, quiet: bool) -> None:
+    if outcome.error:
+        print_error(ActionLlamaError(f"{outcome.error} (run {outcome.run_id})",
+                                     hint=outcome.hint))
+    elif not quiet:
+        status(f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s "
+               f"(run {outcome.run_id})")

@@ -1,0 +1,51 @@
+"""Which of a project's images exist in the engine, with their layer and parent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from action_llama.images.plan import LABEL_LAYER, LABEL_PARENT, LABEL_PROJECT
+
+if TYPE_CHECKING:
+    import docker
+
+    from action_llama.project import Project
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    tag: str
+    layer: str
+    parent: str
+    short_id: str
+    size_mb: float
+    created: float
+
+
+def project_images(client: docker.DockerClient, project: Project) -> list[ImageRow]:
+    """The base image in use plus the project-base and agent images built for this project."""
+    images = client.api.images(filters={"label": LABEL_LAYER})
+    names: dict[str, str] = {}
+    for image in images:
+        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        names[image["Id"]] = tags[0] if tags else image["Id"][7:19]
+    base_tag = project.config.local.image
+    order = {"base": 0, "project-base": 1, "agent": 2}
+    rows = []
+    for image in images:
+        labels = image.get("Labels") or {}
+        tags = image.get("RepoTags") or []
+        mine = labels.get(LABEL_PROJECT) == str(project.root) or base_tag in tags
+        if not mine:
+            continue
+        parent_id = labels.get(LABEL_PARENT, "")
+        rows.append(ImageRow(
+            tag=names[image["Id"]],
+            layer=labels.get(LABEL_LAYER, "base"),
+            parent=names.get(parent_id, parent_id.removeprefix("sha256:")[:12] or "-"),
+            short_id=image["Id"].removeprefix("sha256:")[:12],
+            size_mb=image.get("Size", 0) / 1e6,
+            created=image.get("Created", 0),
+        ))
+    return sorted(rows, key=lambda r: (order.get(r.layer, 3), r.tag))

@@ -1,0 +1,189 @@
+"""Execute one run of an agent: stage its files, start it, store its logs, record the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from action_llama.errors import AgentNotRunnable
+from action_llama.project import Agent, Project
+from action_llama.runs.records import parse_line
+from action_llama.runs.store import RunStore
+from action_llama.runtimes.base import Limits, RunHandle, RunResult, RunSpec, Runtime
+
+#: How long to keep reading output after the run ended (the engine flushes it promptly).
+LOG_DRAIN_SECONDS = 5
+CONTAINER_UID = 1000
+
+LineCallback = Callable[[dict[str, Any]], None]
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What `al run` reports: the result plus a sentence and a fix for anything but success."""
+
+    run_id: str
+    agent: str
+    result: RunResult
+    duration: float
+    log_path: Path
+    error: str | None = None
+    hint: str | None = None
+
+
+def check_runnable(agent: Agent) -> None:
+    """Refuse, before anything is built or started, agents that cannot run yet."""
+    if not agent.is_container:
+        raise AgentNotRunnable(
+            f'Agent "{agent.name}" uses the host-user runtime, which this version cannot run yet.',
+            hint=f'Remove [runtime] type = "host-user" from agents/{agent.name}/config.toml to '
+            "run it in a container.",
+        )
+    if agent.script is None:
+        hint = (
+            f"Add agents/{agent.name}/test-script.sh to run it in script mode."
+            if agent.models else
+            f'List a model in agents/{agent.name}/config.toml (models = ["..."]) once model '
+            f"sessions are available, or add agents/{agent.name}/test-script.sh to run it "
+            "in script mode."
+        )
+        raise AgentNotRunnable(
+            f'Agent "{agent.name}" needs a model session, which is not yet configured in this '
+            "version of action-llama.",
+            hint=hint,
+        )
+
+
+def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | None, str | None]:
+    if result.status == "oom":
+        limit = project.config.local.memory
+        return (
+            f"Agent {agent.name} ran out of memory (limit {limit}) and was killed.",
+            f'Raise the limit in config.toml:\n[local]\nmemory = "8g"    # now: "{limit}"',
+        )
+    if result.status == "timeout":
+        return (
+            f"Agent {agent.name} timed out after {agent.timeout}s and was stopped.",
+            f"Raise timeout in agents/{agent.name}/config.toml (timeout = {agent.timeout * 2}) "
+            "or [local].timeout in config.toml.",
+        )
+    if result.status == "killed":
+        return f"Run of agent {agent.name} was stopped before it finished.", None
+    if result.status == "failed":
+        return (
+            f"Agent {agent.name} exited with code {result.exit_code}.",
+            f"See its log with: al logs {agent.name}",
+        )
+    return None, None
+
+
+def _write_static(agent: Agent, project: Project, static: Path, prompt: str | None) -> None:
+    static.mkdir(mode=0o755)
+    shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
+    if agent.script is not None:
+        shutil.copyfile(agent.script, static / "test-script.sh")
+    config = {
+        "name": agent.name,
+        "description": agent.skill.frontmatter.description,
+        "timeout": agent.timeout,
+        "hooks": agent.config.hooks.model_dump(),
+        "params": agent.config.params,
+        "credentials": agent.config.credentials,
+        "models": [{"name": n, **m.model_dump(by_alias=True)} for n, m in agent.models],
+    }
+    (static / "agent-config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if prompt:
+        (static / "prompt.txt").write_text(prompt, encoding="utf-8")
+    for path in static.iterdir():
+        path.chmod(0o644)
+
+
+def _stage(run_id: str) -> Path:
+    stage = Path(tempfile.mkdtemp(prefix=f"al-run-{run_id}-"))
+    stage.chmod(0o755)
+    return stage
+
+
+def _credentials_dir(stage: Path) -> Path:
+    creds = stage / "credentials"
+    creds.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(creds, CONTAINER_UID, CONTAINER_UID)
+    return creds
+
+
+class RunService:
+    """Runs agents of one project on one runtime, recording each run in the store."""
+
+    def __init__(self, project: Project, runtime: Runtime, store: RunStore):
+        self.project = project
+        self.runtime = runtime
+        self.store = store
+
+    async def run(self, agent: Agent, *, image: str | None, trigger: str = "manual",
+                  prompt: str | None = None, on_line: LineCallback | None = None,
+                  run_id: str | None = None) -> RunOutcome:
+        check_runnable(agent)
+        run_id = run_id or new_run_id()
+        started = time.monotonic()
+        stage = _stage(run_id)
+        handle: RunHandle | None = None
+        result: RunResult | None = None
+        self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
+        try:
+            _write_static(agent, self.project, stage / "static", prompt)
+            local = self.project.config.local
+            spec = RunSpec(
+                run_id=run_id, agent=agent.name, project=self.project.root, image=image,
+                static_dir=stage / "static", credentials_dir=_credentials_dir(stage),
+                workspace=str(self.project.state_dir / "workspaces" / agent.name),
+                limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
+                timeout=agent.timeout, labels={"al.trigger": trigger},
+            )
+            handle = await self.runtime.start(spec)
+            with self.store.open_log(agent.name, run_id) as log_file:
+                pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line))
+                result = await self.runtime.wait(handle, agent.timeout)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pump, LOG_DRAIN_SECONDS)
+                pump.cancel()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            if handle is not None:
+                await self.runtime.stop(handle, grace=5)
+            result = RunResult(exit_code=130, status="killed")
+            raise
+        finally:
+            error, _ = _explain(agent, self.project, result) if result else (
+                "The run could not be started.", None)
+            self.store.finish(run_id, result.status if result else "failed",
+                              result.exit_code if result else None, error)
+            if handle is not None:
+                await self.runtime.remove(handle)
+            shutil.rmtree(stage, ignore_errors=True)
+        error, hint = _explain(agent, self.project, result)
+        return RunOutcome(run_id=run_id, agent=agent.name, result=result,
+                          duration=time.monotonic() - started,
+                          log_path=self.store.log_path(agent.name, run_id), error=error, hint=hint)
+
+    async def _pump_logs(self, handle: RunHandle, log_file: Any,
+                         on_line: LineCallback | None) -> None:
+        async for line in self.runtime.logs(handle):
+            record = parse_line(line)
+            log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            log_file.flush()
+            if on_line is not None:
+                on_line(record)

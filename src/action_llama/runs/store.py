@@ -1,0 +1,137 @@
+"""Run history in SQLite (WAL) and each run's log lines in a JSON-lines file, under `.al/`.
+
+    .al/action-llama.db              runs: one row per run
+    .al/logs/<agent>/<run id>.jsonl  the run's log records, in order
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from action_llama.errors import RunNotFound
+
+#: Schema migrations, applied in order; PRAGMA user_version records how many ran.
+MIGRATIONS = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        prompt TEXT,
+        runtime TEXT NOT NULL,
+        image TEXT,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        error TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        log_path TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_agent ON runs(agent, started_at);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    agent: str
+    trigger: str
+    prompt: str | None
+    runtime: str
+    image: str | None
+    status: str
+    exit_code: int | None
+    error: str | None
+    started_at: float
+    finished_at: float | None
+    log_path: Path
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+class RunStore:
+    """The project's run history."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(state_dir / "action-llama.db", timeout=30,
+                                  isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def log_path(self, agent: str, run_id: str) -> Path:
+        return self.state_dir / "logs" / agent / f"{run_id}.jsonl"
+
+    def open_log(self, agent: str, run_id: str) -> TextIO:
+        path = self.log_path(agent, run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("a", encoding="utf-8")
+
+    def start(self, run_id: str, agent: str, trigger: str, prompt: str | None, runtime: str,
+              image: str | None) -> None:
+        self.db.execute(
+            "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, "
+            "started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (run_id, agent, trigger, prompt, runtime, image, time.time(),
+             str(self.log_path(agent, run_id))),
+        )
+
+    def finish(self, run_id: str, status: str, exit_code: int | None, error: str | None) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? "
+            "WHERE run_id = ?",
+            (status, exit_code, error, time.time(), run_id),
+        )
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        data["log_path"] = Path(data["log_path"])
+        return RunRecord(**data)
+
+    def runs(self, agent: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Most recent first."""
+        where, args = ("WHERE agent = ?", [agent]) if agent else ("", [])
+        rows = self.db.execute(
+            f"SELECT * FROM runs {where} ORDER BY started_at DESC LIMIT ?", (*args, limit)
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f'No run with id "{run_id}".',
+                              hint="List recent runs with: al logs <agent> --runs")
+        return self._record(row)
+
+
+def read_log(path: Path) -> Iterator[dict[str, Any]]:
+    """The stored records of a run (a partial last line, from a crash, is skipped)."""
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

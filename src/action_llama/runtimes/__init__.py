@@ -1,0 +1,1 @@
+"""Ways to run an agent: the Runtime protocol and its implementations."""

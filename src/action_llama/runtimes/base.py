@@ -1,0 +1,125 @@
+"""The runtime seam: one small async protocol every way of running an agent implements.
+
+A runtime starts one run from a `RunSpec`, streams its output lines, waits for it with a
+timeout, stops it, lists the runs it has, and cleans up. Engine types and errors never
+cross this seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Exit code reported for a run stopped at its timeout (as GNU timeout does).
+EXIT_TIMEOUT = 124
+#: Exit code of a process killed by SIGKILL (what the kernel's OOM killer sends).
+EXIT_KILLED = 137
+
+RunStatus = Literal["completed", "failed", "timeout", "oom", "killed", "rerun"]
+
+
+class Limits(BaseModel):
+    """Resources one run may use."""
+
+    model_config = ConfigDict(frozen=True)
+
+    memory_bytes: int
+    cpus: float
+    pids: int = 512
+    tmp_bytes: int = 2 * 1024**3
+    home_bytes: int = 64 * 1024**2
+
+
+class RunSpec(BaseModel):
+    """Everything a runtime needs to start one run; built by the run service."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    agent: str
+    project: Path
+    #: Image id or tag (container runtimes only).
+    image: str | None = None
+    #: Read-only agent files: SKILL.md, agent-config.json, test-script.sh.
+    static_dir: Path
+    #: Read-only credentials, laid out as <type>/<instance>/<field>.
+    credentials_dir: Path
+    #: Persistent per-agent workspace: a volume name for containers, a path for host runs.
+    workspace: str
+    limits: Limits
+    timeout: int = Field(gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RunHandle(BaseModel):
+    """A started run, as the runtime knows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    agent: str
+    runtime: str
+    #: Container id, pid, ... whatever the runtime uses to find the run again.
+    ref: str
+    name: str = ""
+    project: str = ""
+
+
+class RunResult(BaseModel):
+    """How a run ended."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exit_code: int
+    status: RunStatus
+    timed_out: bool = False
+    oom_killed: bool = False
+
+
+def status_for(exit_code: int) -> RunStatus:
+    """The status of a run that ended by itself with `exit_code`."""
+    if exit_code == 0:
+        return "completed"
+    if exit_code == 42:
+        return "rerun"
+    if exit_code == EXIT_TIMEOUT:
+        return "timeout"
+    return "failed"
+
+
+class Runtime(Protocol):
+    """Starts and supervises runs. Implementations: `docker` (more arrive with later work)."""
+
+    name: str
+
+    async def start(self, spec: RunSpec) -> RunHandle:
+        """Create and start the run; raise RunError when it cannot start."""
+        ...
+
+    def logs(self, handle: RunHandle) -> AsyncIterator[str]:
+        """Every output line of the run from its start, until it exits."""
+        ...
+
+    async def wait(self, handle: RunHandle, timeout: float) -> RunResult:
+        """Wait for the run to end; stop it at `timeout` seconds and report exit 124."""
+        ...
+
+    async def stop(self, handle: RunHandle, grace: float = 10) -> None:
+        """Ask the run to stop, kill it after `grace` seconds."""
+        ...
+
+    async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
+        """Runs this runtime still has (running or not yet removed), optionally of one project."""
+        ...
+
+    async def remove(self, handle: RunHandle) -> None:
+        """Forget the run and free what it held (the container, its pid file...)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,200 @@
+"""Runs as Docker containers: read-only root, no capabilities, sized tmpfs, engine-enforced limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from action_llama.errors import RunError, docker_not_running
+from action_llama.runtimes.base import (
+    EXIT_TIMEOUT,
+    RunHandle,
+    RunResult,
+    RunSpec,
+    status_for,
+)
+from action_llama.runtimes.docker_workspace import ensure_workspace
+
+if TYPE_CHECKING:
+    import docker
+
+LABEL_RUN = "al.run"
+LABEL_AGENT = "al.agent"
+LABEL_PROJECT = "al.project"
+#: Extra seconds the host waits past the timeout, so the entry's own timer ends the run first
+#: and says so in the log.
+TIMEOUT_GRACE = 3
+
+
+def container_name(agent: str, run_id: str) -> str:
+    return f"al-{agent}-{run_id}"
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    """Whole lines out of a stream of byte chunks (a trailing partial line included)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", errors="replace")
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+class DockerRuntime:
+    """The `docker` runtime: one container per run, on the local engine."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient | None = None):
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            from action_llama.engine import connect
+
+            self._client = connect()
+        return self._client
+
+    def _create(self, spec: RunSpec) -> RunHandle:
+        from docker.errors import APIError, DockerException
+        from docker.types import Mount
+
+        api = self.client.api
+        workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
+        limits = spec.limits
+        tmpfs = {
+            "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},uid=1000,gid=1000,mode=1777",
+            "/home/node": f"rw,nosuid,nodev,size={limits.home_bytes},uid=1000,gid=1000,mode=0755",
+        }
+        mounts = [
+            Mount("/app/static", str(spec.static_dir), type="bind", read_only=True),
+            Mount("/credentials", str(spec.credentials_dir), type="bind", read_only=True),
+            Mount("/workspace", workspace.volume, type="volume"),
+        ]
+        host_config = api.create_host_config(
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            pids_limit=limits.pids,
+            mem_limit=limits.memory_bytes,
+            # Same as the memory limit: no swap, so an over-limit run is OOM-killed, not slowed.
+            memswap_limit=limits.memory_bytes,
+            nano_cpus=int(limits.cpus * 1e9),
+            tmpfs=tmpfs,
+            mounts=mounts,
+            init=True,
+            extra_hosts={"host.docker.internal": "host-gateway"},
+        )
+        name = container_name(spec.agent, spec.run_id)
+        labels = {
+            **spec.labels,
+            LABEL_RUN: spec.run_id,
+            LABEL_AGENT: spec.agent,
+            LABEL_PROJECT: str(spec.project),
+        }
+        env = {**spec.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
+        if not workspace.capped:
+            env["AL_WORKSPACE_UNCAPPED"] = "1"
+        try:
+            created = api.create_container(
+                spec.image, name=name, user="1000:1000", working_dir="/tmp",
+                environment=env, labels=labels, host_config=host_config,
+            )
+            api.start(created["Id"])
+        except APIError as exc:
+            raise RunError(
+                f"Could not start the container for agent {spec.agent}: {exc.explanation or exc}",
+                hint="Check the image with: al image ls",
+            ) from None
+        except DockerException as exc:
+            raise docker_not_running(str(exc)) from None
+        return RunHandle(run_id=spec.run_id, agent=spec.agent, runtime=self.name,
+                         ref=created["Id"], name=name, project=str(spec.project))
+
+    async def start(self, spec: RunSpec) -> RunHandle:
+        if not spec.image:
+            raise RunError(f"No image to run for agent {spec.agent}.")
+        return await asyncio.to_thread(self._create, spec)
+
+    async def logs(self, handle: RunHandle) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def pump() -> None:
+            try:
+                chunks = self.client.api.logs(handle.ref, stream=True, follow=True,
+                                              stdout=True, stderr=True)
+                for line in _lines(chunks):
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
+            except Exception:  # noqa: BLE001 - a vanished container just ends the stream
+                pass
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        threading.Thread(target=pump, name=f"logs-{handle.run_id}", daemon=True).start()
+        while (line := await queue.get()) is not None:
+            yield line
+
+    async def wait(self, handle: RunHandle, timeout: float) -> RunResult:
+        api = self.client.api
+        waiting = asyncio.ensure_future(asyncio.to_thread(api.wait, handle.ref))
+        timed_out = False
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(waiting), timeout + TIMEOUT_GRACE)
+        except TimeoutError:
+            timed_out = True
+            await asyncio.to_thread(self._kill, handle.ref)
+            outcome = await waiting
+        state = (await asyncio.to_thread(api.inspect_container, handle.ref))["State"]
+        exit_code = int(outcome.get("StatusCode", state.get("ExitCode", 1)))
+        if state.get("OOMKilled"):
+            return RunResult(exit_code=exit_code, status="oom", oom_killed=True)
+        if timed_out or exit_code == EXIT_TIMEOUT:
+            return RunResult(exit_code=EXIT_TIMEOUT, status="timeout", timed_out=True)
+        return RunResult(exit_code=exit_code, status=status_for(exit_code))
+
+    def _kill(self, ref: str) -> None:
+        from docker.errors import APIError
+
+        try:
+            self.client.api.kill(ref)
+        except APIError:
+            pass  # already gone
+
+    async def stop(self, handle: RunHandle, grace: float = 10) -> None:
+        from docker.errors import APIError
+
+        try:
+            await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
+        except APIError:
+            pass
+
+    async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
+        filters = {"label": [LABEL_RUN] + ([f"{LABEL_PROJECT}={project}"] if project else [])}
+        found = await asyncio.to_thread(self.client.api.containers, all=True, filters=filters)
+        return [
+            RunHandle(
+                run_id=c["Labels"][LABEL_RUN], agent=c["Labels"].get(LABEL_AGENT, ""),
+                runtime=self.name, ref=c["Id"], name=(c.get("Names") or ["/"])[0].lstrip("/"),
+                project=c["Labels"].get(LABEL_PROJECT, ""),
+            )
+            for c in found
+        ]
+
+    async def remove(self, handle: RunHandle) -> None:
+        from docker.errors import APIError
+
+        try:
+            await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
+        except APIError:
+            pass
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,21 @@
+"""Runtimes by name, imported lazily (a host-user run must not need the docker package)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from action_llama.runtimes.base import Runtime
+
+RUNTIMES = {
+    "docker": "action_llama.runtimes.docker:DockerRuntime",
+}
+
+
+def get_runtime(name: str) -> Runtime:
+    """A new runtime of the kind `name` (KeyError for an unknown name)."""
+    module_name, _, attr = RUNTIMES[name].partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    runtime: Runtime = factory()
+    return runtime
