@@ -17,6 +17,7 @@ from action_llama.images.plan import (
     LABEL_KEY,
     LABEL_LAYER,
     LABEL_PARENT,
+    LABEL_PARENT_TAG,
     LABEL_PROJECT,
     LABEL_VERSION,
     Layer,
@@ -113,13 +114,15 @@ class ChainBuilder:
         if layer.kind == "base":
             image_id = self._build_base(layer, key)
         else:
-            image_id = self._build(layer, dockerfile, key, parent_id)
+            assert parent is not None
+            image_id = self._build(layer, dockerfile, key, parent_id, parent.tag)
         result.built.append(layer.tag)
         self.events.layer(layer.title, f"built {layer.tag} in {time.monotonic() - started:.1f}s")
         return image_id
 
-    def _labels(self, layer: Layer, key: str, parent_id: str) -> dict[str, str]:
+    def _labels(self, layer: Layer, key: str, parent_id: str, parent_tag: str) -> dict[str, str]:
         labels = {
+            LABEL_PARENT_TAG: parent_tag,
             LABEL_LAYER: layer.kind,
             LABEL_KEY: key,
             LABEL_VERSION: action_llama.__version__,
@@ -140,17 +143,18 @@ class ChainBuilder:
             layer,
             base.base_context(site),
             base.DOCKERFILE,
-            self._labels(layer, key, os_id),
+            self._labels(layer, key, os_id, os_image),
             {"AL_OS_IMAGE": os_image},
         )
 
-    def _build(self, layer: Layer, dockerfile: str, key: str, parent_id: str) -> str:
+    def _build(self, layer: Layer, dockerfile: str, key: str, parent_id: str,
+               parent_tag: str) -> str:
         self.events.layer(layer.title, f"building {layer.tag}")
         return self._run_build(
             layer,
             base.package_context(dockerfile),
             base.LAYER_DOCKERFILE,
-            self._labels(layer, key, parent_id),
+            self._labels(layer, key, parent_id, parent_tag),
             {},
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from action_llama.images.plan import LABEL_LAYER, LABEL_PARENT, LABEL_PROJECT
+from action_llama.images.plan import LABEL_LAYER, LABEL_PARENT, LABEL_PARENT_TAG, LABEL_PROJECT
 
 if TYPE_CHECKING:
     import docker
@@ -43,7 +43,8 @@ def project_images(client: docker.DockerClient, project: Project) -> list[ImageR
         rows.append(ImageRow(
             tag=names[image["Id"]],
             layer=labels.get(LABEL_LAYER, "base"),
-            parent=names.get(parent_id, parent_id.removeprefix("sha256:")[:12] or "-"),
+            parent=names.get(parent_id) or labels.get(LABEL_PARENT_TAG)
+            or parent_id.removeprefix("sha256:")[:12] or "-",
             short_id=image["Id"].removeprefix("sha256:")[:12],
             size_mb=image.get("Size", 0) / 1e6,
             created=image.get("Created", 0),

@@ -27,6 +27,7 @@ LABEL_KEY = "al.key"
 LABEL_PROJECT = "al.project"
 LABEL_AGENT = "al.agent"
 LABEL_PARENT = "al.parent"
+LABEL_PARENT_TAG = "al.parent.tag"
 LABEL_VERSION = "al.version"
 
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)

@@ -86,7 +86,11 @@ def describe(
         else:
             message = error["msg"].removeprefix("Value error, ")
             got = error.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            shown = (
+                f" (got {got!r})"
+                if not isinstance(got, dict | list) and repr(got).strip("'") not in message
+                else ""
+            )
             problems.append(f'{file_label}: key "{key}": {message}{shown}' if key else
                             f"{file_label}: {message}")
     return problems, hints

@@ -94,6 +94,13 @@ def discover_agent_dirs(root: Path) -> list[Path]:
     )
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    # The mark counts from the frontmatter block; +1 for the opening --- line.
+    return f"{problem} (line {mark.line + 2})" if mark is not None else problem
+
+
 def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -> SkillFile | None:
     label = _label(path, root)
     try:
@@ -107,7 +114,7 @@ def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -
         try:
             data = yaml.safe_load(block) or {}
         except yaml.YAMLError as exc:
-            problems.append(f"{label}: the frontmatter is not valid YAML: {exc}")
+            problems.append(f"{label}: the frontmatter is not valid YAML: {_yaml_reason(exc)}")
             hints.append("The frontmatter is the block between the first two '---' lines.")
             return None
         if not isinstance(data, dict):

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from action_llama.errors import RunError, docker_not_running
 from action_llama.runtimes.base import (
@@ -132,7 +132,7 @@ class DockerRuntime:
                                               stdout=True, stderr=True)
                 for line in _lines(chunks):
                     loop.call_soon_threadsafe(queue.put_nowait, line)
-            except Exception:  # noqa: BLE001 - a vanished container just ends the stream
+            except Exception:
                 pass
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
