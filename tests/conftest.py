@@ -1,0 +1,56 @@
+"""Fixtures shared by every test layer: temp projects, the real Docker engine.
+
+Everything a test creates in Docker carries the label `al.project=<its temp dir>` and is
+removed when the test ends, with the project's workspace volumes and loop devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ProjectFactory, cleanup_project, write_files
+
+@pytest.fixture
+def make_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ProjectFactory]:
+    """Write a project from a {relative path: text} mapping; clean its Docker leftovers after."""
+    made: list[Path] = []
+
+    def factory(files: dict[str, str] | None = None, config: str = "", name: str = "proj") -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        write_files(root, {"config.toml": config, **(files or {})})
+        made.append(root.resolve())
+        return root.resolve()
+
+    yield factory
+    if made and request.node.get_closest_marker("docker"):
+        client = request.getfixturevalue("docker_client")
+        for root in made:
+            cleanup_project(client, root)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """The real engine. Its absence is a failure, not a skip: use -m 'not docker' to leave it out."""
+    from action_llama.engine import connect
+    from action_llama.errors import RuntimeUnavailable
+
+    try:
+        return connect()
+    except RuntimeUnavailable as exc:
+        pytest.fail(f"Docker engine needed by this test: {exc} ({exc.hint})")
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The base image, built once per session (debootstrapping the OS layer if need be)."""
+    from action_llama.images.build import ChainBuilder
+    from action_llama.project import load_project
+
+    root = tmp_path_factory.mktemp("base-project")
+    (root / "config.toml").write_text("")
+    result = ChainBuilder(docker_client, load_project(root)).ensure()
+    return result.image_ids[result.layers[0].tag]

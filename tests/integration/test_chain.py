@@ -1,0 +1,194 @@
+"""The image chain on a real engine: which images exist, their parents, no-op rebuilds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import ProjectFactory, run_al, script_agent, script_output
+
+from action_llama.errors import ImageBuildError
+from action_llama.images.build import ChainBuilder
+from action_llama.project import load_project
+
+pytestmark = [pytest.mark.docker]
+
+CUSTOM_PROJECT_DOCKERFILE = """
+FROM al-agent:latest
+USER root
+RUN echo from-project > /etc/project-marker
+USER node
+"""
+AGENT_DOCKERFILE = """
+# written for the original: starts from the base name, switches user
+FROM al-agent:latest
+USER root
+RUN echo from-agent > /etc/agent-marker
+USER node
+"""
+CHECK = "cat /etc/project-marker 2>/dev/null || echo no-project; " \
+        "cat /etc/agent-marker 2>/dev/null || echo no-agent"
+
+
+def labels(client: Any, tag: str) -> dict[str, str]:
+    return client.api.inspect_image(tag)["Config"]["Labels"]
+
+
+def image_id(client: Any, tag: str) -> str:
+    return str(client.api.inspect_image(tag)["Id"])
+
+
+def tags_of_project(client: Any, root: Path) -> set[str]:
+    images = client.api.images(filters={"label": f"al.project={root}"})
+    return {tag for image in images for tag in image["RepoTags"] or []}
+
+
+def test_bare_project_dockerfile_and_no_agent_dockerfiles_mean_base_only(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """A bare FROM project Dockerfile builds no project layer; agents run the base image."""
+    root = make_project({
+        "Dockerfile": "# just the base\nFROM al-agent:latest\n",
+        **script_agent("plain", CHECK),
+    })
+    result = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert [layer.kind for layer in result.layers] == ["base"]
+    assert result.image_for("plain") == base_image
+    assert tags_of_project(docker_client, root) == set()
+    out = run_al("run", "plain", "-p", str(root), "--json", "-q")
+    assert script_output(out.stdout) == ["no-project", "no-agent"]
+
+
+def test_customized_project_and_agent_dockerfiles_build_a_three_layer_chain(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """base → al-project-base → al-<agent>, each labelled with its parent; agents without a
+    Dockerfile run the project base."""
+    root = make_project({
+        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+        **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
+        **script_agent("plain", CHECK),
+    })
+    result = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert [layer.kind for layer in result.layers] == ["base", "project-base", "agent"]
+    project_base = image_id(docker_client, "al-project-base:latest")
+    agent_image = image_id(docker_client, "al-tooled:latest")
+    assert labels(docker_client, "al-project-base:latest")["al.parent"] == base_image
+    assert labels(docker_client, "al-tooled:latest")["al.parent"] == project_base
+    assert labels(docker_client, "al-tooled:latest")["al.layer"] == "agent"
+    assert result.image_for("tooled") == agent_image
+    assert result.image_for("plain") == project_base
+
+    tooled = run_al("run", "tooled", "-p", str(root), "--json", "-q")
+    assert script_output(tooled.stdout) == ["from-project", "from-agent"]
+    plain = run_al("run", "plain", "-p", str(root), "--json", "-q")
+    assert script_output(plain.stdout) == ["from-project", "no-agent"]
+
+
+def test_agent_dockerfile_without_project_layer_builds_on_the_base(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """With no project layer, an agent image's parent is the base image itself."""
+    root = make_project(script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE))
+    result = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert [layer.kind for layer in result.layers] == ["base", "agent"]
+    assert labels(docker_client, "al-tooled:latest")["al.parent"] == base_image
+    assert tags_of_project(docker_client, root) == {"al-tooled:latest"}
+
+
+def test_unchanged_chain_builds_nothing_and_an_edit_rebuilds_only_that_layer(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """A second build with no changes calls the builder zero times; editing one agent's
+    Dockerfile rebuilds that image only; --no-cache rebuilds all."""
+    root = make_project({
+        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+        **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
+        **script_agent("two", CHECK, dockerfile=AGENT_DOCKERFILE.replace("agent-marker", "m2")),
+    })
+    first = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert set(first.built) == {"al-project-base:latest", "al-one:latest", "al-two:latest"}
+
+    again = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert again.built == []
+    assert again.image_ids == first.image_ids
+
+    (root / "agents/two/Dockerfile").write_text(AGENT_DOCKERFILE + "RUN true\n")
+    edited = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert edited.built == ["al-two:latest"]
+    assert edited.image_ids["al-one:latest"] == first.image_ids["al-one:latest"]
+
+    forced = ChainBuilder(docker_client, load_project(root), no_cache=True).ensure(["one"])
+    assert "al-one:latest" in forced.built
+    assert "al-project-base:latest" in forced.built
+
+
+def test_changing_the_project_layer_rebuilds_the_agents_on_top(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """A changed parent image id changes the child's key, so the child rebuilds too."""
+    root = make_project({
+        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+        **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
+    })
+    ChainBuilder(docker_client, load_project(root)).ensure()
+    (root / "Dockerfile").write_text(CUSTOM_PROJECT_DOCKERFILE + "RUN true\n")
+    rebuilt = ChainBuilder(docker_client, load_project(root)).ensure()
+    assert set(rebuilt.built) == {"al-project-base:latest", "al-one:latest"}
+
+
+@pytest.mark.parametrize(
+    ("where", "layer", "hint_part"),
+    [
+        ("agents/broken/Dockerfile", "agent", "agents/broken/Dockerfile starts with FROM"),
+        ("Dockerfile", "project-base", "the project Dockerfile starts with FROM"),
+    ],
+)
+def test_failed_build_names_the_layer_shows_the_log_tail_and_the_hint(
+    make_project: ProjectFactory, base_image: str, docker_client: Any,
+    where: str, layer: str, hint_part: str,
+) -> None:
+    """A Dockerfile using apk on our Debian base fails with the layer, the log and apt-get hint."""
+    root = make_project({
+        **script_agent("broken", "true"),
+        where: "FROM al-agent:latest\nRUN apk add --no-cache ripgrep\n",
+    })
+    with pytest.raises(ImageBuildError) as caught:
+        ChainBuilder(docker_client, load_project(root)).ensure()
+    assert caught.value.layer == layer
+    assert "apk: not found" in caught.value.log_tail
+    assert caught.value.hint is not None
+    assert hint_part in caught.value.hint
+    assert "apt-get" in caught.value.hint
+
+    cli = run_al("run", "broken", "-p", str(root))
+    assert cli.returncode != 0
+    assert "Traceback" not in cli.stderr
+    assert "error: Building the" in cli.stderr
+    assert "apk: not found" in cli.stderr
+    assert docker_client.api.containers(all=True, filters={"label": f"al.project={root}"}) == []
+
+
+def test_image_build_and_ls_show_the_chain(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """`al image build` shows the tree; `al image ls` lists layer and parent of each image."""
+    root = make_project({
+        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+        **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
+        **script_agent("plain", CHECK),
+    })
+    built = run_al("image", "build", "-p", str(root))
+    assert built.returncode == 0, built.stderr
+    assert "└─ al-project-base:latest" in built.stdout
+    assert "└─ al-tooled:latest" in built.stdout
+    assert "run al-project-base:latest: plain" in built.stdout
+    listed = run_al("image", "ls", "-p", str(root))
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows["al-tooled:latest"][1:3] == ["agent", "al-project-base:latest"]
+    assert rows["al-project-base:latest"][1:3] == ["project-base", "al-agent:latest"]
+    assert rows["al-agent:latest"][1] == "base"
+    quiet = run_al("image", "build", "-p", str(root), "-q")
+    assert quiet.returncode == 0
+    assert quiet.stdout == quiet.stderr == ""

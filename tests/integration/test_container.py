@@ -1,0 +1,272 @@
+"""What an agent sees inside its container, checked from inside a real container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support import ProjectFactory, json_records, run_al, script_agent, script_output
+
+pytestmark = [pytest.mark.docker]
+
+PROBE = r"""
+fact() { echo "$1=$2"; }
+can_write() { if touch "$1/.probe" 2>/dev/null; then rm -f "$1/.probe"; echo yes; else echo no; fi; }
+size_mb() { df -Pm "$1" | awk 'NR==2 {print $2}'; }
+fstype() { awk -v m="$1" '$2 == m {print $3}' /proc/mounts | tail -1; }
+fact uid "$(id -u)"
+fact user "$(id -un)"
+fact home "$HOME"
+fact cwd "$(pwd)"
+fact path "$PATH"
+fact root_writable "$(can_write /)"
+fact etc_writable "$(can_write /etc)"
+fact app_writable "$(can_write /app)"
+fact app_static_writable "$(can_write /app/static)"
+fact credentials_writable "$(can_write /credentials)"
+fact credentials_exists "$(test -d /credentials && echo yes || echo no)"
+fact tmp_writable "$(can_write /tmp)"
+fact tmp_type "$(fstype /tmp)"
+fact tmp_mb "$(size_mb /tmp)"
+fact workspace_writable "$(can_write /workspace)"
+fact workspace_mb "$(size_mb /workspace)"
+fact home_writable "$(can_write /home/node)"
+fact home_type "$(fstype /home/node)"
+fact home_mb "$(size_mb /home/node)"
+fact app_has_package "$(test -f /app/lib/action_llama/__init__.py && echo yes || echo no)"
+fact skill_present "$(test -f /app/static/SKILL.md && echo yes || echo no)"
+fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+fact mem_limit "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+fact cpu_quota "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max)"
+fact cpu_period "$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cut -d' ' -f2 /sys/fs/cgroup/cpu.max)"
+fact pids_max "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+for tool in git curl jq ssh python3; do fact "has_$tool" "$(command -v $tool >/dev/null && echo yes || echo no)"; done
+"""
+
+
+def facts(stdout: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in script_output(stdout) if "=" in line)
+
+
+@pytest.fixture
+def probed(make_project: ProjectFactory, base_image: str) -> dict[str, str]:
+    root = make_project(
+        script_agent("probe", PROBE),
+        config='[local]\nmemory = "256m"\ncpus = 1.5\n',
+    )
+    result = run_al("run", "probe", "-p", str(root), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    return facts(result.stdout)
+
+
+def test_runs_as_uid_1000_named_node_with_home_and_tmp_workdir(probed: dict[str, str]) -> None:
+    """The agent runs as uid 1000 (node), HOME=/home/node, in /tmp, with /app/bin on PATH."""
+    assert probed["uid"] == "1000"
+    assert probed["user"] == "node"
+    assert probed["home"] == "/home/node"
+    assert probed["cwd"] == "/tmp"
+    assert probed["path"].split(":")[0] == "/app/bin"
+
+
+def test_root_app_static_and_credentials_are_read_only(probed: dict[str, str]) -> None:
+    """/, /etc, /app, /app/static and /credentials cannot be written."""
+    for key in ("root", "etc", "app", "app_static", "credentials"):
+        assert probed[f"{key}_writable"] == "no", key
+    assert probed["credentials_exists"] == "yes"
+    assert probed["app_has_package"] == "yes"
+    assert probed["skill_present"] == "yes"
+
+
+def test_tmp_is_a_2g_tmpfs_and_home_a_64m_tmpfs(probed: dict[str, str]) -> None:
+    """/tmp is a writable 2 GB tmpfs and /home/node a writable 64 MB tmpfs."""
+    assert probed["tmp_writable"] == "yes"
+    assert probed["tmp_type"] == "tmpfs"
+    assert int(probed["tmp_mb"]) == 2048
+    assert probed["home_writable"] == "yes"
+    assert probed["home_type"] == "tmpfs"
+    assert int(probed["home_mb"]) == 64
+
+
+def test_workspace_is_writable_and_about_2g(probed: dict[str, str]) -> None:
+    """/workspace is writable and its file system is 2 GB."""
+    assert probed["workspace_writable"] == "yes"
+    assert 1900 <= int(probed["workspace_mb"]) <= 2048
+
+
+def test_limits_are_enforced_by_the_engine(probed: dict[str, str]) -> None:
+    """No capabilities, no-new-privileges, and the configured memory, CPU and pids limits."""
+    assert int(probed["cap_eff"], 16) == 0
+    assert probed["no_new_privs"] == "1"
+    assert int(probed["mem_limit"]) == 256 * 1024**2
+    assert int(probed["cpu_quota"]) == int(1.5 * int(probed["cpu_period"]))
+    assert probed["pids_max"] == "512"
+
+
+def test_base_image_has_the_tools_agents_need(probed: dict[str, str]) -> None:
+    """git, curl, jq, ssh and python3 are in the base image."""
+    for tool in ("git", "curl", "jq", "ssh", "python3"):
+        assert probed[f"has_{tool}"] == "yes", tool
+
+
+def test_default_cpus_is_2(make_project: ProjectFactory, base_image: str) -> None:
+    """Without [local].cpus a run gets 2 CPUs, as the seed says."""
+    root = make_project(script_agent("probe", PROBE))
+    result = run_al("run", "probe", "-p", str(root), "--json", "-q")
+    found = facts(result.stdout)
+    assert int(found["cpu_quota"]) == 2 * int(found["cpu_period"])
+    assert int(found["mem_limit"]) == 4 * 1024**3
+
+
+def test_workspace_persists_between_runs_and_is_capped(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """A file written to /workspace is there on the next run; writing past 2 GB fails."""
+    script = """
+    if [ -f /workspace/note ]; then echo "found=$(cat /workspace/note)"; fi
+    echo "$AL_RUN_ID" > /workspace/note
+    if fallocate -l 2100M /workspace/big 2>/dev/null; then echo cap=none; else echo cap=enforced; fi
+    rm -f /workspace/big
+    """
+    root = make_project(script_agent("keeper", script))
+    first = run_al("run", "keeper", "-p", str(root), "--json", "-q")
+    second = run_al("run", "keeper", "-p", str(root), "--json", "-q")
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    first_run = json_records(first.stdout)[0]["runId"]
+    assert f"found={first_run}" in script_output(second.stdout)
+    assert "cap=enforced" in script_output(first.stdout)
+
+
+def test_tmp_does_not_persist(make_project: ProjectFactory, base_image: str) -> None:
+    """/tmp starts empty on every run (it is a tmpfs)."""
+    script = "ls /tmp/left-behind 2>/dev/null && echo stale=yes; touch /tmp/left-behind; echo ok"
+    root = make_project(script_agent("scratch", script))
+    run_al("run", "scratch", "-p", str(root), "-q")
+    second = run_al("run", "scratch", "-p", str(root), "--json", "-q")
+    assert "stale=yes" not in script_output(second.stdout)
+
+
+def test_exit_code_of_the_script_is_al_runs_exit_code(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """`al run` exits with the agent's own exit code and says so on stderr."""
+    root = make_project(script_agent("failing", "echo about to fail; exit 3"))
+    result = run_al("run", "failing", "-p", str(root))
+    assert result.returncode == 3
+    assert "about to fail" in result.stdout
+    assert "exited with code 3" in result.stderr
+    assert "al logs failing" in result.stderr
+
+
+def test_timeout_stops_the_run_with_exit_124(make_project: ProjectFactory, base_image: str) -> None:
+    """A run past its timeout is stopped and reported as timed out, exit 124."""
+    root = make_project(script_agent("sleepy", "echo start; sleep 60; echo never", "timeout = 2\n"))
+    result = run_al("run", "sleepy", "-p", str(root), timeout=60)
+    assert result.returncode == 124
+    assert "never" not in result.stdout
+    assert "timed out after 2s" in result.stderr
+    assert "timeout" in result.stderr.split("hint:")[1]
+
+
+def test_out_of_memory_is_reported_with_the_memory_hint(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """A run that exceeds [local].memory is OOM-killed and told how to raise the limit."""
+    hog = 'python3 -c "x = bytearray(300 * 1024 * 1024); print(len(x))"'
+    root = make_project(script_agent("hog", hog), config='[local]\nmemory = "64m"\n')
+    result = run_al("run", "hog", "-p", str(root))
+    assert result.returncode == 137
+    assert "ran out of memory (limit 64m)" in result.stderr
+    assert "[local]" in result.stderr
+    assert 'memory = "8g"' in result.stderr
+
+
+def test_container_is_named_labelled_and_removed_after_its_logs_are_stored(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """While running the container is al-<agent>-<run id> with labels; after, it is gone but
+    `al logs` still shows its output."""
+    import subprocess
+
+    from support import AL
+
+    root = make_project(script_agent("named", "echo marker-line; sleep 3"))
+    proc = subprocess.Popen([AL, "run", "named", "-p", str(root), "--json", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        run_id = __import__("json").loads(first)["runId"]
+        found = docker_client.api.containers(filters={"label": f"al.run={run_id}"})
+        assert len(found) == 1
+        assert found[0]["Names"] == [f"/al-named-{run_id}"]
+        labels = found[0]["Labels"]
+        assert labels["al.agent"] == "named"
+        assert labels["al.project"] == str(root)
+    finally:
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert docker_client.api.containers(all=True, filters={"label": f"al.run={run_id}"}) == []
+    logs = run_al("logs", "named", "-p", str(root))
+    assert logs.returncode == 0
+    assert "marker-line" in logs.stdout
+    assert run_id in logs.stdout
+
+
+def test_hooks_run_around_the_script_in_order(make_project: ProjectFactory, base_image: str) -> None:
+    """Pre hooks run before the script and post hooks after, each in /tmp."""
+    config = '[hooks]\npre = ["echo pre-one > /tmp/order", "echo pre-two >> /tmp/order"]\n' \
+             'post = ["echo post-ran"]\n'
+    root = make_project(script_agent("hooked", "cat /tmp/order; echo script-ran", config))
+    result = run_al("run", "hooked", "-p", str(root), "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    lines = [r["msg"] for r in json_records(result.stdout)]
+    assert lines.index("pre-one") < lines.index("pre-two") < lines.index("script-ran")
+    assert lines.index("script-ran") < lines.index("post-ran")
+
+
+def test_failing_pre_hook_stops_the_run_with_exit_1(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """A failing pre hook is logged, the script does not run, and the run exits 1."""
+    config = '[hooks]\npre = ["echo oops >&2; exit 7"]\n'
+    root = make_project(script_agent("prefail", "echo script-ran", config))
+    result = run_al("run", "prefail", "-p", str(root), "--json", "-q")
+    assert result.returncode == 1
+    records = json_records(result.stdout)
+    assert "script-ran" not in [r["msg"] for r in records]
+    assert any(r["level"] == "error" and "hooks.pre [1/1] failed" in r["msg"] for r in records)
+
+
+def test_failing_post_hook_keeps_the_scripts_exit_code(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """A failing post hook is logged as a warning; the run's exit code is the script's."""
+    config = '[hooks]\npost = ["exit 5"]\n'
+    root = make_project(script_agent("postfail", "echo fine", config))
+    result = run_al("run", "postfail", "-p", str(root), "--json", "-q")
+    assert result.returncode == 0
+    assert any("post hook failed" in r["msg"] for r in json_records(result.stdout))
+
+
+def test_prompt_reaches_the_script(make_project: ProjectFactory, base_image: str) -> None:
+    """`al run --prompt` hands the task to the run (PROMPT in script mode)."""
+    root = make_project(script_agent("asked", 'echo "task=$PROMPT"'))
+    result = run_al("run", "asked", "-p", str(root), "--prompt", "fix issue #7 \"now\"",
+                    "--json", "-q")
+    assert 'task=fix issue #7 "now"' in script_output(result.stdout)
+
+
+def test_every_output_line_is_a_structured_record(
+    make_project: ProjectFactory, base_image: str
+) -> None:
+    """stdout and stderr of the script both arrive as JSON records with level, msg and ts."""
+    root = make_project(script_agent("talky", "echo to-out; echo to-err >&2"))
+    result = run_al("run", "talky", "-p", str(root), "--json", "-q")
+    records = json_records(result.stdout)
+    assert len(records) == len(result.stdout.splitlines())
+    by_msg = {r["msg"]: r for r in records}
+    assert by_msg["to-out"]["stream"] == "stdout"
+    assert by_msg["to-err"]["stream"] == "stderr"
+    assert all({"level", "msg", "ts"} <= r.keys() for r in records)

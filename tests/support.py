@@ -1,0 +1,70 @@
+"""Helpers for tests: writing projects, running `al` as a user would, reading its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+AL = str(Path(sys.executable).parent / "al")
+
+ProjectFactory = Callable[..., Path]
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+def skill(description: str = "test agent") -> str:
+    return f"---\ndescription: {description}\n---\nDo the test.\n"
+
+
+def script_agent(name: str, script: str, config: str = "", dockerfile: str | None = None
+                 ) -> dict[str, str]:
+    """Files of an agent that runs `script` in script mode."""
+    files = {
+        f"agents/{name}/SKILL.md": skill(),
+        f"agents/{name}/test-script.sh": script,
+    }
+    if config:
+        files[f"agents/{name}/config.toml"] = config
+    if dockerfile is not None:
+        files[f"agents/{name}/Dockerfile"] = dockerfile
+    return files
+
+
+def cleanup_project(client: Any, root: Path) -> None:
+    from action_llama.runtimes.docker_workspace import release_workspaces
+
+    label = f"al.project={root}"
+    for container in client.api.containers(all=True, filters={"label": label}):
+        client.api.remove_container(container["Id"], force=True)
+    release_workspaces(client, root)
+    for image in client.api.images(filters={"label": label}):
+        client.api.remove_image(image["Id"], force=True)
+
+
+def run_al(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`al ARGS` as a user types it."""
+    return subprocess.run(
+        [AL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False,
+    )
+
+
+def json_records(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def script_output(stdout: str) -> list[str]:
+    """Lines the agent's script printed, from `al run --json` output."""
+    return [r["msg"] for r in json_records(stdout) if r.get("source") == "script"]
