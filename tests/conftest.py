@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support import ProjectFactory, cleanup_project, write_files
+
 
 @pytest.fixture
 def make_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ProjectFactory]:

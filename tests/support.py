@@ -27,8 +27,9 @@ def skill(description: str = "test agent") -> str:
     return f"---\ndescription: {description}\n---\nDo the test.\n"
 
 
-def script_agent(name: str, script: str, config: str = "", dockerfile: str | None = None
-                 ) -> dict[str, str]:
+def script_agent(
+    name: str, script: str, config: str = "", dockerfile: str | None = None
+) -> dict[str, str]:
     """Files of an agent that runs `script` in script mode."""
     files = {
         f"agents/{name}/SKILL.md": skill(),
@@ -52,12 +53,19 @@ def cleanup_project(client: Any, root: Path) -> None:
         client.api.remove_image(image["Id"], force=True)
 
 
-def run_al(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-           timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_al(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """`al ARGS` as a user types it."""
     return subprocess.run(
-        [AL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False,
+        [AL, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 

@@ -1,4 +1,4 @@
-"""Split SKILL.md into frontmatter and body; no dependencies, so the in-container entry can use it."""
+"""Split SKILL.md into frontmatter and body (no dependencies: the in-container entry uses it)."""
 
 from __future__ import annotations
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ProjectFactory, run_al, script_agent, script_output
 
 from action_llama.errors import ImageBuildError
 from action_llama.images.build import ChainBuilder
 from action_llama.project import load_project
+
+from support import ProjectFactory, run_al, script_agent, script_output
 
 pytestmark = [pytest.mark.docker]
 
@@ -27,8 +28,10 @@ USER root
 RUN echo from-agent > /etc/agent-marker
 USER node
 """
-CHECK = "cat /etc/project-marker 2>/dev/null || echo no-project; " \
-        "cat /etc/agent-marker 2>/dev/null || echo no-agent"
+CHECK = (
+    "cat /etc/project-marker 2>/dev/null || echo no-project; "
+    "cat /etc/agent-marker 2>/dev/null || echo no-agent"
+)
 
 
 def labels(client: Any, tag: str) -> dict[str, str]:
@@ -48,10 +51,12 @@ def test_bare_project_dockerfile_and_no_agent_dockerfiles_mean_base_only(
     make_project: ProjectFactory, base_image: str, docker_client: Any
 ) -> None:
     """A bare FROM project Dockerfile builds no project layer; agents run the base image."""
-    root = make_project({
-        "Dockerfile": "# just the base\nFROM al-agent:latest\n",
-        **script_agent("plain", CHECK),
-    })
+    root = make_project(
+        {
+            "Dockerfile": "# just the base\nFROM al-agent:latest\n",
+            **script_agent("plain", CHECK),
+        }
+    )
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     assert [layer.kind for layer in result.layers] == ["base"]
     assert result.image_for("plain") == base_image
@@ -65,11 +70,13 @@ def test_customized_project_and_agent_dockerfiles_build_a_three_layer_chain(
 ) -> None:
     """base → al-project-base → al-<agent>, each labelled with its parent; agents without a
     Dockerfile run the project base."""
-    root = make_project({
-        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
-        **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
-        **script_agent("plain", CHECK),
-    })
+    root = make_project(
+        {
+            "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+            **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
+            **script_agent("plain", CHECK),
+        }
+    )
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     assert [layer.kind for layer in result.layers] == ["base", "project-base", "agent"]
     project_base = image_id(docker_client, "al-project-base:latest")
@@ -102,11 +109,13 @@ def test_unchanged_chain_builds_nothing_and_an_edit_rebuilds_only_that_layer(
 ) -> None:
     """A second build with no changes calls the builder zero times; editing one agent's
     Dockerfile rebuilds that image only; --no-cache rebuilds all."""
-    root = make_project({
-        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
-        **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
-        **script_agent("two", CHECK, dockerfile=AGENT_DOCKERFILE.replace("agent-marker", "m2")),
-    })
+    root = make_project(
+        {
+            "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+            **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
+            **script_agent("two", CHECK, dockerfile=AGENT_DOCKERFILE.replace("agent-marker", "m2")),
+        }
+    )
     first = ChainBuilder(docker_client, load_project(root)).ensure()
     assert set(first.built) == {"al-project-base:latest", "al-one:latest", "al-two:latest"}
 
@@ -128,10 +137,12 @@ def test_changing_the_project_layer_rebuilds_the_agents_on_top(
     make_project: ProjectFactory, base_image: str, docker_client: Any
 ) -> None:
     """A changed parent image id changes the child's key, so the child rebuilds too."""
-    root = make_project({
-        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
-        **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
-    })
+    root = make_project(
+        {
+            "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+            **script_agent("one", CHECK, dockerfile=AGENT_DOCKERFILE),
+        }
+    )
     ChainBuilder(docker_client, load_project(root)).ensure()
     (root / "Dockerfile").write_text(CUSTOM_PROJECT_DOCKERFILE + "RUN true\n")
     rebuilt = ChainBuilder(docker_client, load_project(root)).ensure()
@@ -146,14 +157,20 @@ def test_changing_the_project_layer_rebuilds_the_agents_on_top(
     ],
 )
 def test_failed_build_names_the_layer_shows_the_log_tail_and_the_hint(
-    make_project: ProjectFactory, base_image: str, docker_client: Any,
-    where: str, layer: str, hint_part: str,
+    make_project: ProjectFactory,
+    base_image: str,
+    docker_client: Any,
+    where: str,
+    layer: str,
+    hint_part: str,
 ) -> None:
     """A Dockerfile using apk on our Debian base fails with the layer, the log and apt-get hint."""
-    root = make_project({
-        **script_agent("broken", "true"),
-        where: "FROM al-agent:latest\nRUN apk add --no-cache ripgrep\n",
-    })
+    root = make_project(
+        {
+            **script_agent("broken", "true"),
+            where: "FROM al-agent:latest\nRUN apk add --no-cache ripgrep\n",
+        }
+    )
     with pytest.raises(ImageBuildError) as caught:
         ChainBuilder(docker_client, load_project(root)).ensure()
     assert caught.value.layer == layer
@@ -170,15 +187,15 @@ def test_failed_build_names_the_layer_shows_the_log_tail_and_the_hint(
     assert docker_client.api.containers(all=True, filters={"label": f"al.project={root}"}) == []
 
 
-def test_image_build_and_ls_show_the_chain(
-    make_project: ProjectFactory, base_image: str
-) -> None:
+def test_image_build_and_ls_show_the_chain(make_project: ProjectFactory, base_image: str) -> None:
     """`al image build` shows the tree; `al image ls` lists layer and parent of each image."""
-    root = make_project({
-        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
-        **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
-        **script_agent("plain", CHECK),
-    })
+    root = make_project(
+        {
+            "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+            **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
+            **script_agent("plain", CHECK),
+        }
+    )
     built = run_al("image", "build", "-p", str(root))
     assert built.returncode == 0, built.stderr
     assert "└─ al-project-base:latest" in built.stdout

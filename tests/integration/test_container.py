@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from support import ProjectFactory, json_records, run_al, script_agent, script_output
 
 pytestmark = [pytest.mark.docker]
@@ -192,8 +193,12 @@ def test_container_is_named_labelled_and_removed_after_its_logs_are_stored(
     from support import AL
 
     root = make_project(script_agent("named", "echo marker-line; sleep 3"))
-    proc = subprocess.Popen([AL, "run", "named", "-p", str(root), "--json", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [AL, "run", "named", "-p", str(root), "--json", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -214,10 +219,14 @@ def test_container_is_named_labelled_and_removed_after_its_logs_are_stored(
     assert run_id in logs.stdout
 
 
-def test_hooks_run_around_the_script_in_order(make_project: ProjectFactory, base_image: str) -> None:
+def test_hooks_run_around_the_script_in_order(
+    make_project: ProjectFactory, base_image: str
+) -> None:
     """Pre hooks run before the script and post hooks after, each in /tmp."""
-    config = '[hooks]\npre = ["echo pre-one > /tmp/order", "echo pre-two >> /tmp/order"]\n' \
-             'post = ["echo post-ran"]\n'
+    config = (
+        '[hooks]\npre = ["echo pre-one > /tmp/order", "echo pre-two >> /tmp/order"]\n'
+        'post = ["echo post-ran"]\n'
+    )
     root = make_project(script_agent("hooked", "cat /tmp/order; echo script-ran", config))
     result = run_al("run", "hooked", "-p", str(root), "--json", "-q")
     assert result.returncode == 0, result.stderr
@@ -253,8 +262,9 @@ def test_failing_post_hook_keeps_the_scripts_exit_code(
 def test_prompt_reaches_the_script(make_project: ProjectFactory, base_image: str) -> None:
     """`al run --prompt` hands the task to the run (PROMPT in script mode)."""
     root = make_project(script_agent("asked", 'echo "task=$PROMPT"'))
-    result = run_al("run", "asked", "-p", str(root), "--prompt", "fix issue #7 \"now\"",
-                    "--json", "-q")
+    result = run_al(
+        "run", "asked", "-p", str(root), "--prompt", 'fix issue #7 "now"', "--json", "-q"
+    )
     assert 'task=fix issue #7 "now"' in script_output(result.stdout)
 
 

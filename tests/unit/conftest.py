@@ -12,12 +12,10 @@ from support import run_al
 from action_llama.errors import ConfigError
 from action_llama.project import load_project
 
-LoadError = Callable[[Path], ConfigError]
-RunAl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def load_error() -> LoadError:
+def load_error() -> Callable[[Path], ConfigError]:
     """Load the project at a path and return the ConfigError it must raise."""
 
     def load(root: Path) -> ConfigError:
@@ -37,7 +35,8 @@ def missing_docker_host(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def al(monkeypatch: pytest.MonkeyPatch, missing_docker_host: str) -> RunAl:
+def al(monkeypatch: pytest.MonkeyPatch, missing_docker_host: str
+       ) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`al ARGS` in a subprocess, with no --debug and with Docker out of reach."""
     monkeypatch.delenv("AL_DEBUG", raising=False)
 

@@ -8,6 +8,7 @@ Layout it expects (overridable for host-user runs through the environment):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,10 +43,8 @@ class Invocation:
         with self._lock:
             child = self._child
         if child is not None and child.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def _pump(self, stream: IO[bytes], name: str, source: str) -> None:
         for raw in stream:
@@ -57,12 +56,18 @@ class Invocation:
     def run(self, argv: list[str], source: str, timeout: float | None = None) -> int:
         """Run `argv` in its own process group, logging each output line; its exit status."""
         child = subprocess.Popen(
-            argv, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            argv,
+            cwd=self.work,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         with self._lock:
             self._child = child
-        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout is not None
+        assert child.stderr is not None
         pumps = [
             threading.Thread(target=self._pump, args=(child.stdout, "stdout", source), daemon=True),
             threading.Thread(target=self._pump, args=(child.stderr, "stderr", source), daemon=True),
@@ -92,8 +97,11 @@ class Invocation:
             self.log.info(f"hooks.{phase} [{i}/{len(commands)}]: {command[:200]}")
             code = self.run(["/bin/sh", "-c", command], f"hooks.{phase}", HOOK_TIMEOUT)
             if code != 0:
-                self.log.error(f"hooks.{phase} [{i}/{len(commands)}] failed with exit {code}",
-                               command=command[:200], exitCode=code)
+                self.log.error(
+                    f"hooks.{phase} [{i}/{len(commands)}] failed with exit {code}",
+                    command=command[:200],
+                    exitCode=code,
+                )
                 return False
         self.log.info(f"hooks.{phase} complete")
         return True
@@ -141,8 +149,10 @@ def main() -> int:
     try:
         config: dict[str, Any] = json.loads((static / "agent-config.json").read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        log.error(f"cannot read the agent's files in {static}: {exc}",
-                  hint="Run the agent through `al run`, which provides them.")
+        log.error(
+            f"cannot read the agent's files in {static}: {exc}",
+            hint="Run the agent through `al run`, which provides them.",
+        )
         return EXIT_CONFIG
     os.chdir(work)
     inv = Invocation(log, static, work, _environment(static, work))

@@ -1,4 +1,4 @@
-"""`al`: the console entry point. Turns user-fixable errors into `error:`/`hint:` and an exit code."""
+"""`al`, the console entry point: user-fixable errors become `error:`/`hint:` and an exit code."""
 
 from __future__ import annotations
 
@@ -34,8 +34,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     if debug:
         os.environ["AL_DEBUG"] = "1"

@@ -9,7 +9,10 @@ import typer
 from action_llama.project import Project, load_project
 
 ProjectOption = typer.Option(
-    Path("."), "-p", "--project", help="Project folder (default: the current one).",
+    Path("."),
+    "-p",
+    "--project",
+    help="Project folder (default: the current one).",
     show_default=False,
 )
 

@@ -37,11 +37,13 @@ def build(
         mark = "built" if layer.tag in result.built else "up to date"
         short = result.image_ids[layer.tag].removeprefix("sha256:")[:12]
         typer.echo(f"{'   ' * depth}{'└─ ' if depth else ''}{layer.tag}  {short}  ({mark})")
-    plain = [a.name for a in project.agents.values()
-             if a.is_container and a.dockerfile is None]
+    plain = [a.name for a in project.agents.values() if a.is_container and a.dockerfile is None]
     if plain:
-        top = result.layers[1].tag if len(result.layers) > 1 and \
-            result.layers[1].kind == "project-base" else result.layers[0].tag
+        top = (
+            result.layers[1].tag
+            if len(result.layers) > 1 and result.layers[1].kind == "project-base"
+            else result.layers[0].tag
+        )
         typer.echo(f"\nAgents without a Dockerfile run {top}: {', '.join(plain)}")
 
 
@@ -60,5 +62,7 @@ def ls(project_dir: Path = ProjectOption) -> None:
     typer.echo(header)
     for row in rows:
         created = datetime.fromtimestamp(row.created).strftime("%Y-%m-%d %H:%M")
-        typer.echo(f"{row.tag:<32} {row.layer:<13} {row.parent:<32} {row.short_id:<12} "
-                   f"{row.size_mb:>6.0f}MB  {created}")
+        typer.echo(
+            f"{row.tag:<32} {row.layer:<13} {row.parent:<32} {row.short_id:<12} "
+            f"{row.size_mb:>6.0f}MB  {created}"
+        )

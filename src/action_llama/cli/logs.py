@@ -32,7 +32,9 @@ def logs(
     agent_name: str = typer.Argument(..., metavar="AGENT", help="Agent whose logs to show."),
     project_dir: Path = ProjectOption,
     lines: int = typer.Option(50, "-n", "--lines", help="Show the last N lines."),
-    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing while the run goes on."),
+    follow: bool = typer.Option(
+        False, "-f", "--follow", help="Keep printing while the run goes on."
+    ),
     run_id: str | None = typer.Option(None, "--run", help="A run id (default: the latest run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored records as JSON lines."),
     list_runs: bool = typer.Option(False, "--runs", help="List the agent's recent runs."),
@@ -49,8 +51,10 @@ def logs(
         if run_id is not None:
             run = store.get(run_id)
             if run.agent != agent.name:
-                raise RunNotFound(f'Run "{run_id}" belongs to agent {run.agent}, not {agent.name}.',
-                                  hint=f"al logs {run.agent} --run {run_id}")
+                raise RunNotFound(
+                    f'Run "{run_id}" belongs to agent {run.agent}, not {agent.name}.',
+                    hint=f"al logs {run.agent} --run {run_id}",
+                )
         else:
             recent = store.runs(agent.name, limit=1)
             if not recent:
@@ -66,8 +70,11 @@ def _show(store: RunStore, run: RunRecord, lines: int, follow: bool, as_json: bo
     color = sys.stdout.isatty()
 
     def emit(record: dict[str, Any]) -> None:
-        text = json.dumps(record, ensure_ascii=False) if as_json else format_record(
-            record, color=color)
+        text = (
+            json.dumps(record, ensure_ascii=False)
+            if as_json
+            else format_record(record, color=color)
+        )
         sys.stdout.write(text + "\n")
 
     if not as_json:

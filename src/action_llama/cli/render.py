@@ -44,7 +44,7 @@ class ConsoleEvents:
         self.stream.flush()
 
     def line(self, title: str, text: str) -> None:
-        if self.verbose or text.startswith("Step ") or text.startswith("I: Base system"):
+        if self.verbose or text.startswith(("Step ", "I: Base system")):
             self.stream.write(_paint(f"  {text}", "2", self.stream) + "\n")
             self.stream.flush()
 

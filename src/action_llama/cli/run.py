@@ -41,16 +41,20 @@ def run(
     color = sys.stdout.isatty()
 
     def show(record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) if as_json else format_record(
-            record, color=color)
+        line = (
+            json.dumps(record, ensure_ascii=False)
+            if as_json
+            else format_record(record, color=color)
+        )
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     store = RunStore(project.state_dir)
     service = RunService(project, DockerRuntime(client), store)
     try:
-        outcome = asyncio.run(service.run(agent, image=chain.image_for(agent.name),
-                                          prompt=prompt, on_line=show))
+        outcome = asyncio.run(
+            service.run(agent, image=chain.image_for(agent.name), prompt=prompt, on_line=show)
+        )
     finally:
         store.close()
     _report(outcome, quiet)
@@ -59,8 +63,9 @@ def run(
 
 def _report(outcome: RunOutcome, quiet: bool) -> None:
     if outcome.error:
-        print_error(ActionLlamaError(f"{outcome.error} (run {outcome.run_id})",
-                                     hint=outcome.hint))
+        print_error(ActionLlamaError(f"{outcome.error} (run {outcome.run_id})", hint=outcome.hint))
     elif not quiet:
-        status(f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s "
-               f"(run {outcome.run_id})")
+        status(
+            f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s "
+            f"(run {outcome.run_id})"
+        )

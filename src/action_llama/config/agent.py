@@ -43,7 +43,7 @@ class RuntimeConfig(Strict):
 
 
 class WebhookTrigger(Strict):
-    """One `[[webhooks]]` entry: a source name plus filters (all must match; list items are ORed)."""
+    """One `[[webhooks]]` entry: a source name plus filters (all must match; list items OR)."""
 
     source: str = Field(min_length=1)
     events: list[str] | None = None

@@ -9,7 +9,7 @@ from action_llama.frontmatter import split_frontmatter
 
 
 class SkillFrontmatter(Strict):
-    """The keys SKILL.md frontmatter may hold. `name` is informational: the folder names the agent."""
+    """Keys SKILL.md frontmatter may hold. `name` is informational: the folder names the agent."""
 
     name: str | None = None
     description: str | None = None

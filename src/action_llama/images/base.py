@@ -49,8 +49,9 @@ def package_digest() -> str:
 
 
 def _pip_platforms() -> list[str]:
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                          platform.machine().lower())
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
     return [f"manylinux_2_{minor}_{machine}" for minor in (36, 28, 17)] + [
         f"manylinux2014_{machine}"
     ]
@@ -72,13 +73,27 @@ def site_dir(events: BuildEvents) -> Path:
     events.layer(TITLE, "resolving Python packages for the image")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-compile", "--target", str(partial), "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", IMAGE_PYTHON]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--target",
+        str(partial),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        IMAGE_PYTHON,
+    ]
     for plat in _pip_platforms():
         cmd += ["--platform", plat]
-    result = subprocess.run([*cmd, *IMAGE_REQUIREMENTS], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [*cmd, *IMAGE_REQUIREMENTS], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise ImageBuildError(
             "Could not fetch the Python packages the base image needs "

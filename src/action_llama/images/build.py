@@ -60,7 +60,8 @@ def _labels_of(client: docker.DockerClient, tag: str) -> tuple[str, dict[str, st
     from docker.errors import ImageNotFound
 
     try:
-        attrs: dict[str, Any] = client.api.inspect_image(tag)
+        # types-docker leaves inspect_image unannotated; it returns the inspect JSON.
+        attrs: dict[str, Any] = client.api.inspect_image(tag)  # type: ignore[no-untyped-call]
     except ImageNotFound:
         return None
     return attrs["Id"], (attrs.get("Config") or {}).get("Labels") or {}
@@ -69,8 +70,14 @@ def _labels_of(client: docker.DockerClient, tag: str) -> tuple[str, dict[str, st
 class ChainBuilder:
     """Builds the layers of one project's chain against one engine."""
 
-    def __init__(self, client: docker.DockerClient, project: Project,
-                 events: BuildEvents | None = None, *, no_cache: bool = False):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        project: Project,
+        events: BuildEvents | None = None,
+        *,
+        no_cache: bool = False,
+    ):
         self.client = client
         self.project = project
         self.events = events or SilentEvents()
@@ -79,9 +86,11 @@ class ChainBuilder:
     def ensure(self, agents: list[str] | None = None) -> ChainResult:
         """Have every layer the given agents (default: all container agents) need."""
         project = self.project
-        names = agents if agents is not None else [
-            a.name for a in project.agents.values() if a.is_container
-        ]
+        names = (
+            agents
+            if agents is not None
+            else [a.name for a in project.agents.values() if a.is_container]
+        )
         dockerfiles: dict[str, str | None] = {}
         for name in names:
             path = project.agents[name].dockerfile
@@ -95,12 +104,14 @@ class ChainBuilder:
             result.image_ids[layer.tag] = self._ensure_layer(layer, parent, parent_id, result)
         return result
 
-    def _ensure_layer(self, layer: Layer, parent: Layer | None, parent_id: str,
-                      result: ChainResult) -> str:
+    def _ensure_layer(
+        self, layer: Layer, parent: Layer | None, parent_id: str, result: ChainResult
+    ) -> str:
         if layer.kind == "base":
             key = layer_key("base", base.package_digest())
         else:
-            assert layer.dockerfile is not None and parent is not None
+            assert layer.dockerfile is not None
+            assert parent is not None
             dockerfile = rewrite_from(layer.dockerfile, parent.tag)
             key = layer_key(layer.kind, dockerfile, parent_id, action_llama.__version__)
         existing = _labels_of(self.client, layer.tag)
@@ -136,7 +147,9 @@ class ChainBuilder:
 
     def _build_base(self, layer: Layer, key: str) -> str:
         os_image = osimage.ensure_os_image(self.client, self.events)
-        os_id = self.client.api.inspect_image(os_image)["Id"]
+        os_found = _labels_of(self.client, os_image)
+        assert os_found is not None  # ensure_os_image just made sure it exists
+        os_id = os_found[0]
         site = base.site_dir(self.events)
         self.events.layer(layer.title, f"building {layer.tag} from {os_image}")
         return self._run_build(
@@ -147,8 +160,9 @@ class ChainBuilder:
             {"AL_OS_IMAGE": os_image},
         )
 
-    def _build(self, layer: Layer, dockerfile: str, key: str, parent_id: str,
-               parent_tag: str) -> str:
+    def _build(
+        self, layer: Layer, dockerfile: str, key: str, parent_id: str, parent_tag: str
+    ) -> str:
         self.events.layer(layer.title, f"building {layer.tag}")
         return self._run_build(
             layer,
@@ -158,8 +172,14 @@ class ChainBuilder:
             {},
         )
 
-    def _run_build(self, layer: Layer, context: io.BytesIO, dockerfile: str,
-                   labels: dict[str, str], buildargs: dict[str, str]) -> str:
+    def _run_build(
+        self,
+        layer: Layer,
+        context: io.BytesIO,
+        dockerfile: str,
+        labels: dict[str, str],
+        buildargs: dict[str, str],
+    ) -> str:
         from docker.errors import APIError
 
         tail: list[str] = []
@@ -167,9 +187,17 @@ class ChainBuilder:
         error: str | None = None
         try:
             stream = self.client.api.build(
-                fileobj=context, custom_context=True, dockerfile=dockerfile, tag=layer.tag,
-                labels=labels, buildargs=buildargs, nocache=self.no_cache, rm=True,
-                forcerm=True, decode=True, pull=False,
+                fileobj=context,
+                custom_context=True,
+                dockerfile=dockerfile,
+                tag=layer.tag,
+                labels=labels,
+                buildargs=buildargs,
+                nocache=self.no_cache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
             )
             for chunk in stream:
                 if "stream" in chunk:

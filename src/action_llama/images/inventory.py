@@ -40,13 +40,17 @@ def project_images(client: docker.DockerClient, project: Project) -> list[ImageR
         if not mine:
             continue
         parent_id = labels.get(LABEL_PARENT, "")
-        rows.append(ImageRow(
-            tag=names[image["Id"]],
-            layer=labels.get(LABEL_LAYER, "base"),
-            parent=names.get(parent_id) or labels.get(LABEL_PARENT_TAG)
-            or parent_id.removeprefix("sha256:")[:12] or "-",
-            short_id=image["Id"].removeprefix("sha256:")[:12],
-            size_mb=image.get("Size", 0) / 1e6,
-            created=image.get("Created", 0),
-        ))
+        rows.append(
+            ImageRow(
+                tag=names[image["Id"]],
+                layer=labels.get(LABEL_LAYER, "base"),
+                parent=names.get(parent_id)
+                or labels.get(LABEL_PARENT_TAG)
+                or parent_id.removeprefix("sha256:")[:12]
+                or "-",
+                short_id=image["Id"].removeprefix("sha256:")[:12],
+                size_mb=image.get("Size", 0) / 1e6,
+                created=image.get("Created", 0),
+            )
+        )
     return sorted(rows, key=lambda r: (order.get(r.layer, 3), r.tag))

@@ -61,14 +61,16 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     if override:
         return override
     candidates: list[str] = []
-    files = sorted(sources_dir.glob("sources.list.d/*.sources")) + [sources_dir / "sources.list"]
+    files = [*sorted(sources_dir.glob("sources.list.d/*.sources")), sources_dir / "sources.list"]
     files += sorted(sources_dir.glob("sources.list.d/*.list"))
     for path in files:
         if not path.is_file():
             continue
         text = path.read_text(errors="replace")
         if path.suffix == ".sources":
-            candidates += [u for m in re.finditer(r"^URIs:\s*(.+)$", text, re.M) for u in m[1].split()]
+            candidates += [
+                u for m in re.finditer(r"^URIs:\s*(.+)$", text, re.M) for u in m[1].split()
+            ]
         else:
             candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M)
     for uri in candidates:
@@ -84,8 +86,12 @@ def _debootstrap_binary(events: BuildEvents) -> str:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         events.layer(TITLE, "installing debootstrap")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], env=env,
-                       capture_output=True, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "debootstrap"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         found = shutil.which("debootstrap")
         if found:
             return found
@@ -112,10 +118,18 @@ def build_with_debootstrap(client: docker.DockerClient, events: BuildEvents) -> 
     events.layer(TITLE, f"building with debootstrap from {mirror} (about a minute)")
     with tempfile.TemporaryDirectory(prefix="al-os-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "root"
-        cmd = [binary, "--variant=minbase", f"--include={','.join(PACKAGES)}", "bookworm",
-               str(root), mirror]
+        cmd = [
+            binary,
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            "bookworm",
+            str(root),
+            mirror,
+        ]
         tail: list[str] = []
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
                 line = line.rstrip()

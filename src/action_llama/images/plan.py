@@ -40,7 +40,9 @@ def agent_tag(agent: str) -> str:
 def meaningful_lines(dockerfile: str) -> list[str]:
     """Lines that are neither blank nor comments."""
     return [
-        line for line in dockerfile.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        line
+        for line in dockerfile.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
@@ -119,8 +121,10 @@ def troubleshooting_hint(layer: Layer) -> str:
             "See the full build output with: al image build --verbose\n"
             "The base image is Debian bookworm: install packages with apt-get, not apk."
         )
-    where = "the project Dockerfile" if layer.kind == "project-base" else (
-        f"agents/{layer.agent}/Dockerfile"
+    where = (
+        "the project Dockerfile"
+        if layer.kind == "project-base"
+        else (f"agents/{layer.agent}/Dockerfile")
     )
     return (
         f"Check that {where} starts with FROM al-agent:latest (al rewrites it to the right "

@@ -91,6 +91,9 @@ def describe(
                 if not isinstance(got, dict | list) and repr(got).strip("'") not in message
                 else ""
             )
-            problems.append(f'{file_label}: key "{key}": {message}{shown}' if key else
-                            f"{file_label}: {message}")
+            problems.append(
+                f'{file_label}: key "{key}": {message}{shown}'
+                if key
+                else f"{file_label}: {message}"
+            )
     return problems, hints

@@ -41,7 +41,9 @@ def _read_toml(path: Path, root: Path) -> dict[str, Any]:
         raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from None
 
 
-def _validate(model: type[M], data: dict[str, Any], label: str) -> tuple[M | None, list[str], list[str]]:
+def _validate(
+    model: type[M], data: dict[str, Any], label: str
+) -> tuple[M | None, list[str], list[str]]:
     try:
         return model.model_validate(data), [], []
     except ValidationError as exc:
@@ -127,7 +129,9 @@ def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -
     return SkillFile(frontmatter=fm, body=body)
 
 
-def _load_agent(path: Path, root: Path, config: ProjectConfig) -> tuple[Agent | None, list[str], list[str]]:
+def _load_agent(
+    path: Path, root: Path, config: ProjectConfig
+) -> tuple[Agent | None, list[str], list[str]]:
     problems: list[str] = []
     hints: list[str] = []
     name = path.name
@@ -161,20 +165,22 @@ def _load_agent(path: Path, root: Path, config: ProjectConfig) -> tuple[Agent | 
             )
             close = difflib.get_close_matches(ref, list(config.models), n=1)
             hints.append(
-                f'did you mean "{close[0]}"?' if close else
-                f'Define it in config.toml:\n[models.{ref}]\nprovider = "anthropic"\n'
+                f'did you mean "{close[0]}"?'
+                if close
+                else f'Define it in config.toml:\n[models.{ref}]\nprovider = "anthropic"\n'
                 'model = "claude-sonnet-4-5"'
             )
     if problems or skill is None or agent_cfg is None:
         return None, problems, hints
     timeout = agent_cfg.timeout or config.local.timeout
-    agent = Agent(name=name, path=path, skill=skill, config=agent_cfg, models=tuple(models),
-                  timeout=timeout)
+    agent = Agent(
+        name=name, path=path, skill=skill, config=agent_cfg, models=tuple(models), timeout=timeout
+    )
     return agent, [], []
 
 
 def load_project(root: Path | str) -> Project:
-    """Load and validate the whole project at `root`; raise one ConfigError listing every problem."""
+    """Load and validate the project at `root`; one ConfigError lists every problem found."""
     root = Path(root).resolve()
     check_project_dir(root)
     problems: list[str] = []
@@ -202,7 +208,7 @@ def get_agent(project: Project, name: str) -> Agent:
     if folder.is_dir():
         raise AgentNotFound(
             f"Agent config not found at {folder / 'SKILL.md'}.",
-            hint=f"Every agent needs a SKILL.md with its instructions: create agents/{name}/SKILL.md",
+            hint=f"Every agent needs a SKILL.md with its instructions: add agents/{name}/SKILL.md",
         )
     available = ", ".join(project.agents) or "(none)"
     close = difflib.get_close_matches(name, list(project.agents), n=1)

@@ -56,8 +56,8 @@ def check_runnable(agent: Agent) -> None:
     if agent.script is None:
         hint = (
             f"Add agents/{agent.name}/test-script.sh to run it in script mode."
-            if agent.models else
-            f'List a model in agents/{agent.name}/config.toml (models = ["..."]) once model '
+            if agent.models
+            else f'List a model in agents/{agent.name}/config.toml (models = ["..."]) once model '
             f"sessions are available, or add agents/{agent.name}/test-script.sh to run it "
             "in script mode."
         )
@@ -134,9 +134,16 @@ class RunService:
         self.runtime = runtime
         self.store = store
 
-    async def run(self, agent: Agent, *, image: str | None, trigger: str = "manual",
-                  prompt: str | None = None, on_line: LineCallback | None = None,
-                  run_id: str | None = None) -> RunOutcome:
+    async def run(
+        self,
+        agent: Agent,
+        *,
+        image: str | None,
+        trigger: str = "manual",
+        prompt: str | None = None,
+        on_line: LineCallback | None = None,
+        run_id: str | None = None,
+    ) -> RunOutcome:
         check_runnable(agent)
         run_id = run_id or new_run_id()
         started = time.monotonic()
@@ -148,11 +155,16 @@ class RunService:
             _write_static(agent, self.project, stage / "static", prompt)
             local = self.project.config.local
             spec = RunSpec(
-                run_id=run_id, agent=agent.name, project=self.project.root, image=image,
-                static_dir=stage / "static", credentials_dir=_credentials_dir(stage),
+                run_id=run_id,
+                agent=agent.name,
+                project=self.project.root,
+                image=image,
+                static_dir=stage / "static",
+                credentials_dir=_credentials_dir(stage),
                 workspace=str(self.project.state_dir / "workspaces" / agent.name),
                 limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
-                timeout=agent.timeout, labels={"al.trigger": trigger},
+                timeout=agent.timeout,
+                labels={"al.trigger": trigger},
             )
             handle = await self.runtime.start(spec)
             with self.store.open_log(agent.name, run_id) as log_file:
@@ -167,20 +179,34 @@ class RunService:
             result = RunResult(exit_code=130, status="killed")
             raise
         finally:
-            error, _ = _explain(agent, self.project, result) if result else (
-                "The run could not be started.", None)
-            self.store.finish(run_id, result.status if result else "failed",
-                              result.exit_code if result else None, error)
+            error, _ = (
+                _explain(agent, self.project, result)
+                if result
+                else ("The run could not be started.", None)
+            )
+            self.store.finish(
+                run_id,
+                result.status if result else "failed",
+                result.exit_code if result else None,
+                error,
+            )
             if handle is not None:
                 await self.runtime.remove(handle)
             shutil.rmtree(stage, ignore_errors=True)
         error, hint = _explain(agent, self.project, result)
-        return RunOutcome(run_id=run_id, agent=agent.name, result=result,
-                          duration=time.monotonic() - started,
-                          log_path=self.store.log_path(agent.name, run_id), error=error, hint=hint)
+        return RunOutcome(
+            run_id=run_id,
+            agent=agent.name,
+            result=result,
+            duration=time.monotonic() - started,
+            log_path=self.store.log_path(agent.name, run_id),
+            error=error,
+            hint=hint,
+        )
 
-    async def _pump_logs(self, handle: RunHandle, log_file: Any,
-                         on_line: LineCallback | None) -> None:
+    async def _pump_logs(
+        self, handle: RunHandle, log_file: Any, on_line: LineCallback | None
+    ) -> None:
         async for line in self.runtime.logs(handle):
             record = parse_line(line)
             log_file.write(json.dumps(record, ensure_ascii=False) + "\n")

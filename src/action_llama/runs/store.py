@@ -1,7 +1,7 @@
 """Run history in SQLite (WAL) and each run's log lines in a JSON-lines file, under `.al/`.
 
-    .al/action-llama.db              runs: one row per run
-    .al/logs/<agent>/<run id>.jsonl  the run's log records, in order
+.al/action-llama.db              runs: one row per run
+.al/logs/<agent>/<run id>.jsonl  the run's log records, in order
 """
 
 from __future__ import annotations
@@ -64,8 +64,7 @@ class RunStore:
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(state_dir / "action-llama.db", timeout=30,
-                                  isolation_level=None)
+        self.db = sqlite3.connect(state_dir / "action-llama.db", timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -87,13 +86,28 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("a", encoding="utf-8")
 
-    def start(self, run_id: str, agent: str, trigger: str, prompt: str | None, runtime: str,
-              image: str | None) -> None:
+    def start(
+        self,
+        run_id: str,
+        agent: str,
+        trigger: str,
+        prompt: str | None,
+        runtime: str,
+        image: str | None,
+    ) -> None:
         self.db.execute(
             "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, "
             "started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-            (run_id, agent, trigger, prompt, runtime, image, time.time(),
-             str(self.log_path(agent, run_id))),
+            (
+                run_id,
+                agent,
+                trigger,
+                prompt,
+                runtime,
+                image,
+                time.time(),
+                str(self.log_path(agent, run_id)),
+            ),
         )
 
     def finish(self, run_id: str, status: str, exit_code: int | None, error: str | None) -> None:
@@ -120,8 +134,9 @@ class RunStore:
     def get(self, run_id: str) -> RunRecord:
         row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
-            raise RunNotFound(f'No run with id "{run_id}".',
-                              hint="List recent runs with: al logs <agent> --runs")
+            raise RunNotFound(
+                f'No run with id "{run_id}".', hint="List recent runs with: al logs <agent> --runs"
+            )
         return self._record(row)
 
 

@@ -1,8 +1,9 @@
-"""Runs as Docker containers: read-only root, no capabilities, sized tmpfs, engine-enforced limits."""
+"""Runs as Docker containers: read-only root, no capabilities, sized tmpfs, engine limits."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -103,8 +104,13 @@ class DockerRuntime:
             env["AL_WORKSPACE_UNCAPPED"] = "1"
         try:
             created = api.create_container(
-                spec.image, name=name, user="1000:1000", working_dir="/tmp",
-                environment=env, labels=labels, host_config=host_config,
+                spec.image,
+                name=name,
+                user="1000:1000",
+                working_dir="/tmp",
+                environment=env,
+                labels=labels,
+                host_config=host_config,
             )
             api.start(created["Id"])
         except APIError as exc:
@@ -114,8 +120,14 @@ class DockerRuntime:
             ) from None
         except DockerException as exc:
             raise docker_not_running(str(exc)) from None
-        return RunHandle(run_id=spec.run_id, agent=spec.agent, runtime=self.name,
-                         ref=created["Id"], name=name, project=str(spec.project))
+        return RunHandle(
+            run_id=spec.run_id,
+            agent=spec.agent,
+            runtime=self.name,
+            ref=created["Id"],
+            name=name,
+            project=str(spec.project),
+        )
 
     async def start(self, spec: RunSpec) -> RunHandle:
         if not spec.image:
@@ -128,8 +140,9 @@ class DockerRuntime:
 
         def pump() -> None:
             try:
-                chunks = self.client.api.logs(handle.ref, stream=True, follow=True,
-                                              stdout=True, stderr=True)
+                chunks = self.client.api.logs(
+                    handle.ref, stream=True, follow=True, stdout=True, stderr=True
+                )
                 for line in _lines(chunks):
                     loop.call_soon_threadsafe(queue.put_nowait, line)
             except Exception:
@@ -162,26 +175,25 @@ class DockerRuntime:
     def _kill(self, ref: str) -> None:
         from docker.errors import APIError
 
-        try:
+        with contextlib.suppress(APIError):  # already gone
             self.client.api.kill(ref)
-        except APIError:
-            pass  # already gone
 
     async def stop(self, handle: RunHandle, grace: float = 10) -> None:
         from docker.errors import APIError
 
-        try:
+        with contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
-        except APIError:
-            pass
 
     async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
         filters = {"label": [LABEL_RUN] + ([f"{LABEL_PROJECT}={project}"] if project else [])}
         found = await asyncio.to_thread(self.client.api.containers, all=True, filters=filters)
         return [
             RunHandle(
-                run_id=c["Labels"][LABEL_RUN], agent=c["Labels"].get(LABEL_AGENT, ""),
-                runtime=self.name, ref=c["Id"], name=(c.get("Names") or ["/"])[0].lstrip("/"),
+                run_id=c["Labels"][LABEL_RUN],
+                agent=c["Labels"].get(LABEL_AGENT, ""),
+                runtime=self.name,
+                ref=c["Id"],
+                name=(c.get("Names") or ["/"])[0].lstrip("/"),
                 project=c["Labels"].get(LABEL_PROJECT, ""),
             )
             for c in found
@@ -190,10 +202,8 @@ class DockerRuntime:
     async def remove(self, handle: RunHandle) -> None:
         from docker.errors import APIError
 
-        try:
+        with contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
-        except APIError:
-            pass
 
     async def close(self) -> None:
         if self._client is not None:

@@ -63,13 +63,15 @@ def _make_image(image: Path, size: int) -> None:
     # -m 0: no blocks reserved for root, so the agent gets the whole size.
     subprocess.run(
         ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=1000:1000", str(partial)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     partial.rename(image)
 
 
-def ensure_workspace(client: docker.DockerClient, project: Path, agent: str,
-                     location: Path) -> Workspace:
+def ensure_workspace(
+    client: docker.DockerClient, project: Path, agent: str, location: Path
+) -> Workspace:
     """The volume to mount at /workspace for `agent`, created or repaired as needed."""
     from docker.errors import NotFound
 
@@ -87,8 +89,9 @@ def ensure_workspace(client: docker.DockerClient, project: Path, agent: str,
         _make_image(image, WORKSPACE_BYTES)
     device = _loop_for(image)
     if device is None:
-        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                                capture_output=True, text=True).stdout.strip()
+        device = subprocess.run(
+            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+        ).stdout.strip()
     try:
         existing = client.api.inspect_volume(name)
         if (existing.get("Options") or {}).get("device") == device:

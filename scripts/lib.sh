@@ -1,0 +1,47 @@
+# Shared set-up steps for scripts/quickstart and scripts/test (sourced, not run).
+# Debian: installs what is missing with apt-get, starts the Docker engine when it is not running,
+# and makes the project's virtualenv in .venv.
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+say() { printf '\033[1;36m==>\033[0m %s\n' "$*" >&2; }
+
+install_system() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+  command -v losetup >/dev/null 2>&1 || missing+=(util-linux)
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+start_docker() {
+  if docker info >/dev/null 2>&1 || $SUDO docker info >/dev/null 2>&1; then return 0; fi
+  say "starting the Docker engine"
+  if [ -d /run/systemd/system ] && $SUDO systemctl start docker 2>/dev/null; then
+    :
+  else
+    $SUDO sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    if $SUDO docker info >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "error: the Docker engine did not start; see /var/log/dockerd.log" >&2
+  return 1
+}
+
+make_venv() {  # $1: extras, e.g. "[dev]"
+  if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    python3 -m venv .venv
+  fi
+  say "installing action-llama$1 into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$1"
+}
