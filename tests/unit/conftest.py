@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import run_al
 
 from action_llama.errors import ConfigError
 from action_llama.project import load_project
 
+from support import run_al
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import ProjectFactory, skill
 
 from action_llama.errors import AgentNotFound, ConfigError
 from action_llama.project import get_agent, load_project
+
+from support import ProjectFactory, skill
 
 LoadError = Callable[[Path], ConfigError]  # the `load_error` fixture
 
@@ -166,7 +167,9 @@ def test_memory_below_docker_minimum_is_refused(
 ) -> None:
     """[local] memory below 6m is refused, naming Docker's minimum."""
     err = load_error(make_project(config=f'[local]\nmemory = "{memory}"\n'))
-    assert str(err) == f'config.toml: key "local.memory": "{memory}" is below Docker\'s minimum of 6m'
+    assert str(err) == (
+        f'config.toml: key "local.memory": "{memory}" is below Docker\'s minimum of 6m'
+    )
 
 
 def test_memory_at_docker_minimum_is_accepted(make_project: ProjectFactory) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support import ProjectFactory, skill
 
 from action_llama.project import load_project
+
+from support import ProjectFactory, skill
 
 
 def test_empty_config_gives_documented_local_defaults(make_project: ProjectFactory) -> None:

@@ -1,0 +1,208 @@
+"""Planning the image chain: which layers exist, their parents, Dockerfile rewriting, keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from action_llama.images.plan import (
+    PROJECT_BASE_TAG,
+    Layer,
+    agent_tag,
+    is_customized,
+    layer_key,
+    parent_of,
+    plan_chain,
+    rewrite_from,
+    troubleshooting_hint,
+)
+
+BASE = "al-agent:latest"
+BARE = "# Shared tools.\nFROM al-agent:latest\n"
+CUSTOM = "FROM al-agent:latest\nRUN apt-get install -y jq\n"
+
+# --- is_customized ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("# only a comment\n\n   # another\n", False),
+        (BARE, False),
+        ("  FROM al-agent:latest  \n\n", False),
+        (CUSTOM, True),
+        ("FROM al-agent:latest\n# comment\nENV A=1\n", True),
+    ],
+    ids=["missing", "empty", "comments-only", "bare-from", "bare-from-padded", "from-run",
+         "from-env"],
+)
+def test_project_dockerfile_is_customized_only_beyond_its_from_line(
+    dockerfile: str | None, expected: bool
+) -> None:
+    """A project Dockerfile adds a layer only when it has instructions beyond FROM."""
+    assert is_customized(dockerfile) is expected
+
+
+@pytest.mark.xfail(
+    reason="images/plan.py is_customized counts lines, so a Dockerfile of one RUN line "
+    "(no FROM, which rewrite_from supports) is treated as bare and ignored",
+    strict=True,
+)
+def test_project_dockerfile_of_only_a_run_line_is_customized() -> None:
+    """A project Dockerfile holding just `RUN ...` (no FROM) still adds a layer."""
+    assert is_customized("RUN apt-get install -y jq\n")
+
+
+# --- rewrite_from -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "expected"),
+    [
+        ("FROM al-agent:latest\nRUN x\n", "FROM P\nRUN x\n"),
+        ("FROM debian:12 AS build\nRUN x\n", "FROM P AS build\nRUN x\n"),
+        ("FROM --platform=linux/amd64 debian:12\n", "FROM --platform=linux/amd64 P\n"),
+        ("FROM --platform=$BUILDPLATFORM x AS b\n", "FROM --platform=$BUILDPLATFORM P AS b\n"),
+        ("from debian\nRUN x\n", "from P\nRUN x\n"),
+        ("  FROM debian\n", "  FROM P\n"),
+        ("ARG V=1\nFROM debian\n", "ARG V=1\nFROM P\n"),
+        ("# FROM old\nFROM debian\n", "# FROM old\nFROM P\n"),
+    ],
+    ids=["plain", "keeps-as-stage", "keeps-platform", "platform-and-stage", "lowercase",
+         "indented", "arg-before", "commented-from-skipped"],
+)
+def test_rewrite_from_points_first_from_at_parent(dockerfile: str, expected: str) -> None:
+    """The first FROM's image becomes the parent; flags, stage names and other lines are kept."""
+    assert rewrite_from(dockerfile, "P") == expected
+
+
+def test_rewrite_from_leaves_later_stages_alone() -> None:
+    """In a multi-stage Dockerfile only the first FROM is rewritten."""
+    dockerfile = (
+        "FROM al-agent:latest AS tools\nRUN make\n"
+        "FROM alpine:3\nCOPY --from=tools /out /out\n"
+    )
+    assert rewrite_from(dockerfile, "P") == (
+        "FROM P AS tools\nRUN make\nFROM alpine:3\nCOPY --from=tools /out /out\n"
+    )
+
+
+def test_rewrite_from_prepends_from_when_there_is_none() -> None:
+    """A Dockerfile of bare RUN lines gets `FROM <parent>` added on top."""
+    assert rewrite_from("RUN echo hi\n", "al-agent:latest") == (
+        "FROM al-agent:latest\nRUN echo hi\n"
+    )
+
+
+def test_rewrite_from_ignores_from_inside_other_instructions() -> None:
+    """The word FROM inside a RUN line is not taken for a FROM instruction."""
+    assert rewrite_from("RUN echo FROM here\n", "P") == "FROM P\nRUN echo FROM here\n"
+
+
+# --- plan_chain and parent_of -------------------------------------------------------------------
+
+
+def test_no_dockerfiles_plans_only_the_base() -> None:
+    """With no project Dockerfile and no agent Dockerfiles, only the base image is needed."""
+    layers = plan_chain(BASE, None, {"hello": None, "triage": None})
+    assert layers == [Layer("base", BASE)]
+    assert parent_of(layers[0], layers) is None
+
+
+def test_bare_project_dockerfile_plans_only_the_base() -> None:
+    """The project Dockerfile `al new` writes (a bare FROM) adds no project-base layer."""
+    assert [lay.kind for lay in plan_chain(BASE, BARE, {"hello": None})] == ["base"]
+
+
+def test_customized_project_dockerfile_adds_project_base() -> None:
+    """A customized project Dockerfile adds al-project-base on top of the base."""
+    layers = plan_chain(BASE, CUSTOM, {"hello": None})
+    assert layers == [Layer("base", BASE), Layer("project-base", PROJECT_BASE_TAG, CUSTOM)]
+    assert parent_of(layers[1], layers) == layers[0]
+
+
+def test_agent_dockerfile_builds_on_project_base_when_there_is_one() -> None:
+    """With a customized project Dockerfile, an agent's layer builds on al-project-base."""
+    layers = plan_chain(BASE, CUSTOM, {"dev": "RUN make\n", "hello": None})
+    assert [lay.tag for lay in layers] == [BASE, PROJECT_BASE_TAG, "al-dev:latest"]
+    agent = layers[-1]
+    assert (agent.kind, agent.agent, agent.dockerfile) == ("agent", "dev", "RUN make\n")
+    assert parent_of(agent, layers) == layers[1]
+
+
+def test_agent_dockerfile_builds_on_base_without_project_base() -> None:
+    """Without a customized project Dockerfile, an agent's layer builds on the base."""
+    layers = plan_chain(BASE, BARE, {"dev": "RUN make\n", "hello": None})
+    assert [lay.tag for lay in layers] == [BASE, "al-dev:latest"]
+    assert parent_of(layers[1], layers) == layers[0]
+
+
+def test_only_agents_with_dockerfiles_get_layers_in_name_order() -> None:
+    """Agents without a Dockerfile get no layer; agent layers come in name order."""
+    layers = plan_chain(BASE, None, {"zed": "RUN z\n", "hello": None, "alpha": "RUN a\n"})
+    assert [lay.agent for lay in layers] == [None, "alpha", "zed"]
+
+
+def test_custom_base_tag_heads_the_chain() -> None:
+    """The [local].image tag is the base layer's tag."""
+    assert plan_chain("my-base:1", None, {})[0] == Layer("base", "my-base:1")
+
+
+def test_agent_tag_and_layer_titles() -> None:
+    """Agent images are tagged al-<agent>:latest; layer titles name the agent."""
+    assert agent_tag("dev") == "al-dev:latest"
+    assert Layer("agent", "al-dev:latest", "RUN x", "dev").title == "agent dev"
+    assert Layer("project-base", PROJECT_BASE_TAG, CUSTOM).title == "project-base"
+    assert Layer("base", BASE).title == "base"
+
+
+# --- layer_key ----------------------------------------------------------------------------------
+
+KEY_INPUTS = ("agent", "FROM P\nRUN make\n", "sha256:abc", "0.1.0")
+
+
+def test_layer_key_is_stable_for_same_inputs() -> None:
+    """The same inputs give the same key every time."""
+    assert layer_key(*KEY_INPUTS) == layer_key(*KEY_INPUTS)
+
+
+@pytest.mark.parametrize("index", range(len(KEY_INPUTS)), ids=["kind", "dockerfile", "parent",
+                                                               "version"])
+def test_layer_key_changes_when_any_input_changes(index: int) -> None:
+    """Changing the kind, Dockerfile text, parent image id or version changes the key."""
+    changed = list(KEY_INPUTS)
+    changed[index] += "x"
+    assert layer_key(*changed) != layer_key(*KEY_INPUTS)
+
+
+def test_layer_key_keeps_input_boundaries() -> None:
+    """Moving text from one input to the next changes the key."""
+    assert layer_key("ab", "c") != layer_key("a", "bc")
+    assert layer_key("a", "") != layer_key("a")
+
+
+# --- troubleshooting_hint -----------------------------------------------------------------------
+
+
+def test_base_build_hint_says_apt_get_not_apk() -> None:
+    """A failed base build suggests --verbose and apt-get (Debian), not apk."""
+    hint = troubleshooting_hint(Layer("base", BASE))
+    assert "al image build --verbose" in hint
+    assert "apt-get" in hint
+    assert "apk" in hint
+
+
+@pytest.mark.parametrize(
+    ("layer", "where"),
+    [
+        (Layer("project-base", PROJECT_BASE_TAG, CUSTOM), "the project Dockerfile"),
+        (Layer("agent", "al-dev:latest", "RUN x", "dev"), "agents/dev/Dockerfile"),
+    ],
+)
+def test_layer_build_hint_names_the_file_and_from_line(layer: Layer, where: str) -> None:
+    """A failed project or agent layer names its Dockerfile, FROM al-agent:latest and apt-get."""
+    hint = troubleshooting_hint(layer)
+    assert f"Check that {where} starts with FROM al-agent:latest" in hint
+    assert "apt-get install" in hint
+    assert "not apk add" in hint
