@@ -280,3 +280,42 @@ def test_every_output_line_is_a_structured_record(
     assert by_msg["to-out"]["stream"] == "stdout"
     assert by_msg["to-err"]["stream"] == "stderr"
     assert all({"level", "msg", "ts"} <= r.keys() for r in records)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupting_al_run_stops_the_container_and_records_it_killed(
+    make_project: ProjectFactory, base_image: str, docker_client: Any, sig: str
+) -> None:
+    """Ctrl-C (or SIGTERM) during `al run` stops the container within seconds, removes it,
+    and records the run as killed with its last lines kept."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from support import AL
+
+    root = make_project(script_agent("long", "echo started; sleep 120", "timeout = 300\n"))
+    proc = subprocess.Popen(
+        [AL, "run", "long", "-p", str(root), "--json", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    run_id = None
+    for line in proc.stdout:
+        record = json.loads(line)
+        run_id = run_id or record.get("runId")
+        if record["msg"] == "started":
+            break
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130
+    assert docker_client.api.containers(all=True, filters={"label": f"al.run={run_id}"}) == []
+    runs = run_al("logs", "long", "-p", str(root), "--runs")
+    assert f"run {run_id} · manual · killed" in runs.stdout
+    logs = run_al("logs", "long", "-p", str(root))
+    assert "stop requested" in logs.stdout

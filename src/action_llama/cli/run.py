@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,22 @@ def run(
 
     store = RunStore(project.state_dir)
     service = RunService(project, DockerRuntime(client), store)
-    try:
-        outcome = asyncio.run(
-            service.run(agent, image=chain.image_for(agent.name), prompt=prompt, on_line=show)
+
+    async def supervised() -> RunOutcome:
+        # SIGTERM (systemd, kill) stops the run like Ctrl-C does: the container is stopped,
+        # the run recorded as killed, its staging removed.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await service.run(
+            agent, image=chain.image_for(agent.name), prompt=prompt, on_line=show
         )
+
+    try:
+        outcome = asyncio.run(supervised())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        status(f"{agent.name}: stopped; the run is recorded as killed (al logs {agent.name})")
+        raise typer.Exit(130) from None
     finally:
         store.close()
     _report(outcome, quiet)

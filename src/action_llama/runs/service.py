@@ -91,7 +91,7 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
     return None, None
 
 
-def _write_static(agent: Agent, project: Project, static: Path, prompt: str | None) -> None:
+def _write_static(agent: Agent, static: Path, prompt: str | None) -> None:
     static.mkdir(mode=0o755)
     shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
     if agent.script is not None:
@@ -150,39 +150,29 @@ class RunService:
         stage = _stage(run_id)
         handle: RunHandle | None = None
         result: RunResult | None = None
+        interrupted = False
         self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
         try:
-            _write_static(agent, self.project, stage / "static", prompt)
-            local = self.project.config.local
-            spec = RunSpec(
-                run_id=run_id,
-                agent=agent.name,
-                project=self.project.root,
-                image=image,
-                static_dir=stage / "static",
-                credentials_dir=_credentials_dir(stage),
-                workspace=str(self.project.state_dir / "workspaces" / agent.name),
-                limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
-                timeout=agent.timeout,
-                labels={"al.trigger": trigger},
-            )
-            handle = await self.runtime.start(spec)
+            _write_static(agent, stage / "static", prompt)
+            handle = await self.runtime.start(self._spec(agent, run_id, image, stage, trigger))
             with self.store.open_log(agent.name, run_id) as log_file:
                 pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line))
-                result = await self.runtime.wait(handle, agent.timeout)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pump, LOG_DRAIN_SECONDS)
-                pump.cancel()
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            if handle is not None:
-                await self.runtime.stop(handle, grace=5)
-            result = RunResult(exit_code=130, status="killed")
-            raise
+                try:
+                    result = await self.runtime.wait(handle, agent.timeout)
+                except asyncio.CancelledError:
+                    # Ctrl-C, SIGTERM or a scheduler shutdown: stop the run, keep its last lines.
+                    interrupted = True
+                    await self.runtime.stop(handle, grace=5)
+                    result = RunResult(exit_code=130, status="killed")
+                finally:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(pump), LOG_DRAIN_SECONDS)
+                    pump.cancel()
         finally:
-            error, _ = (
-                _explain(agent, self.project, result)
+            error = (
+                _explain(agent, self.project, result)[0]
                 if result
-                else ("The run could not be started.", None)
+                else "The run could not be started."
             )
             self.store.finish(
                 run_id,
@@ -193,6 +183,8 @@ class RunService:
             if handle is not None:
                 await self.runtime.remove(handle)
             shutil.rmtree(stage, ignore_errors=True)
+        if interrupted:
+            raise asyncio.CancelledError
         error, hint = _explain(agent, self.project, result)
         return RunOutcome(
             run_id=run_id,
@@ -202,6 +194,23 @@ class RunService:
             log_path=self.store.log_path(agent.name, run_id),
             error=error,
             hint=hint,
+        )
+
+    def _spec(
+        self, agent: Agent, run_id: str, image: str | None, stage: Path, trigger: str
+    ) -> RunSpec:
+        local = self.project.config.local
+        return RunSpec(
+            run_id=run_id,
+            agent=agent.name,
+            project=self.project.root,
+            image=image,
+            static_dir=stage / "static",
+            credentials_dir=_credentials_dir(stage),
+            workspace=str(self.project.state_dir / "workspaces" / agent.name),
+            limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
+            timeout=agent.timeout,
+            labels={"al.trigger": trigger},
         )
 
     async def _pump_logs(
