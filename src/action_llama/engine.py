@@ -6,6 +6,7 @@ should not pay for importing it.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from action_llama.errors import docker_not_running
@@ -29,6 +30,9 @@ def connect(timeout: int = 60) -> docker.DockerClient:
 
 def _reason(exc: Exception) -> str | None:
     text = str(exc)
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return f"(DOCKER_HOST={host}: {text.splitlines()[0][:200]})"
     for needle in ("No such file or directory", "Connection refused", "Permission denied"):
         if needle in text:
             if needle == "Permission denied":

@@ -35,8 +35,9 @@ def missing_docker_host(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def al(monkeypatch: pytest.MonkeyPatch, missing_docker_host: str
-       ) -> Callable[..., subprocess.CompletedProcess[str]]:
+def al(
+    monkeypatch: pytest.MonkeyPatch, missing_docker_host: str
+) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`al ARGS` in a subprocess, with no --debug and with Docker out of reach."""
     monkeypatch.delenv("AL_DEBUG", raising=False)
 

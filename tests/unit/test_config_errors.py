@@ -19,9 +19,7 @@ AGENT_CFG = "agents/hello/config.toml"
 
 def agent_project(make_project: ProjectFactory, agent_config: str, config: str = "") -> Path:
     """A project whose one agent, hello, has `agent_config` as its config.toml."""
-    return make_project(
-        {"agents/hello/SKILL.md": skill(), AGENT_CFG: agent_config}, config=config
-    )
+    return make_project({"agents/hello/SKILL.md": skill(), AGENT_CFG: agent_config}, config=config)
 
 
 # --- malformed TOML ---------------------------------------------------------------------------
@@ -57,12 +55,18 @@ def test_malformed_agent_toml_names_agent_file(
         ("timout = 5\n", "timout", "timeout"),
         ('[hooks]\npree = ["echo hi"]\n', "hooks.pree", "hooks.pre"),
         ("maxWorkQueSize = 3\n", "maxWorkQueSize", "maxWorkQueueSize"),
-        ('[[webhooks]]\nsource = "gh"\nevnts = ["issues"]\n', "webhooks[0].evnts",
-         "webhooks[0].events"),
+        (
+            '[[webhooks]]\nsource = "gh"\nevnts = ["issues"]\n',
+            "webhooks[0].evnts",
+            "webhooks[0].events",
+        ),
     ],
 )
 def test_unknown_agent_key_suggests_the_close_one(
-    make_project: ProjectFactory, load_error: LoadError, agent_config: str, key: str,
+    make_project: ProjectFactory,
+    load_error: LoadError,
+    agent_config: str,
+    key: str,
     suggestion: str,
 ) -> None:
     """A misspelt key in an agent's config.toml is named, with a did-you-mean for the right one."""
@@ -77,8 +81,11 @@ def test_unknown_agent_key_suggests_the_close_one(
     [
         ('[local]\nmemmory = "4g"\n', "local.memmory", "local.memory"),
         ("[gateway]\nprot = 9000\n", "gateway.prot", "gateway.port"),
-        ('[webhooks.gh]\ntype = "github"\ncredentail = "x"\n', "webhooks.gh.credentail",
-         "webhooks.gh.credential"),
+        (
+            '[webhooks.gh]\ntype = "github"\ncredentail = "x"\n',
+            "webhooks.gh.credentail",
+            "webhooks.gh.credential",
+        ),
         ("max_reruns = 3\n", "max_reruns", "maxReruns"),
     ],
 )
@@ -103,11 +110,6 @@ def test_unknown_key_with_no_close_match_lists_allowed_keys(
     assert "cpus" in err.hint
 
 
-@pytest.mark.xfail(
-    reason="project/errors.py: difflib suggests the unrelated agent key 'scale' for a [local] "
-    "table in an agent config.toml",
-    strict=True,
-)
 def test_project_table_in_agent_config_is_not_matched_to_an_unrelated_key(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:
@@ -205,11 +207,6 @@ def test_model_without_model_key_is_refused(
     assert str(err) == 'config.toml: missing required key "models.s.model"'
 
 
-@pytest.mark.xfail(
-    reason="project/errors.py: the message shows pydantic's 'instance of ModelConfig', an "
-    "internal class name the user never wrote",
-    strict=True,
-)
 def test_model_that_is_not_a_table_does_not_leak_class_names(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:
@@ -219,11 +216,6 @@ def test_model_that_is_not_a_table_does_not_leak_class_names(
     assert "ModelConfig" not in str(err)
 
 
-@pytest.mark.xfail(
-    reason="config/project.py: the deprecated key is renamed before validation, so the error "
-    "names maxCallDepth, a key that is not in the file",
-    strict=True,
-)
 def test_bad_value_of_deprecated_key_names_the_key_written(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:
@@ -264,12 +256,14 @@ def test_unknown_model_ref_lists_available_models(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:
     """An agent listing an undefined model names the file, the model and the ones available."""
-    err = load_error(agent_project(
-        make_project,
-        'models = ["sonet"]\n',
-        config='[models.sonnet]\nprovider = "anthropic"\nmodel = "m"\n'
-        '[models.gpt]\nprovider = "openai"\nmodel = "g"\n',
-    ))
+    err = load_error(
+        agent_project(
+            make_project,
+            'models = ["sonet"]\n',
+            config='[models.sonnet]\nprovider = "anthropic"\nmodel = "m"\n'
+            '[models.gpt]\nprovider = "openai"\nmodel = "g"\n',
+        )
+    )
     assert str(err).startswith(f'{AGENT_CFG}: key "models": ')
     assert 'model "sonet" which is not defined in config.toml' in str(err)
     assert str(err).endswith("Available: sonnet, gpt")
@@ -323,11 +317,6 @@ def test_frontmatter_unknown_key_suggests_description(
     assert 'did you mean "description"?' in err.hint
 
 
-@pytest.mark.xfail(
-    reason="project/loader.py: frontmatter that parses to a list or a string is silently "
-    "replaced by {} instead of being refused",
-    strict=True,
-)
 def test_frontmatter_that_is_not_a_mapping_is_refused(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:
@@ -407,9 +396,14 @@ def test_misspelt_agent_name_suggests_the_close_one(make_project: ProjectFactory
 
 def test_unknown_agent_name_lists_available_agents(make_project: ProjectFactory) -> None:
     """Asking for an unrelated name lists the agents that exist."""
-    project = load_project(make_project({
-        "agents/hello/SKILL.md": skill(), "agents/triage/SKILL.md": skill(),
-    }))
+    project = load_project(
+        make_project(
+            {
+                "agents/hello/SKILL.md": skill(),
+                "agents/triage/SKILL.md": skill(),
+            }
+        )
+    )
     with pytest.raises(AgentNotFound) as info:
         get_agent(project, "zzz")
     assert info.value.hint == "Available agents: hello, triage"
@@ -446,11 +440,6 @@ def test_missing_directory_is_named(tmp_path: Path, load_error: LoadError) -> No
     assert "al new" in err.hint
 
 
-@pytest.mark.xfail(
-    reason="project/loader.py check_project_dir: a path that is a file is reported as a "
-    "directory that does not exist",
-    strict=True,
-)
 def test_file_as_project_directory_is_not_called_missing(
     make_project: ProjectFactory, load_error: LoadError
 ) -> None:

@@ -34,8 +34,15 @@ CUSTOM = "FROM al-agent:latest\nRUN apt-get install -y jq\n"
         (CUSTOM, True),
         ("FROM al-agent:latest\n# comment\nENV A=1\n", True),
     ],
-    ids=["missing", "empty", "comments-only", "bare-from", "bare-from-padded", "from-run",
-         "from-env"],
+    ids=[
+        "missing",
+        "empty",
+        "comments-only",
+        "bare-from",
+        "bare-from-padded",
+        "from-run",
+        "from-env",
+    ],
 )
 def test_project_dockerfile_is_customized_only_beyond_its_from_line(
     dockerfile: str | None, expected: bool
@@ -44,11 +51,6 @@ def test_project_dockerfile_is_customized_only_beyond_its_from_line(
     assert is_customized(dockerfile) is expected
 
 
-@pytest.mark.xfail(
-    reason="images/plan.py is_customized counts lines, so a Dockerfile of one RUN line "
-    "(no FROM, which rewrite_from supports) is treated as bare and ignored",
-    strict=True,
-)
 def test_project_dockerfile_of_only_a_run_line_is_customized() -> None:
     """A project Dockerfile holding just `RUN ...` (no FROM) still adds a layer."""
     assert is_customized("RUN apt-get install -y jq\n")
@@ -69,8 +71,16 @@ def test_project_dockerfile_of_only_a_run_line_is_customized() -> None:
         ("ARG V=1\nFROM debian\n", "ARG V=1\nFROM P\n"),
         ("# FROM old\nFROM debian\n", "# FROM old\nFROM P\n"),
     ],
-    ids=["plain", "keeps-as-stage", "keeps-platform", "platform-and-stage", "lowercase",
-         "indented", "arg-before", "commented-from-skipped"],
+    ids=[
+        "plain",
+        "keeps-as-stage",
+        "keeps-platform",
+        "platform-and-stage",
+        "lowercase",
+        "indented",
+        "arg-before",
+        "commented-from-skipped",
+    ],
 )
 def test_rewrite_from_points_first_from_at_parent(dockerfile: str, expected: str) -> None:
     """The first FROM's image becomes the parent; flags, stage names and other lines are kept."""
@@ -80,8 +90,7 @@ def test_rewrite_from_points_first_from_at_parent(dockerfile: str, expected: str
 def test_rewrite_from_leaves_later_stages_alone() -> None:
     """In a multi-stage Dockerfile only the first FROM is rewritten."""
     dockerfile = (
-        "FROM al-agent:latest AS tools\nRUN make\n"
-        "FROM alpine:3\nCOPY --from=tools /out /out\n"
+        "FROM al-agent:latest AS tools\nRUN make\nFROM alpine:3\nCOPY --from=tools /out /out\n"
     )
     assert rewrite_from(dockerfile, "P") == (
         "FROM P AS tools\nRUN make\nFROM alpine:3\nCOPY --from=tools /out /out\n"
@@ -167,8 +176,9 @@ def test_layer_key_is_stable_for_same_inputs() -> None:
     assert layer_key(*KEY_INPUTS) == layer_key(*KEY_INPUTS)
 
 
-@pytest.mark.parametrize("index", range(len(KEY_INPUTS)), ids=["kind", "dockerfile", "parent",
-                                                               "version"])
+@pytest.mark.parametrize(
+    "index", range(len(KEY_INPUTS)), ids=["kind", "dockerfile", "parent", "version"]
+)
 def test_layer_key_changes_when_any_input_changes(index: int) -> None:
     """Changing the kind, Dockerfile text, parent image id or version changes the key."""
     changed = list(KEY_INPUTS)

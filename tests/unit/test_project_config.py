@@ -43,7 +43,8 @@ def test_project_without_config_toml_loads_from_agents_folder(make_project: Proj
 
 def test_keys_set_in_config_override_defaults(make_project: ProjectFactory) -> None:
     """Values written in config.toml replace the defaults."""
-    root = make_project(config="""
+    root = make_project(
+        config="""
         maxReruns = 2
         workQueueSize = 5
         [local]
@@ -51,7 +52,8 @@ def test_keys_set_in_config_override_defaults(make_project: ProjectFactory) -> N
         memory = "512m"
         cpus = 0.5
         timeout = 60
-    """)
+    """
+    )
     config = load_project(root).config
     assert (config.max_reruns, config.work_queue_size) == (2, 5)
     assert config.local.image == "my-base:1"
@@ -182,9 +184,10 @@ def test_webhooks_table_parses_and_agents_subscribe(make_project: ProjectFactory
 
 def test_agent_config_keys_parse(make_project: ProjectFactory) -> None:
     """An agent's config.toml sets credentials, schedule, hooks, params and scale."""
-    root = make_project({
-        "agents/a/SKILL.md": skill("Triage issues."),
-        "agents/a/config.toml": """
+    root = make_project(
+        {
+            "agents/a/SKILL.md": skill("Triage issues."),
+            "agents/a/config.toml": """
             credentials = ["github_token", "github_token:work"]
             schedule = "*/15 * * * *"
             scale = 2
@@ -193,7 +196,8 @@ def test_agent_config_keys_parse(make_project: ProjectFactory) -> None:
             [params]
             repo = "me/app"
         """,
-    })
+        }
+    )
     agent = load_project(root).agents["a"]
     assert agent.config.credentials == ["github_token", "github_token:work"]
     assert agent.config.schedule == "*/15 * * * *"
@@ -217,12 +221,14 @@ def test_agents_are_sorted_and_folders_without_skill_md_skipped(
     make_project: ProjectFactory,
 ) -> None:
     """Agents load in name order; dot-folders and folders without SKILL.md are not agents."""
-    root = make_project({
-        "agents/zed/SKILL.md": skill(),
-        "agents/alpha/SKILL.md": skill(),
-        "agents/.hidden/SKILL.md": skill(),
-        "agents/notes/README.md": "not an agent",
-    })
+    root = make_project(
+        {
+            "agents/zed/SKILL.md": skill(),
+            "agents/alpha/SKILL.md": skill(),
+            "agents/.hidden/SKILL.md": skill(),
+            "agents/notes/README.md": "not an agent",
+        }
+    )
     assert list(load_project(root).agents) == ["alpha", "zed"]
 
 

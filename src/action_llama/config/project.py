@@ -7,7 +7,7 @@ Defaults follow the seed where it and the original's code disagree: `local.cpus`
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -106,10 +106,6 @@ class TelemetryConfig(Strict):
     sampling_rate: float = Field(default=1.0, ge=0, le=1, alias="samplingRate")
 
 
-#: Deprecated spellings the original still reads, mapped to today's key.
-DEPRECATED_KEYS = {"maxTriggerDepth": "maxCallDepth", "webhookQueueSize": "workQueueSize"}
-
-
 class ProjectConfig(Strict):
     """The whole project `config.toml` (every table optional)."""
 
@@ -126,13 +122,15 @@ class ProjectConfig(Strict):
     scale: int | None = Field(default=None, ge=0)
     default_agent_scale: int = Field(default=1, ge=0, alias="defaultAgentScale")
     history_retention_days: int = Field(default=14, ge=0, alias="historyRetentionDays")
+    # Deprecated spellings, still read (validated under their own name, so errors name them).
+    max_trigger_depth: int | None = Field(default=None, ge=0, alias="maxTriggerDepth")
+    webhook_queue_size: int | None = Field(default=None, ge=0, alias="webhookQueueSize")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _read_deprecated_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for old, new in DEPRECATED_KEYS.items():
-                if old in data and new not in data:
-                    data = {**data, new: data[old]}
-                data = {k: v for k, v in data.items() if k != old}
-        return data
+    @model_validator(mode="after")
+    def _apply_deprecated_keys(self) -> ProjectConfig:
+        # The model is frozen; this runs once, during validation.
+        if self.max_trigger_depth is not None and "max_call_depth" not in self.model_fields_set:
+            object.__setattr__(self, "max_call_depth", self.max_trigger_depth)
+        if self.webhook_queue_size is not None and "work_queue_size" not in self.model_fields_set:
+            object.__setattr__(self, "work_queue_size", self.webhook_queue_size)
+        return self

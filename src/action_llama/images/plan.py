@@ -47,8 +47,10 @@ def meaningful_lines(dockerfile: str) -> list[str]:
 
 
 def is_customized(dockerfile: str | None) -> bool:
-    """A project Dockerfile builds a layer only when it has more than its FROM line."""
-    return dockerfile is not None and len(meaningful_lines(dockerfile)) > 1
+    """A project Dockerfile builds a layer only when it has an instruction other than FROM."""
+    if dockerfile is None:
+        return False
+    return any(not _FROM.match(line) for line in meaningful_lines(dockerfile))
 
 
 def rewrite_from(dockerfile: str, parent: str) -> str:

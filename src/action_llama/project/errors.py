@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from typing import Any
@@ -60,12 +61,26 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _plain(message: str) -> str:
+    """Pydantic's wording without our class names."""
+    message = message.removeprefix("Value error, ")
+    message = re.sub(r" or instance of \w+", "", message)
+    return message.replace("a valid dictionary", "a table ([name] or {...})")
+
+
 def describe(
-    exc: ValidationError, model: type[BaseModel], file_label: str
+    exc: ValidationError,
+    model: type[BaseModel],
+    file_label: str,
+    elsewhere: dict[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(problems, hints) for every error in `exc`, each naming `file_label` and the key."""
+    """(problems, hints) for every error in `exc`, each naming `file_label` and the key.
+
+    `elsewhere` maps top-level keys that belong in another file to a hint saying which.
+    """
     problems: list[str] = []
     hints: list[str] = []
+    elsewhere = elsewhere or {}
     for error in exc.errors(include_url=False):
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
         key = dotted(loc)
@@ -74,8 +89,10 @@ def describe(
             owner = _model_at(model, loc[:-1]) if loc else model
             known = _keys_of(owner) if owner else []
             problems.append(f'{file_label}: unknown key "{key}"')
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-            if close:
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
+            if len(loc) == 1 and key in elsewhere:
+                hints.append(elsewhere[key])
+            elif close:
                 parent = dotted(loc[:-1])
                 suggestion = f"{parent}.{close[0]}" if parent else close[0]
                 hints.append(f'did you mean "{suggestion}"? (in {file_label})')
@@ -84,11 +101,11 @@ def describe(
         elif kind == "missing":
             problems.append(f'{file_label}: missing required key "{key}"')
         else:
-            message = error["msg"].removeprefix("Value error, ")
+            message = _plain(error["msg"])
             got = error.get("input")
             shown = (
                 f" (got {got!r})"
-                if not isinstance(got, dict | list) and repr(got).strip("'") not in message
+                if not isinstance(got, dict | list) and f'"{got}"' not in message
                 else ""
             )
             problems.append(

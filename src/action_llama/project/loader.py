@@ -41,13 +41,28 @@ def _read_toml(path: Path, root: Path) -> dict[str, Any]:
         raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from None
 
 
+def _keys(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+#: Keys written in the wrong file: a hint saying where they belong.
+_PROJECT_ONLY = {
+    key: f"\"{key}\" belongs in the project's config.toml, not in an agent's."
+    for key in _keys(ProjectConfig) - _keys(AgentFileConfig)
+}
+_AGENT_ONLY = {
+    key: f'"{key}" belongs in an agent\'s config.toml (agents/<name>/config.toml).'
+    for key in _keys(AgentFileConfig) - _keys(ProjectConfig)
+}
+
+
 def _validate(
-    model: type[M], data: dict[str, Any], label: str
+    model: type[M], data: dict[str, Any], label: str, elsewhere: dict[str, str] | None = None
 ) -> tuple[M | None, list[str], list[str]]:
     try:
         return model.model_validate(data), [], []
     except ValidationError as exc:
-        problems, hints = describe(exc, model, label)
+        problems, hints = describe(exc, model, label, elsewhere)
         return None, problems, hints
 
 
@@ -64,6 +79,11 @@ def _raise(problems: list[str], hints: list[str]) -> None:
 
 def check_project_dir(root: Path) -> None:
     """Refuse directories that are not projects, with the likely mistake named."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f'"{root}" is a file, not a directory: -p takes the project folder.',
+            hint=f"Pass the folder that holds config.toml and agents/: -p {root.parent}",
+        )
     if not root.is_dir():
         raise ConfigError(
             f'Project directory "{root}" does not exist.',
@@ -120,7 +140,11 @@ def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -
             hints.append("The frontmatter is the block between the first two '---' lines.")
             return None
         if not isinstance(data, dict):
-            data = {}
+            problems.append(
+                f"{label}: the frontmatter must be key: value lines (got a {type(data).__name__})"
+            )
+            hints.append("Write it like:\n---\ndescription: What this agent does\n---")
+            return None
     fm, p, h = _validate(SkillFrontmatter, data, f"{label} frontmatter")
     problems += p
     hints += h
@@ -149,7 +173,7 @@ def _load_agent(
         raw = None
     agent_cfg = None
     if raw is not None:
-        agent_cfg, p, h = _validate(AgentFileConfig, raw, _label(cfg_path, root))
+        agent_cfg, p, h = _validate(AgentFileConfig, raw, _label(cfg_path, root), _PROJECT_ONLY)
         problems += p
         hints += h
     models = []
@@ -185,7 +209,9 @@ def load_project(root: Path | str) -> Project:
     check_project_dir(root)
     problems: list[str] = []
     hints: list[str] = []
-    config, p, h = _validate(ProjectConfig, _read_toml(root / "config.toml", root), "config.toml")
+    config, p, h = _validate(
+        ProjectConfig, _read_toml(root / "config.toml", root), "config.toml", _AGENT_ONLY
+    )
     problems += p
     hints += h
     agents: dict[str, Agent] = {}

@@ -10,6 +10,14 @@ PROJECT_CONFIG = """\
 # action-llama project configuration.
 # Every key is optional; the commented values are the defaults.
 
+# Scheduler settings.
+# maxReruns = 10              # reruns when an agent exits 42
+# maxCallDepth = 3            # depth of agent-to-agent call chains
+# workQueueSize = 20          # queued triggers per agent
+# resourceLockTimeout = 1800  # seconds a lock lives without a heartbeat
+# defaultAgentScale = 1       # parallel runs per agent
+# historyRetentionDays = 14
+
 # The container every run gets.
 [local]
 # image = "al-agent:latest"   # base image, built from the action-llama package when missing
@@ -33,14 +41,6 @@ PROJECT_CONFIG = """\
 # [webhooks.github]
 # type = "github"
 # credential = "default"
-
-# Scheduler settings.
-# maxReruns = 10              # reruns when an agent exits 42
-# maxCallDepth = 3            # depth of agent-to-agent call chains
-# workQueueSize = 20          # queued triggers per agent
-# resourceLockTimeout = 1800  # seconds a lock lives without a heartbeat
-# defaultAgentScale = 1       # parallel runs per agent
-# historyRetentionDays = 14
 """
 
 PROJECT_DOCKERFILE = """\
