@@ -88,41 +88,79 @@ def verdict(ok: bool) -> str:
     return "goal met" if ok else "GOAL MISSED"
 
 
-def importtime_total(module: str) -> float:
-    """Seconds `python -X importtime -c 'import module'` reports for `module`, cumulative."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                          capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "0"})
-    for line in reversed(proc.stderr.splitlines()):
-        parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
-        if len(parts) == 3 and parts[2] == module:
-            return int(parts[1]) / 1e6
-    raise RuntimeError(f"no importtime line for {module}")
+def import_profile(modules: str) -> tuple[float, list[tuple[str, float, int]]]:
+    """`python -X importtime -c 'import MODULES'`: the summed cumulative time of the top-level
+    imports, and self time summed by top-level package, largest first. The tracing itself
+    inflates the figures; compare them with each other, not with wall times."""
+    def rows(code: str) -> list[tuple[str, str, str]]:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
+                              capture_output=True, text=True, check=True)
+        return [tuple(line.removeprefix("import time:").split("|"))  # type: ignore[misc]
+                for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "cumulative" not in line]
 
-
-def importtime_top(module: str, count: int = 8) -> list[tuple[float, str]]:
-    """The `count` first-level imports (under `module`'s tree) with the largest cumulative time."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                          capture_output=True, text=True, check=True)
-    rows: list[tuple[float, str]] = []
-    for line in proc.stderr.splitlines():
-        if not line.startswith("import time:") or "cumulative" in line:
+    startup = {name.strip() for _, _, name in rows("pass")}  # what the interpreter loads anyway
+    total = 0.0
+    by_package: dict[str, list[float]] = {}
+    for self_us, cumulative_us, name in rows(f"import {modules}"):
+        if name.strip() in startup:
             continue
-        _, cumulative, name = line.removeprefix("import time:").split("|")
-        indent = len(name) - len(name.lstrip())
-        # Depth 1 (`  name`) are the direct imports of the top module, depth 0 the top module.
-        if indent <= 3:
-            rows.append((int(cumulative) / 1e6, name.strip()))
-    rows.sort(reverse=True)
-    return rows[:count]
+        if name.startswith(" ") and not name.startswith("  "):  # depth 0: imported at top
+            total += int(cumulative_us) / 1e6
+        entry = by_package.setdefault(name.strip().split(".")[0], [0.0, 0])
+        entry[0] += int(self_us) / 1e6
+        entry[1] += 1
+    ranked = sorted(((k, v[0], int(v[1])) for k, v in by_package.items()),
+                    key=lambda row: row[1], reverse=True)
+    return total, ranked
+
+
+#: Third-party packages of `al run`'s import graph, grouped by the dependency that pulls them in.
+STACKS = {
+    "pydantic": ("pydantic", "pydantic_core", "annotated_types", "typing_extensions",
+                 "typing_inspection"),
+    "typer": ("typer", "click", "rich", "shellingham", "markdown_it", "mdurl", "pygments"),
+    "docker-py": ("docker", "requests", "urllib3", "charset_normalizer", "idna", "certifi"),
+    "PyYAML": ("yaml", "_yaml"),
+    "action_llama (incl. pydantic model building)": ("action_llama",),
+}
+
+
+def by_stack(ranked: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+    """import_profile()'s packages summed by STACKS; the rest is the standard library."""
+    owner = {pkg: stack for stack, pkgs in STACKS.items() for pkg in pkgs}
+    sums: dict[str, list[float]] = {}
+    for package, seconds, count in ranked:
+        entry = sums.setdefault(owner.get(package, "standard library"), [0.0, 0])
+        entry[0] += seconds
+        entry[1] += count
+    return sorted(((k, v[0], int(v[1])) for k, v in sums.items()),
+                  key=lambda row: row[1], reverse=True)
+
+
+def bytecode_cache(directory: Path) -> str | None:
+    """Let the benchmark's Python subprocesses cache bytecode, as an installed package does.
+
+    With PYTHONDONTWRITEBYTECODE set (as in some dev shells), modules without a current .pyc
+    are compiled again on every `al` start, which no user pays. The cache goes to `directory`
+    (PYTHONPYCACHEPREFIX), so nothing is written under src/ or the venv. Returns a note, or
+    None when the environment already caches bytecode.
+    """
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        return None
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = str(directory)
+    return (f"PYTHONDONTWRITEBYTECODE was set: subprocesses cache bytecode in {directory} "
+            "instead (--bytecode as-is to keep it)")
 
 
 def cleanup_project(root: Path, *, images: bool) -> None:
     """Remove what the benchmark made in Docker for `root`: containers, workspace volumes
     (detaching their loop devices), other volumes and, with `images`, images labelled with it."""
+    from docker.errors import APIError
+
     from action_llama.engine import connect
     from action_llama.runtimes.docker_workspace import release_workspaces
-    from docker.errors import APIError
 
     client = connect()
     label = f"al.project={root}"
