@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import time
@@ -122,14 +123,24 @@ class ChainBuilder:
                 self.events.layer(layer.title, f"up to date ({layer.tag})")
                 return image_id
         started = time.monotonic()
+        replaced = existing[0] if existing else None
         if layer.kind == "base":
             image_id = self._build_base(layer, key)
         else:
             assert parent is not None
             image_id = self._build(layer, dockerfile, key, parent_id, parent.tag)
         result.built.append(layer.tag)
+        if replaced and replaced != image_id:
+            self._discard(replaced)
         self.events.layer(layer.title, f"built {layer.tag} in {time.monotonic() - started:.1f}s")
         return image_id
+
+    def _discard(self, image_id: str) -> None:
+        """Remove the image a rebuild replaced, unless a container or a child still uses it."""
+        from docker.errors import APIError
+
+        with contextlib.suppress(APIError):
+            self.client.api.remove_image(image_id, noprune=False)
 
     def _labels(self, layer: Layer, key: str, parent_id: str, parent_tag: str) -> dict[str, str]:
         labels = {
