@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from action_llama.project import Project, load_project
+if TYPE_CHECKING:
+    from action_llama.project import Project
 
 ProjectOption = typer.Option(
     Path("."),
@@ -18,4 +20,7 @@ ProjectOption = typer.Option(
 
 
 def project_at(path: Path) -> Project:
+    """Load the project at `path` (imported here: pydantic is not needed by every command)."""
+    from action_llama.project import load_project
+
     return load_project(path)

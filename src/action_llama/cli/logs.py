@@ -14,7 +14,6 @@ import typer
 
 from action_llama.cli.common import ProjectOption, project_at
 from action_llama.errors import RunNotFound
-from action_llama.project import get_agent
 from action_llama.runs.records import format_record
 from action_llama.runs.store import RunRecord, RunStore, read_log
 
@@ -40,6 +39,8 @@ def logs(
     list_runs: bool = typer.Option(False, "--runs", help="List the agent's recent runs."),
 ) -> None:
     """Show the log of an agent's latest run (or of --run ID)."""
+    from action_llama.project import get_agent
+
     project = project_at(project_dir)
     agent = get_agent(project, agent_name)
     store = RunStore(project.state_dir)

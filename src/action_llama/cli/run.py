@@ -7,17 +7,17 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
 from action_llama.cli.render import ConsoleEvents, QuietEvents, print_error, status
 from action_llama.errors import ActionLlamaError
-from action_llama.project import get_agent
 from action_llama.runs.records import format_record
-from action_llama.runs.service import RunOutcome, RunService, check_runnable
-from action_llama.runs.store import RunStore
+
+if TYPE_CHECKING:
+    from action_llama.runs.service import RunOutcome
 
 
 def run(
@@ -28,6 +28,10 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No build progress."),
 ) -> None:
     """Run an agent once in a container and exit with its exit code."""
+    from action_llama.project import get_agent
+    from action_llama.runs.service import RunService, check_runnable
+    from action_llama.runs.store import RunStore
+
     project = project_at(project_dir)
     agent = get_agent(project, agent_name)
     check_runnable(agent)
