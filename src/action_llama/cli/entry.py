@@ -17,6 +17,9 @@ import sys
 
 
 def main() -> None:
+    # Commands import pydantic and docker lazily, after this point, so a higher threshold for
+    # the youngest generation (not a disabled collector) keeps collections rare all along.
+    gc.set_threshold(50_000, 20, 20)
     gc.disable()
     from action_llama.cli.app import main as app_main
 
