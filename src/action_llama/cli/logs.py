@@ -13,8 +13,8 @@ from typing import Any
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
+from action_llama.cli.render import record_printer
 from action_llama.errors import RunNotFound
-from action_llama.runs.records import format_record
 from action_llama.runs.store import RunRecord, RunStore, read_log
 
 FOLLOW_POLL = 0.25
@@ -68,15 +68,7 @@ def logs(
 
 
 def _show(store: RunStore, run: RunRecord, lines: int, follow: bool, as_json: bool) -> None:
-    color = sys.stdout.isatty()
-
-    def emit(record: dict[str, Any]) -> None:
-        text = (
-            json.dumps(record, ensure_ascii=False)
-            if as_json
-            else format_record(record, color=color)
-        )
-        sys.stdout.write(text + "\n")
+    emit = record_printer(as_json)
 
     if not as_json:
         typer.echo(_header(run))

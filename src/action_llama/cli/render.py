@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from action_llama.errors import ActionLlamaError
 
@@ -14,6 +16,22 @@ def use_color(stream: TextIO) -> bool:
 
 def _paint(text: str, code: str, stream: TextIO) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if use_color(stream) else text
+
+
+def record_printer(as_json: bool, stream: TextIO = sys.stdout) -> Callable[[dict[str, Any]], None]:
+    """Prints log records as they come: human lines on a terminal, or raw JSON lines."""
+    from action_llama.runs.records import format_record
+
+    color = use_color(stream)
+
+    def emit(record: dict[str, Any]) -> None:
+        if as_json:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            stream.write(format_record(record, color=color) + "\n")
+        stream.flush()
+
+    return emit
 
 
 def print_error(exc: ActionLlamaError, stream: TextIO = sys.stderr) -> None:

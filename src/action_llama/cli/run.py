@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
-from action_llama.cli.render import ConsoleEvents, QuietEvents, print_error, status
+from action_llama.cli.render import (
+    ConsoleEvents,
+    QuietEvents,
+    print_error,
+    record_printer,
+    status,
+)
 from action_llama.errors import ActionLlamaError
-from action_llama.runs.records import format_record
 
 if TYPE_CHECKING:
     from action_llama.runs.service import RunOutcome
@@ -43,16 +46,7 @@ def run(
     client = connect()
     events = QuietEvents() if quiet else ConsoleEvents()
     chain = ChainBuilder(client, project, events).ensure([agent.name])
-    color = sys.stdout.isatty()
-
-    def show(record: dict[str, Any]) -> None:
-        line = (
-            json.dumps(record, ensure_ascii=False)
-            if as_json
-            else format_record(record, color=color)
-        )
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+    show = record_printer(as_json)
 
     store = RunStore(project.state_dir)
     service = RunService(project, DockerRuntime(client), store)
