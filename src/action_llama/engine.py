@@ -15,8 +15,22 @@ if TYPE_CHECKING:
     import docker
 
 
+_clients: dict[str | None, docker.DockerClient] = {}
+
+
 def connect(timeout: int = 60) -> docker.DockerClient:
-    """A client for the engine named by DOCKER_HOST (or the default socket), checked alive."""
+    """A client for the engine named by DOCKER_HOST (or the default socket), checked alive.
+
+    One client per process and DOCKER_HOST: image building and runs share its connections.
+    """
+    key = os.environ.get("DOCKER_HOST")
+    if key in _clients:
+        return _clients[key]
+    _clients[key] = client = _connect(timeout)
+    return client
+
+
+def _connect(timeout: int) -> docker.DockerClient:
     import docker
     from docker.errors import DockerException
 

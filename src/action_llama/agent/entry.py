@@ -142,6 +142,26 @@ def _on_terminate(inv: Invocation) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _load_credentials(inv: Invocation, config: dict[str, Any]) -> bool:
+    """Export the agent's credentials; False (after saying why, plainly) when one is missing."""
+    from action_llama.agent.credentials import MissingCredential, export
+
+    root = Path(os.environ.get("AL_CREDENTIALS_PATH", "/credentials"))
+    refs = list(config.get("credentials") or [])
+    try:
+        exported = export(root, refs, inv.env, Path(inv.env["HOME"]))
+    except MissingCredential as exc:
+        inv.log.error(
+            f'Missing credential "{exc}": it is listed in the agent\'s config.toml but was not '
+            "provided to this run.",
+            hint=f"Add it with: al creds add {exc}",
+        )
+        return False
+    if refs:
+        inv.log.info("credentials loaded", refs=refs, env=exported)
+    return True
+
+
 def main() -> int:
     log = Logger()
     static = Path(os.environ.get("AL_STATIC_DIR", "/app/static"))
@@ -162,6 +182,8 @@ def main() -> int:
     if os.environ.get("AL_WORKSPACE_UNCAPPED"):
         log.warn("/workspace has no size cap on this host (needs root and loop devices)")
 
+    if not _load_credentials(inv, config):
+        return 1
     hooks = config.get("hooks") or {}
     if not inv.hooks("pre", list(hooks.get("pre") or [])):
         return 1

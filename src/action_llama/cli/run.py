@@ -32,24 +32,31 @@ def run(
 ) -> None:
     """Run an agent once in a container and exit with its exit code."""
     from action_llama.project import get_agent
-    from action_llama.runs.service import RunService, check_runnable
+    from action_llama.runs.service import RunService, host_user_warnings
     from action_llama.runs.store import RunStore
+    from action_llama.runtimes.registry import get_runtime, runtime_name
 
     project = project_at(project_dir)
     agent = get_agent(project, agent_name)
-    check_runnable(agent)
-
-    from action_llama.engine import connect
-    from action_llama.images.build import ChainBuilder
-    from action_llama.runtimes.docker import DockerRuntime
-
-    client = connect()
-    events = QuietEvents() if quiet else ConsoleEvents()
-    chain = ChainBuilder(client, project, events).ensure([agent.name])
-    show = record_printer(as_json)
-
     store = RunStore(project.state_dir)
-    service = RunService(project, DockerRuntime(client), store)
+    service = RunService(project, get_runtime(runtime_name(agent)), store)
+    try:
+        service.preflight(agent, prompt=prompt)
+    except ActionLlamaError:
+        store.close()
+        raise
+    image = None
+    if agent.is_container:
+        from action_llama.engine import connect
+        from action_llama.images.build import ChainBuilder
+
+        events = QuietEvents() if quiet else ConsoleEvents()
+        chain = ChainBuilder(connect(), project, events).ensure([agent.name])
+        image = chain.image_for(agent.name)
+    else:
+        for warning in host_user_warnings(project, agent):
+            status(f"warning: {warning}")
+    show = record_printer(as_json)
 
     async def supervised() -> RunOutcome:
         # SIGTERM (systemd, kill) stops the run like Ctrl-C does: the container is stopped,
@@ -57,9 +64,7 @@ def run(
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await service.run(
-            agent, image=chain.image_for(agent.name), prompt=prompt, on_line=show
-        )
+        return await service.run(agent, image=image, prompt=prompt, on_line=show)
 
     try:
         outcome = asyncio.run(supervised())

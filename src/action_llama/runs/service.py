@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import tempfile
@@ -15,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from action_llama.errors import AgentNotRunnable
+from action_llama.credentials.staging import StagedCredentials, check_present, refs_for, stage
+from action_llama.credentials.store import CredentialStore
+from action_llama.errors import ActionLlamaError, AgentNotRunnable
 from action_llama.project import Agent, Project
 from action_llama.runs.records import parse_line
+from action_llama.runs.redact import Redactor
 from action_llama.runs.store import RunStore
 from action_llama.runtimes.base import Limits, RunHandle, RunResult, RunSpec, Runtime
 
@@ -47,12 +49,6 @@ class RunOutcome:
 
 def check_runnable(agent: Agent) -> None:
     """Refuse, before anything is built or started, agents that cannot run yet."""
-    if not agent.is_container:
-        raise AgentNotRunnable(
-            f'Agent "{agent.name}" uses the host-user runtime, which this version cannot run yet.',
-            hint=f'Remove [runtime] type = "host-user" from agents/{agent.name}/config.toml to '
-            "run it in a container.",
-        )
     if agent.script is None:
         hint = (
             f"Add agents/{agent.name}/test-script.sh to run it in script mode."
@@ -118,21 +114,86 @@ def _stage(run_id: str) -> Path:
     return stage
 
 
-def _credentials_dir(stage: Path) -> Path:
-    creds = stage / "credentials"
-    creds.mkdir(mode=0o700)
-    if os.geteuid() == 0:
-        os.chown(creds, CONTAINER_UID, CONTAINER_UID)
-    return creds
+def host_user_warnings(project: Project, agent: Agent) -> list[str]:
+    """Container settings that do not apply to a host-user agent, said once."""
+    ignored = []
+    if agent.dockerfile is not None:
+        ignored.append(f"agents/{agent.name}/Dockerfile")
+    if project.config.local.model_fields_set:
+        ignored.append("[local] in config.toml")
+    if not ignored:
+        return []
+    return [
+        f"{' and '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to agent "
+        f"{agent.name}: it runs as a host user, not in a container."
+    ]
+
+
+def _owner(agent: Agent) -> tuple[int, int]:
+    """uid and gid that must be able to read the run's staged files."""
+    if agent.is_container:
+        return CONTAINER_UID, CONTAINER_UID
+    import pwd
+
+    try:
+        user = pwd.getpwnam(agent.config.runtime.run_as)
+    except KeyError:
+        raise AgentNotRunnable(
+            f'Agent "{agent.name}" runs as user "{agent.config.runtime.run_as}", which does '
+            "not exist on this machine.",
+            hint="Create it with: al doctor --fix",
+        ) from None
+    return user.pw_uid, user.pw_gid
 
 
 class RunService:
     """Runs agents of one project on one runtime, recording each run in the store."""
 
-    def __init__(self, project: Project, runtime: Runtime, store: RunStore):
+    def __init__(
+        self,
+        project: Project,
+        runtime: Runtime,
+        store: RunStore,
+        credentials: CredentialStore | None = None,
+    ):
         self.project = project
         self.runtime = runtime
         self.store = store
+        self.credentials = credentials or CredentialStore()
+
+    def preflight(self, agent: Agent, trigger: str = "manual", prompt: str | None = None) -> None:
+        """Everything checkable before building or starting: runnable, credentials present.
+
+        A failure is recorded as a run (so `al logs` says why) and raised.
+        """
+        try:
+            check_runnable(agent)
+            _owner(agent)
+            required, _ = self._refs(agent)
+            check_present(self.credentials, agent.name, required)
+        except ActionLlamaError as exc:
+            self.record_failure(agent, exc, trigger, prompt)
+            raise
+
+    def record_failure(
+        self, agent: Agent, exc: ActionLlamaError, trigger: str, prompt: str | None
+    ) -> str:
+        """Store a run that never started, with the reason as its log."""
+        run_id = new_run_id()
+        self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, None)
+        with self.store.open_log(agent.name, run_id) as log_file:
+            record = {"ts": int(time.time() * 1000), "level": "error", "msg": exc.message}
+            if exc.hint:
+                record["hint"] = exc.hint
+            log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.store.finish(run_id, "error", None, exc.message)
+        return run_id
+
+    @staticmethod
+    def _refs(agent: Agent) -> tuple[list[Any], list[Any]]:
+        return refs_for(
+            agent.config.credentials, [(m.provider, m.auth_type) for _, m in agent.models]
+        )
 
     async def run(
         self,
@@ -144,19 +205,24 @@ class RunService:
         on_line: LineCallback | None = None,
         run_id: str | None = None,
     ) -> RunOutcome:
-        check_runnable(agent)
+        self.preflight(agent, trigger, prompt)
         run_id = run_id or new_run_id()
         started = time.monotonic()
-        stage = _stage(run_id)
+        stage_dir = _stage(run_id)
         handle: RunHandle | None = None
         result: RunResult | None = None
+        staged: StagedCredentials | None = None
         interrupted = False
         self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
         try:
-            _write_static(agent, stage / "static", prompt)
-            handle = await self.runtime.start(self._spec(agent, run_id, image, stage, trigger))
+            _write_static(agent, stage_dir / "static", prompt)
+            required, optional = self._refs(agent)
+            staged = stage(self.credentials, run_id, required, optional, _owner(agent))
+            spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger)
+            handle = await self.runtime.start(spec)
+            redactor = Redactor(staged.secrets)
             with self.store.open_log(agent.name, run_id) as log_file:
-                pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line))
+                pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line, redactor))
                 try:
                     result = await self.runtime.wait(handle, agent.timeout)
                 except asyncio.CancelledError:
@@ -182,7 +248,9 @@ class RunService:
             )
             if handle is not None:
                 await self.runtime.remove(handle)
-            shutil.rmtree(stage, ignore_errors=True)
+            if staged is not None:
+                staged.remove()
+            shutil.rmtree(stage_dir, ignore_errors=True)
         if interrupted:
             raise asyncio.CancelledError
         error, hint = _explain(agent, self.project, result)
@@ -197,7 +265,13 @@ class RunService:
         )
 
     def _spec(
-        self, agent: Agent, run_id: str, image: str | None, stage: Path, trigger: str
+        self,
+        agent: Agent,
+        run_id: str,
+        image: str | None,
+        stage_dir: Path,
+        credentials: Path,
+        trigger: str,
     ) -> RunSpec:
         local = self.project.config.local
         return RunSpec(
@@ -205,19 +279,27 @@ class RunService:
             agent=agent.name,
             project=self.project.root,
             image=image,
-            static_dir=stage / "static",
-            credentials_dir=_credentials_dir(stage),
+            static_dir=stage_dir / "static",
+            credentials_dir=credentials,
             workspace=str(self.project.state_dir / "workspaces" / agent.name),
             limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
             timeout=agent.timeout,
+            user=None if agent.is_container else agent.config.runtime.run_as,
+            groups=tuple(agent.config.runtime.groups),
             labels={"al.trigger": trigger},
         )
 
     async def _pump_logs(
-        self, handle: RunHandle, log_file: Any, on_line: LineCallback | None
+        self,
+        handle: RunHandle,
+        log_file: Any,
+        on_line: LineCallback | None,
+        redactor: Redactor,
     ) -> None:
         async for line in self.runtime.logs(handle):
             record = parse_line(line)
+            if redactor:
+                record = redactor.record(record)
             log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
             log_file.flush()
             if on_line is not None:

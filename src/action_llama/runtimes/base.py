@@ -47,8 +47,11 @@ class RunSpec(BaseModel):
     static_dir: Path
     #: Read-only credentials, laid out as <type>/<instance>/<field>.
     credentials_dir: Path
-    #: Persistent per-agent workspace: a volume name for containers, a path for host runs.
+    #: Where the agent's persistent workspace lives (each runtime decides how to provide it).
     workspace: str
+    #: OS user and groups a host-user run runs as (ignored by container runtimes).
+    user: str | None = None
+    groups: tuple[str, ...] = ()
     limits: Limits
     timeout: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)

@@ -6,11 +6,20 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from action_llama.project import Agent
     from action_llama.runtimes.base import Runtime
+
+
+def runtime_name(agent: Agent) -> str:
+    return BY_AGENT_TYPE[agent.config.runtime.type]
+
 
 RUNTIMES = {
     "docker": "action_llama.runtimes.docker:DockerRuntime",
+    "host-user": "action_llama.runtimes.host_user:HostUserRuntime",
 }
+#: The runtime for each `[runtime] type` of an agent's config.
+BY_AGENT_TYPE = {"container": "docker", "host-user": "host-user"}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -1,0 +1,74 @@
+"""Inside the run: turn staged credential files into the environment the agent's tools expect.
+
+Files are `<AL_CREDENTIALS_PATH>/<type>/<instance>/<field>`. For each ref the agent lists, in
+order, the fields of builtin types are exported to their variables (the first listed instance
+of a type wins). GitHub tokens also get a git credential helper; git_ssh keys are written to
+`$HOME/.ssh` with GIT_SSH_COMMAND pointing at them. Values are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from action_llama.credentials.types import BUILTIN
+
+
+class MissingCredential(Exception):
+    """A listed credential is not in the staged directory."""
+
+
+def _parse(ref: str) -> tuple[str, str]:
+    kind, _, instance = ref.partition(":")
+    return kind, instance or "default"
+
+
+def read_staged(root: Path, ref: str) -> dict[str, str]:
+    kind, instance = _parse(ref)
+    folder = root / kind / instance
+    if not folder.is_dir():
+        raise MissingCredential(ref)
+    return {p.name: p.read_text(encoding="utf-8").strip() for p in folder.iterdir() if p.is_file()}
+
+
+def export(root: Path, refs: list[str], env: dict[str, str], home: Path) -> list[str]:
+    """Update `env` for `refs`; the names of the variables set (for the log, never values)."""
+    exported: list[str] = []
+    for ref in refs:
+        kind, _ = _parse(ref)
+        values = read_staged(root, ref)
+        spec = BUILTIN.get(kind)
+        if spec is None or spec.host_only:
+            continue
+        for field in spec.fields:
+            value = values.get(field.name)
+            for var in field.env:
+                if value and var not in exported:
+                    env[var] = value
+                    exported.append(var)
+        if kind == "git_ssh" and "GIT_SSH_COMMAND" not in exported and values.get("id_rsa"):
+            ssh = home / ".ssh"
+            ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+            key = ssh / "id_rsa"
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(values["id_rsa"] + "\n")
+            env["GIT_SSH_COMMAND"] = (
+                f'ssh -i "{key}" -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes'
+            )
+            exported.append("GIT_SSH_COMMAND")
+    if "GITHUB_TOKEN" in env and "GITHUB_TOKEN" in exported:
+        _git_credential_helper(env)
+        exported.append("GIT_CONFIG_COUNT")
+    return exported
+
+
+def _git_credential_helper(env: dict[str, str]) -> None:
+    """git over HTTPS authenticates with $GITHUB_TOKEN (read at use, never written out)."""
+    index = int(env.get("GIT_CONFIG_COUNT", "0"))
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env[f"GIT_CONFIG_KEY_{index}"] = "credential.helper"
+    env[f"GIT_CONFIG_VALUE_{index}"] = (
+        '!f() { echo username=x-access-token; echo "password=$GITHUB_TOKEN"; }; f'
+    )
+    env["GIT_CONFIG_COUNT"] = str(index + 1)

@@ -1,0 +1,146 @@
+"""Stage the credentials one run needs into a fresh directory only the run's user can read.
+
+Layout `<dir>/<type>/<instance>/<field>`, mounted read-only at /credentials (containers) or
+passed as AL_CREDENTIALS_PATH (host-user runs). The directory lives in /dev/shm when it can (so
+secrets never touch a disk), is removed when the run ends however it ends, and a later run
+sweeps directories left by an `al` process that was killed outright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from action_llama.credentials.refs import CredentialRef
+from action_llama.credentials.store import CredentialStore
+from action_llama.credentials.types import BUILTIN, provider_key_type
+from action_llama.errors import CredentialMissing, RunError
+
+#: Providers whose servers often need no key (a local Ollama, vLLM...): staged only if present.
+KEY_OPTIONAL_PROVIDERS = ("openai-compatible",)
+#: Secret values shorter than this are not redacted from logs (too likely to match by chance).
+MIN_REDACT = 6
+
+
+@dataclass(frozen=True)
+class StagedCredentials:
+    path: Path
+    #: Every secret value staged, for redaction of run output.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def refs_for(
+    credentials: list[str], models: list[tuple[str, str]]
+) -> tuple[list[CredentialRef], list[CredentialRef]]:
+    """(required refs, optional refs) of an agent: what it lists, plus its models' keys.
+
+    A listed `<provider>_key:<instance>` is the key its models use (named instances honoured).
+    `models` holds (provider, auth type) pairs.
+    """
+    required = list(dict.fromkeys(CredentialRef.parse(r) for r in credentials))
+    optional: list[CredentialRef] = []
+    listed_types = {ref.type for ref in required}
+    for provider, auth_type in models:
+        if auth_type == "pi_auth":
+            continue
+        key = CredentialRef(provider_key_type(provider))
+        if key.type in listed_types:
+            continue
+        listed_types.add(key.type)
+        (optional if provider in KEY_OPTIONAL_PROVIDERS else required).append(key)
+    return required, optional
+
+
+def check_present(store: CredentialStore, agent: str, refs: list[CredentialRef]) -> None:
+    missing = [ref for ref in refs if not store.has(ref)]
+    if not missing:
+        return
+    names = ", ".join(f'"{ref}"' for ref in missing)
+    adds = "\n".join(f"al creds add {ref}" for ref in missing)
+    raise CredentialMissing(
+        f"Agent {agent} needs credential{'s' if len(missing) > 1 else ''} {names}, "
+        "not in the credential store.",
+        hint=f"Add {'them' if len(missing) > 1 else 'it'} with:\n{adds}",
+    )
+
+
+def staging_root() -> Path:
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    root = base / f"al-creds-{os.geteuid()}"
+    root.mkdir(mode=0o711, exist_ok=True)
+    return root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(root: Path) -> None:
+    """Remove staging dirs whose `al` process no longer exists (killed with SIGKILL)."""
+    for path in root.iterdir():
+        pid_text = path.name.split("-")[1] if path.name.count("-") >= 2 else ""
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def stage(
+    store: CredentialStore,
+    run_id: str,
+    required: list[CredentialRef],
+    optional: list[CredentialRef],
+    owner: tuple[int, int],
+) -> StagedCredentials:
+    """Copy the refs into a fresh directory owned by `owner` (uid, gid), files 0400."""
+    root = staging_root()
+    sweep_stale(root)
+    path = Path(tempfile.mkdtemp(prefix=f"{run_id}-{os.getpid()}-", dir=root))
+    secrets: list[str] = []
+    try:
+        for ref in [*required, *(r for r in optional if store.has(r))]:
+            kind = BUILTIN.get(ref.type)
+            target = path / ref.type / ref.instance
+            target.mkdir(parents=True, mode=0o700)
+            for name, value in store.read(ref).items():
+                file = target / name
+                fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(value + "\n")
+                spec = kind.field(name) if kind else None
+                if (spec is None or spec.secret) and len(value) >= MIN_REDACT:
+                    secrets.append(value)
+        _hand_over(path, owner)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return StagedCredentials(path, tuple(secrets))
+
+
+def _hand_over(path: Path, owner: tuple[int, int]) -> None:
+    """Make the tree readable by the run's user only."""
+    uid, gid = owner
+    if os.geteuid() == 0:
+        for dirpath, _dirs, filenames in os.walk(path):
+            os.chown(dirpath, uid, gid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), uid, gid)
+        return
+    if os.geteuid() == uid:
+        return
+    raise RunError(
+        f"Cannot hand credentials to the run's user (uid {uid}) without root: only that user "
+        "may read them, and al runs as another user.",
+        hint="Run al as root (sudo), or as the user the run uses.",
+    )
