@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -109,7 +110,9 @@ class ChainBuilder:
         self, layer: Layer, parent: Layer | None, parent_id: str, result: ChainResult
     ) -> str:
         if layer.kind == "base":
-            key = layer_key("base", base.package_digest())
+            # A chosen OS image (AL_OS_IMAGE) is an input too; the default one is not, so the
+            # base does not rebuild when its OS layer is re-made identically.
+            key = layer_key("base", base.package_digest(), os.environ.get("AL_OS_IMAGE", ""))
         else:
             assert layer.dockerfile is not None
             assert parent is not None

@@ -39,7 +39,19 @@ def _exists(client: docker.DockerClient, ref: str) -> bool:
 
 
 def ensure_os_image(client: docker.DockerClient, events: BuildEvents) -> str:
-    """A Debian bookworm image reference present in the engine, made if need be."""
+    """A Debian bookworm image reference present in the engine, made if need be.
+
+    AL_OS_IMAGE names another image to build the base from (it must be Debian-like).
+    """
+    chosen = os.environ.get("AL_OS_IMAGE")
+    if chosen:
+        if not _exists(client, chosen):
+            raise ImageBuildError(
+                f"AL_OS_IMAGE is {chosen}, which is not in the Docker engine.",
+                layer="base",
+                hint=f"Load it (docker pull {chosen}) or unset AL_OS_IMAGE.",
+            )
+        return chosen
     for ref in (REGISTRY_IMAGE, LOCAL_IMAGE):
         if _exists(client, ref):
             return ref
