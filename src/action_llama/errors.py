@@ -9,6 +9,7 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── AgentNotFound           `al run nope`
     ├── AgentNotRunnable        an agent that cannot run yet (no script, no model session)
     ├── CredentialMissing
+    ├── CredentialInvalid       `al creds add` given an unknown type or field, or an empty value
     ├── ImageBuildError         names the layer and carries the build log tail
     ├── RuntimeUnavailable      "Docker is not running", with the platform's fix as the hint
     ├── RunNotFound             `al logs --run` of a run that does not exist
@@ -58,6 +59,10 @@ class AgentNotRunnable(ActionLlamaError):
 
 class CredentialMissing(ActionLlamaError):
     """A credential an agent lists is not in the store."""
+
+
+class CredentialInvalid(ActionLlamaError):
+    """A credential given to `al creds` cannot be stored as given (its value is never shown)."""
 
 
 class ImageBuildError(ActionLlamaError):

@@ -1,0 +1,261 @@
+"""The checks `al doctor` makes, in order: project files, Docker and the base image (only when
+a container agent needs them), each agent, credentials, webhook sources, host users.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from action_llama.credentials.refs import CredentialRef
+from action_llama.credentials.store import CredentialStore
+from action_llama.errors import ActionLlamaError, ConfigError
+
+if TYPE_CHECKING:
+    import docker
+
+    from action_llama.project import Agent, Project
+
+Status = Literal["ok", "warn", "fail"]
+
+#: The credential type whose instance verifies each webhook source type's signatures.
+WEBHOOK_SECRET_TYPES = {
+    "github": "github_webhook_secret",
+    "sentry": "sentry_client_secret",
+    "linear": "linear_webhook_secret",
+    "mintlify": "mintlify_webhook_secret",
+    "discord": "discord_bot",
+    "twitter": "x_twitter_api",
+    "generic": "generic_webhook_secret",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One result: `fix` says what to do about a warning or a failure."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+
+
+def run_checks(
+    root: Path, *, fix: bool = False, store: CredentialStore | None = None
+) -> list[Check]:
+    """Every check for the project at `root`; with `fix`, repair what can be (host users)."""
+    from action_llama.doctor.users import host_user_checks
+
+    first, project = check_project(root)
+    if project is None:
+        return [first]
+    store = store or CredentialStore()
+    checks = [first, *check_engine(project)]
+    for agent in project.agents.values():
+        checks.append(check_agent(agent))
+        checks.append(check_credentials(agent, store))
+    checks += check_webhooks(project, store)
+    checks += host_user_checks(project, fix=fix)
+    return checks
+
+
+def check_project(root: Path) -> tuple[Check, Project | None]:
+    """The project and agent files load (every problem listed), and there is an agent."""
+    from action_llama.project import load_project
+
+    try:
+        project = load_project(root)
+    except ConfigError as exc:
+        return Check("project", "fail", str(exc), exc.hint or "Fix the files named above."), None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        detail = f"Cannot read the project:{where}: {exc.strerror or exc}"
+        return Check("project", "fail", detail, "Check the files' permissions."), None
+    agents = list(project.agents.values())
+    if not agents:
+        return Check(
+            "project",
+            "warn",
+            f"{project.root}: no agents yet.",
+            "An agent is a folder agents/<name>/ with a SKILL.md; al new <dir> writes a "
+            "project with an example agent.",
+        ), project
+    names = ", ".join(a.name for a in agents)
+    return Check(
+        "project", "ok", f"{project.root}: {len(agents)} agent{'s' * (len(agents) > 1)} ({names})"
+    ), project
+
+
+def check_engine(project: Project) -> list[Check]:
+    """Docker answers, and the base image exists or can be built: only for container agents."""
+    from action_llama.engine import connect
+    from action_llama.errors import RuntimeUnavailable
+
+    containers = [a.name for a in project.agents.values() if a.is_container]
+    if not containers:
+        why = "every agent runs as a host user" if project.agents else "no agents"
+        return [Check("docker", "ok", f"not needed ({why})")]
+    try:
+        client = connect(timeout=10)
+    except RuntimeUnavailable as exc:
+        detail = f"{exc.message}\nContainer agents need it: {', '.join(containers)}"
+        return [Check("docker", "fail", detail, exc.hint)]
+    from docker.errors import DockerException
+
+    try:
+        version = str(client.version().get("Version", "?"))
+    except DockerException:
+        version = "?"
+    return [Check("docker", "ok", f"engine {version} reachable"), check_base_image(client, project)]
+
+
+def check_base_image(client: docker.DockerClient, project: Project) -> Check:
+    """`[local].image` exists, or can be built from a Debian image here or with debootstrap.
+
+    Doctor never builds it: `al image build` does, and `al run` builds what is missing.
+    """
+    from docker.errors import APIError, ImageNotFound
+
+    from action_llama.images.osimage import LOCAL_IMAGE, REGISTRY_IMAGE, apt_mirror
+
+    tag = project.config.local.image
+    present: list[str] = []
+    for ref in (tag, REGISTRY_IMAGE, LOCAL_IMAGE):
+        try:
+            client.images.get(ref)
+            present.append(ref)
+        except ImageNotFound:
+            continue
+        except APIError as exc:
+            return Check("base image", "fail", f"Cannot inspect {ref}: {exc.explanation or exc}")
+    if tag in present:
+        return Check("base image", "ok", f"{tag} present")
+    later = "al image build (or the first al run) builds it; doctor does not"
+    if present:
+        return Check("base image", "ok", f"{tag} not built yet: {later}, from {present[0]}")
+    if os.geteuid() == 0 and (shutil.which("debootstrap") or shutil.which("apt-get")):
+        return Check(
+            "base image",
+            "ok",
+            f"{tag} not built yet: {later}, making the Debian layer first with debootstrap "
+            f"from {apt_mirror()} (a few minutes)",
+        )
+    return Check(
+        "base image",
+        "warn",
+        f"{tag} not built yet, and no Debian image is here to build it from: the build will "
+        f"try to pull {REGISTRY_IMAGE}.",
+        f"docker pull {REGISTRY_IMAGE}, or install debootstrap (apt-get install debootstrap) "
+        "and run al image build as root once.",
+    )
+
+
+def check_agent(agent: Agent) -> Check:
+    """The agent can run at all (a script, or a model session)."""
+    from action_llama.runs.service import check_runnable
+
+    where = "container" if agent.is_container else f"host user {agent.config.runtime.run_as}"
+    try:
+        check_runnable(agent)
+    except ActionLlamaError as exc:
+        return Check(f"agent {agent.name}", "fail", exc.message, exc.hint)
+    mode = "script mode" if agent.script else "models " + ", ".join(n for n, _ in agent.models)
+    return Check(f"agent {agent.name}", "ok", f"{where}, {mode}")
+
+
+def check_credentials(agent: Agent, store: CredentialStore) -> Check:
+    """Every credential the agent lists, and its models' keys, are in the store."""
+    from action_llama.credentials.staging import refs_for
+    from action_llama.credentials.types import BUILTIN
+    from action_llama.credentials.values import similar_types
+
+    name = f"credentials {agent.name}"
+    required, _ = refs_for(
+        agent.config.credentials, [(m.provider, m.auth_type) for _, m in agent.models]
+    )
+    if not required:
+        return Check(name, "ok", "none needed")
+    missing = [ref for ref in required if not store.has(ref)]
+    if not missing:
+        return Check(name, "ok", ", ".join(str(ref) for ref in required))
+    fixes = []
+    for ref in missing:
+        if ref.type in BUILTIN:
+            fixes.append(f"al creds add {ref}")
+            continue
+        similar = similar_types(ref.type)
+        guess = f' (did you mean "{similar[0]}"?)' if similar else ""
+        fixes.append(
+            f'"{ref.type}" is not a credential type{guess}: '
+            f"fix agents/{agent.name}/config.toml (al creds types lists them)"
+        )
+    detail = f"missing from {store.root}: {', '.join(str(ref) for ref in missing)}"
+    return Check(name, "fail", detail, "\n".join(fixes))
+
+
+def check_webhooks(project: Project, store: CredentialStore) -> list[Check]:
+    """Each agent's `[[webhooks]]` sources are defined; the sources used can verify signatures."""
+    sources = project.config.webhooks
+    available = ", ".join(sources) or "(none)"
+    checks: list[Check] = []
+    used: dict[str, list[str]] = {}
+    for agent in project.agents.values():
+        if not agent.config.webhooks:
+            continue
+        unknown: list[str] = []
+        for trigger in agent.config.webhooks:
+            if trigger.source in sources:
+                used.setdefault(trigger.source, []).append(agent.name)
+            elif trigger.source not in unknown:
+                unknown.append(trigger.source)
+        name = f"webhooks {agent.name}"
+        if not unknown:
+            listed = sorted({t.source for t in agent.config.webhooks})
+            checks.append(Check(name, "ok", f"sources {', '.join(listed)}"))
+            continue
+        details = [
+            f'Agent "{agent.name}" references webhook source "{s}" which is not defined in '
+            f"config.toml [webhooks]. Available: {available}"
+            for s in unknown
+        ]
+        fix = _define_source(agent.name, unknown, sources)
+        checks.append(Check(name, "fail", "\n".join(details), fix))
+    for source, agents in used.items():
+        check = _check_secret(source, project, store, agents)
+        if check is not None:
+            checks.append(check)
+    return checks
+
+
+def _define_source(agent: str, unknown: list[str], sources: Iterable[str]) -> str:
+    close = difflib.get_close_matches(unknown[0], list(sources), n=1)
+    if close:
+        return f'Did you mean "{close[0]}"? (the source key in agents/{agent}/config.toml)'
+    return f'Define it in config.toml:\n[webhooks.{unknown[0]}]\ntype = "github"'
+
+
+def _check_secret(
+    source: str, project: Project, store: CredentialStore, agents: list[str]
+) -> Check | None:
+    config = project.config.webhooks[source]
+    kind = WEBHOOK_SECRET_TYPES.get(config.type)
+    if kind is None:
+        return None  # the test provider signs nothing
+    name = f"webhook secret {source}"
+    ref = CredentialRef(kind, config.credential)
+    if config.allow_unsigned:
+        return Check(name, "ok", f"{source} accepts unsigned webhooks (allowUnsigned)")
+    if store.has(ref):
+        return Check(name, "ok", f"{ref} present")
+    return Check(
+        name,
+        "warn",
+        f'Source "{source}" ({config.type}, used by {", ".join(agents)}) has no signing secret '
+        f'"{ref}": its webhooks will be rejected.',
+        f"al creds add {ref}   (or allowUnsigned = true in [webhooks.{source}])",
+    )
