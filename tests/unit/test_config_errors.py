@@ -448,3 +448,18 @@ def test_file_as_project_directory_is_not_called_missing(
     err = load_error(root / "config.toml")
     assert "does not exist" not in str(err)
     assert "not a directory" in str(err)
+
+
+def test_gateway_only_credential_in_an_agent_is_refused(
+    make_project: ProjectFactory, load_error: LoadError
+) -> None:
+    """Listing a webhook secret (used by al itself) in an agent's credentials is an error."""
+    root = make_project(
+        {
+            "agents/hook/SKILL.md": "Hook.\n",
+            "agents/hook/config.toml": 'credentials = ["github_webhook_secret"]\n',
+        }
+    )
+    err = load_error(root)
+    assert "agents/hook/config.toml" in str(err)
+    assert "agents never receive it" in str(err)

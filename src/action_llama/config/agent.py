@@ -81,11 +81,19 @@ class AgentFileConfig(Strict):
     @field_validator("credentials")
     @classmethod
     def _refs_are_well_formed(cls, refs: list[str]) -> list[str]:
+        from action_llama.credentials.types import BUILTIN
+
         for ref in refs:
             if not CREDENTIAL_REF_RE.match(ref):
                 raise ValueError(
                     f'"{ref}" is not a credential reference; write "type" or "type:instance" '
                     '(for example "github_token" or "github_token:work")'
+                )
+            kind = BUILTIN.get(ref.partition(":")[0])
+            if kind is not None and kind.host_only:
+                raise ValueError(
+                    f'"{ref}" is used by al itself ({kind.description.rstrip(".")}); agents '
+                    "never receive it, so remove it from credentials"
                 )
         return refs
 

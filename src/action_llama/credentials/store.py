@@ -39,9 +39,18 @@ class CredentialStore:
     def _dir(self, ref: CredentialRef) -> Path:
         return self.root / ref.type / ref.instance
 
+    def _unreadable(self) -> CredentialMissing:
+        return CredentialMissing(
+            f"Cannot read the credential store at {self.root}: permission denied.",
+            hint="Run al as the user who owns it, or point AL_CREDENTIALS_DIR at your own store.",
+        )
+
     def has(self, ref: CredentialRef) -> bool:
         path = self._dir(ref)
-        return path.is_dir() and any(p.is_file() for p in path.iterdir())
+        try:
+            return path.is_dir() and any(p.is_file() for p in path.iterdir())
+        except PermissionError:
+            raise self._unreadable() from None
 
     def read(self, ref: CredentialRef) -> dict[str, str]:
         """Every field of `ref`; CredentialMissing (with the command that adds it) if absent."""
@@ -50,11 +59,14 @@ class CredentialStore:
                 f'Credential "{ref}" is not in the credential store ({self.root}).',
                 hint=f"Add it with: al creds add {ref}",
             )
-        return {
-            p.name: p.read_text(encoding="utf-8").strip()
-            for p in sorted(self._dir(ref).iterdir())
-            if p.is_file()
-        }
+        try:
+            return {
+                p.name: p.read_text(encoding="utf-8").strip()
+                for p in sorted(self._dir(ref).iterdir())
+                if p.is_file()
+            }
+        except PermissionError:
+            raise self._unreadable() from None
 
     def write(self, ref: CredentialRef, values: dict[str, str]) -> None:
         """Store `values` as the fields of `ref`, replacing the instance as a whole."""
