@@ -1,18 +1,27 @@
-"""Fixtures shared by every test layer: temp projects, the real Docker engine.
+"""Fixtures shared by every test layer: temp projects, the real Docker engine, host users.
 
 Everything a test creates in Docker carries the label `al.project=<its temp dir>` and is
-removed when the test ends, with the project's workspace volumes and loop devices.
+removed when the test ends, with the project's workspace volumes and loop devices. The OS
+users host-user runs use are made for the session and removed after it (tests needing them
+are skipped unless the tests run as root).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import ProjectFactory, cleanup_project, write_files
+from support import ProjectFactory, cleanup_project, kill_processes_of, write_files
+
+HOST_USERS = ("al-test-a", "al-test-b")
 
 
 @pytest.fixture
@@ -56,3 +65,32 @@ def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     (root / "config.toml").write_text("")
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     return result.image_ids[result.layers[0].tag]
+
+
+@pytest.fixture(scope="session")
+def host_users() -> Iterator[tuple[str, ...]]:
+    """Two system users with no login shell for host-user runs, removed after the session."""
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
+        pytest.skip("host-user runs need root (to create OS users and to run as them)")
+    for name in HOST_USERS:
+        try:
+            pwd.getpwnam(name)  # left by a session that was killed: reuse it
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+                capture_output=True,
+            )
+    yield HOST_USERS
+    for name in HOST_USERS:
+        kill_processes_of(pwd.getpwnam(name).pw_uid)
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def runs_root() -> Iterator[Path]:
+    """A runs root (AL_RUNS_DIR) for host-user runs, below a directory every user can pass."""
+    base = Path(tempfile.mkdtemp(prefix="al-test-runs-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base / "runs"
+    shutil.rmtree(base, ignore_errors=True)

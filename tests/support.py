@@ -76,3 +76,29 @@ def json_records(stdout: str) -> list[dict[str, Any]]:
 def script_output(stdout: str) -> list[str]:
     """Lines the agent's script printed, from `al run --json` output."""
     return [r["msg"] for r in json_records(stdout) if r.get("source") == "script"]
+
+
+def kill_processes_of(uid: int) -> None:
+    """SIGKILL every process of `uid` (an OS user the tests made), one pid at a time."""
+    import signal
+
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if entry.stat().st_uid == uid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def run_processes(run_id: str) -> list[int]:
+    """Live processes whose environment carries AL_RUN_ID=<run_id> (those of one run)."""
+    tag = f"AL_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+            if state != b"Z" and tag in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found

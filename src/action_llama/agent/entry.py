@@ -4,6 +4,11 @@ Layout it expects (overridable for host-user runs through the environment):
     AL_STATIC_DIR   /app/static    agent-config.json, SKILL.md, test-script.sh, prompt.txt
     AL_WORK_DIR     /tmp           working directory
     AL_BIN_DIR      /app/bin       helper commands, put first on PATH
+
+Host-user runs also set AL_SHARED_PGROUP=1 (children stay in the entry's process group, so
+the host stops the whole run with one signal; there is no container to end stragglers) and
+AL_EXIT_FILE (where the entry records its exit status, for a host that reattached to the run
+and so cannot wait for it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from action_llama.agent import procs
 from action_llama.agent.logproto import Logger
 
 HOOK_TIMEOUT = 300
@@ -38,13 +44,19 @@ class Invocation:
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self.stopping = False
+        #: Children share our process group (host-user runs) instead of having their own.
+        self.shared_group = env.get("AL_SHARED_PGROUP") == "1"
 
     def kill_child(self, sig: int = signal.SIGKILL) -> None:
         with self._lock:
             child = self._child
-        if child is not None and child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, sig)
+        if child is None or child.poll() is not None:
+            return
+        if self.shared_group:
+            procs.signal_all(procs.descendants(child.pid), sig)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
 
     def _pump(self, stream: IO[bytes], name: str, source: str) -> None:
         for raw in stream:
@@ -62,7 +74,7 @@ class Invocation:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=not self.shared_group,
         )
         with self._lock:
             self._child = child
@@ -121,10 +133,34 @@ def _environment(static: Path, work: Path) -> dict[str, str]:
     return env
 
 
+#: Set once the run's own timeout fired: the run's exit status is then 124, whichever
+#: thread gets to exit the process first.
+timed_out = threading.Event()
+_exit_lock = threading.Lock()
+
+
+def record_exit(code: int) -> None:
+    """Leave the exit status where a reattached host can read it (host-user runs only)."""
+    path = os.environ.get("AL_EXIT_FILE")
+    if not path:
+        return
+    with _exit_lock, contextlib.suppress(OSError):
+        Path(path).write_text(f"{code}\n", encoding="ascii")
+
+
+def end_stragglers(inv: Invocation) -> None:
+    """Kill what the run left behind in our process group (a container would end it too)."""
+    if inv.shared_group:
+        procs.kill_group_except_self(signal.SIGKILL)
+
+
 def _arm_timeout(inv: Invocation, seconds: int) -> None:
     def fire() -> None:
+        timed_out.set()
         inv.log.error(f"timeout reached after {seconds}s, stopping the run", timeout=seconds)
+        record_exit(EXIT_TIMEOUT)
         inv.kill_child()
+        end_stragglers(inv)
         os._exit(EXIT_TIMEOUT)
 
     timer = threading.Timer(seconds, fire)
@@ -163,6 +199,18 @@ def _load_credentials(inv: Invocation, config: dict[str, Any]) -> bool:
 
 
 def main() -> int:
+    """Run the invocation; record its exit status and end its leftovers on the way out."""
+    code = 1
+    try:
+        code = _main()
+    finally:
+        if timed_out.is_set():
+            code = EXIT_TIMEOUT
+        record_exit(code)
+    return code
+
+
+def _main() -> int:
     log = Logger()
     static = Path(os.environ.get("AL_STATIC_DIR", "/app/static"))
     work = Path(os.environ.get("AL_WORK_DIR", "/tmp"))
@@ -178,10 +226,21 @@ def main() -> int:
     inv = Invocation(log, static, work, _environment(static, work))
     _on_terminate(inv)
     _arm_timeout(inv, int(config.get("timeout", 900)))
-    log.info("container starting", agent=config.get("name"), runId=os.environ.get("AL_RUN_ID"))
+    log.info(
+        "run starting" if inv.shared_group else "container starting",
+        agent=config.get("name"),
+        runId=os.environ.get("AL_RUN_ID"),
+    )
+    try:
+        return _invoke(inv, config)
+    finally:
+        end_stragglers(inv)
+
+
+def _invoke(inv: Invocation, config: dict[str, Any]) -> int:
+    log, static = inv.log, inv.static
     if os.environ.get("AL_WORKSPACE_UNCAPPED"):
         log.warn("/workspace has no size cap on this host (needs root and loop devices)")
-
     if not _load_credentials(inv, config):
         return 1
     hooks = config.get("hooks") or {}
@@ -198,7 +257,7 @@ def main() -> int:
             hint="Add agents/<name>/test-script.sh to run the agent in script mode.",
         )
         return EXIT_CONFIG
-    if inv.stopping:
+    if inv.stopping or timed_out.is_set():
         return code
     if not inv.hooks("post", list(hooks.get("post") or [])):
         log.warn("post hook failed; the run's exit code is unchanged")

@@ -95,7 +95,7 @@ def status_for(exit_code: int) -> RunStatus:
 
 
 class Runtime(Protocol):
-    """Starts and supervises runs. Implementations: `docker` (more arrive with later work)."""
+    """Starts and supervises runs. Implementations: `docker`, `host-user`."""
 
     name: str
 

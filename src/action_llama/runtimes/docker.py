@@ -53,6 +53,8 @@ class DockerRuntime:
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
+        #: Containers `stop` was called on: their end is reported as "killed".
+        self._stopped: set[str] = set()
 
     @property
     def client(self) -> docker.DockerClient:
@@ -170,6 +172,8 @@ class DockerRuntime:
             return RunResult(exit_code=exit_code, status="oom", oom_killed=True)
         if timed_out or exit_code == EXIT_TIMEOUT:
             return RunResult(exit_code=EXIT_TIMEOUT, status="timeout", timed_out=True)
+        if handle.ref in self._stopped:
+            return RunResult(exit_code=exit_code, status="killed")
         return RunResult(exit_code=exit_code, status=status_for(exit_code))
 
     def _kill(self, ref: str) -> None:
@@ -181,6 +185,7 @@ class DockerRuntime:
     async def stop(self, handle: RunHandle, grace: float = 10) -> None:
         from docker.errors import APIError
 
+        self._stopped.add(handle.ref)
         with contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
 
@@ -202,6 +207,7 @@ class DockerRuntime:
     async def remove(self, handle: RunHandle) -> None:
         from docker.errors import APIError
 
+        self._stopped.discard(handle.ref)
         with contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
 
