@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,8 @@ from action_llama.agent import procs
 from action_llama.agent.logproto import Logger
 
 HOOK_TIMEOUT = 300
+#: Seconds the output readers get to finish after a child exits.
+PUMP_DRAIN = 1.0
 #: Longest line kept from a child's output; longer ones are cut and marked.
 MAX_LINE = 16 * 1024
 #: The `al-exit` convention for "invalid config".
@@ -93,8 +96,11 @@ class Invocation:
             child.wait()
             self.log.error(f"{source} timed out after {timeout:.0f}s and was killed")
             code = EXIT_TIMEOUT
+        # Output still arriving is kept, but a background process that holds the pipes open
+        # must not hold the run up: give the readers a short, shared deadline.
+        deadline = time.monotonic() + PUMP_DRAIN
         for pump in pumps:
-            pump.join(timeout=5)
+            pump.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._child = None
         # A child killed by a signal reports -N; shells report 128+N.

@@ -30,7 +30,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print log records as JSON lines."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No build progress."),
 ) -> None:
-    """Run an agent once in a container and exit with its exit code."""
+    """Run an agent once (in a container, or as its host user) and exit with its exit code."""
     from action_llama.project import get_agent
     from action_llama.runs.service import RunService, host_user_warnings
     from action_llama.runs.store import RunStore

@@ -1,13 +1,18 @@
-"""Stage the credentials one run needs into a fresh directory only the run's user can read.
+"""Stage what one run needs into a fresh directory only the run's user can read.
 
-Layout `<dir>/<type>/<instance>/<field>`, mounted read-only at /credentials (containers) or
-passed as AL_CREDENTIALS_PATH (host-user runs). The directory lives in /dev/shm when it can (so
-secrets never touch a disk), is removed when the run ends however it ends, and a later run
-sweeps directories left by an `al` process that was killed outright.
+    <root>/<run id>-<al pid>-<random>/     0711, the run's stage (see `make_run_dir`)
+        static/                           agent files, owned by the run's user, 0500/0400
+        credentials/<type>/<instance>/<field>   the refs it needs, owned likewise
+
+`credentials/` is mounted read-only at /credentials (containers) or passed as
+AL_CREDENTIALS_PATH (host-user runs). The root lives in /dev/shm when it can (so secrets never
+touch a disk); a stage is removed when its run ends however it ends, and a later run sweeps
+stages left by an `al` process that was killed outright.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -32,7 +37,15 @@ class StagedCredentials:
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_tree(self.path)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a stage, including read-only directories the run's user owned."""
+    for dirpath, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def refs_for(
@@ -73,9 +86,18 @@ def check_present(store: CredentialStore, agent: str, refs: list[CredentialRef])
 def staging_root() -> Path:
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    root = base / f"al-creds-{os.geteuid()}"
+    root = base / f"al-stage-{os.geteuid()}"
     root.mkdir(mode=0o711, exist_ok=True)
     return root
+
+
+def make_run_dir(run_id: str) -> Path:
+    """A fresh stage for one run (after sweeping stages of `al` processes that died)."""
+    root = staging_root()
+    sweep_stale(root)
+    path = Path(tempfile.mkdtemp(prefix=f"{run_id}-{os.getpid()}-", dir=root))
+    path.chmod(0o711)
+    return path
 
 
 def _alive(pid: int) -> bool:
@@ -93,20 +115,18 @@ def sweep_stale(root: Path) -> None:
     for path in root.iterdir():
         pid_text = path.name.split("-")[1] if path.name.count("-") >= 2 else ""
         if pid_text.isdigit() and not _alive(int(pid_text)):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
 
 
 def stage(
     store: CredentialStore,
-    run_id: str,
+    path: Path,
     required: list[CredentialRef],
     optional: list[CredentialRef],
     owner: tuple[int, int],
 ) -> StagedCredentials:
-    """Copy the refs into a fresh directory owned by `owner` (uid, gid), files 0400."""
-    root = staging_root()
-    sweep_stale(root)
-    path = Path(tempfile.mkdtemp(prefix=f"{run_id}-{os.getpid()}-", dir=root))
+    """Copy the refs into the new directory `path`, owned by `owner` (uid, gid), files 0400."""
+    path.mkdir(mode=0o700)
     secrets: list[str] = []
     try:
         for ref in [*required, *(r for r in optional if store.has(r))]:
@@ -121,15 +141,15 @@ def stage(
                 spec = kind.field(name) if kind else None
                 if (spec is None or spec.secret) and len(value) >= MIN_REDACT:
                     secrets.append(value)
-        _hand_over(path, owner)
+        hand_over(path, owner)
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     return StagedCredentials(path, tuple(secrets))
 
 
-def _hand_over(path: Path, owner: tuple[int, int]) -> None:
-    """Make the tree readable by the run's user only."""
+def hand_over(path: Path, owner: tuple[int, int]) -> None:
+    """Make the tree readable by the run's user only (the caller made it 0700/0400)."""
     uid, gid = owner
     if os.geteuid() == 0:
         for dirpath, _dirs, filenames in os.walk(path):

@@ -7,14 +7,21 @@ import contextlib
 import json
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from action_llama.credentials.staging import StagedCredentials, check_present, refs_for, stage
+from action_llama.credentials.staging import (
+    StagedCredentials,
+    check_present,
+    hand_over,
+    make_run_dir,
+    refs_for,
+    remove_tree,
+    stage,
+)
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import ActionLlamaError, AgentNotRunnable
 from action_llama.project import Agent, Project
@@ -88,7 +95,7 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
 
 
 def _write_static(agent: Agent, static: Path, prompt: str | None) -> None:
-    static.mkdir(mode=0o755)
+    static.mkdir(mode=0o700)
     shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
     if agent.script is not None:
         shutil.copyfile(agent.script, static / "test-script.sh")
@@ -105,13 +112,7 @@ def _write_static(agent: Agent, static: Path, prompt: str | None) -> None:
     if prompt:
         (static / "prompt.txt").write_text(prompt, encoding="utf-8")
     for path in static.iterdir():
-        path.chmod(0o644)
-
-
-def _stage(run_id: str) -> Path:
-    stage = Path(tempfile.mkdtemp(prefix=f"al-run-{run_id}-"))
-    stage.chmod(0o755)
-    return stage
+        path.chmod(0o400)
 
 
 def host_user_warnings(project: Project, agent: Agent) -> list[str]:
@@ -208,16 +209,20 @@ class RunService:
         self.preflight(agent, trigger, prompt)
         run_id = run_id or new_run_id()
         started = time.monotonic()
-        stage_dir = _stage(run_id)
+        stage_dir = make_run_dir(run_id)
         handle: RunHandle | None = None
         result: RunResult | None = None
         staged: StagedCredentials | None = None
         interrupted = False
         self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
         try:
+            owner = _owner(agent)
             _write_static(agent, stage_dir / "static", prompt)
+            hand_over(stage_dir / "static", owner)
+            # Read-only for its owner too: a host-user agent must not change its own files.
+            (stage_dir / "static").chmod(0o500)
             required, optional = self._refs(agent)
-            staged = stage(self.credentials, run_id, required, optional, _owner(agent))
+            staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger)
             handle = await self.runtime.start(spec)
             redactor = Redactor(staged.secrets)
@@ -250,7 +255,7 @@ class RunService:
                 await self.runtime.remove(handle)
             if staged is not None:
                 staged.remove()
-            shutil.rmtree(stage_dir, ignore_errors=True)
+            remove_tree(stage_dir)
         if interrupted:
             raise asyncio.CancelledError
         error, hint = _explain(agent, self.project, result)
