@@ -25,8 +25,9 @@ PACKAGE_DIR = Path(action_llama.__file__).resolve().parent
 DOCKERFILE = "action_llama/docker/Dockerfile"
 #: Debian bookworm's interpreter, which runs the entry point inside the container.
 IMAGE_PYTHON = "3.11"
-#: Third-party packages the in-container entry point imports.
-IMAGE_REQUIREMENTS = ("PyYAML>=6.0,<7",)
+#: Third-party packages the in-run entry point imports (model sessions only; script mode and
+#: the helper commands use the standard library alone).
+IMAGE_REQUIREMENTS = ("pydantic-ai-slim[openai,anthropic]>=2.68,<3",)
 TITLE = "base"
 
 

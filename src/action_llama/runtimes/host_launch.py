@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import hashlib
 import os
 import pwd
 import shutil
@@ -186,12 +185,9 @@ _digests: dict[Path, str] = {}
 
 def _package_digest() -> str:
     if PACKAGE_DIR not in _digests:
-        digest = hashlib.sha256(action_llama.__version__.encode())
-        for path in sorted(PACKAGE_DIR.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-                digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0")
-                digest.update(path.read_bytes())
-        _digests[PACKAGE_DIR] = digest.hexdigest()[:16]
+        from action_llama.images.base import package_digest
+
+        _digests[PACKAGE_DIR] = package_digest()[:16]
     return _digests[PACKAGE_DIR]
 
 
@@ -199,7 +195,9 @@ def expose_package(runs_root: Path) -> Path:
     """A directory holding a read-only copy of `action_llama/` every user can import.
 
     `<runs root>/lib/<digest>/action_llama`, owned by us (root), directories 0755 and files
-    0644 (helper commands 0755). Made once per package version; concurrent makers race safely.
+    0644 (helper commands 0755), beside the third-party packages model sessions need (the
+    base image's, for its Python 3.11). Made once per package version; concurrent makers race
+    safely.
     """
     lib = owned_dir(runs_root / "lib", 0o711)
     target = lib / _package_digest()
@@ -207,6 +205,15 @@ def expose_package(runs_root: Path) -> Path:
         return target
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=lib))
     try:
+        from action_llama.images.base import site_dir
+        from action_llama.images.events import SilentEvents
+
+        shutil.copytree(
+            site_dir(SilentEvents()),
+            partial,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".complete", "bin"),
+        )
         shutil.copytree(
             PACKAGE_DIR,
             partial / "action_llama",
