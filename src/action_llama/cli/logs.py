@@ -24,7 +24,13 @@ def _header(run: RunRecord) -> str:
     started = datetime.fromtimestamp(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
     took = f", {run.duration:.1f}s" if run.duration is not None else ""
     code = f" exit {run.exit_code}" if run.exit_code is not None else ""
-    return f"── run {run.run_id} · {run.trigger} · {run.status}{code} · {started}{took}"
+    usage = ""
+    if run.input_tokens is not None or run.output_tokens is not None:
+        tokens = (run.input_tokens or 0) + (run.output_tokens or 0)
+        usage = f" · {tokens:,} tokens"
+        if run.cost:
+            usage += f" (${run.cost:.4f})"
+    return f"── run {run.run_id} · {run.trigger} · {run.status}{code} · {started}{took}{usage}"
 
 
 def logs(

@@ -70,6 +70,17 @@ def refs_for(
     return required, optional
 
 
+def model_key_ref(provider: str, credentials: list[str]) -> CredentialRef:
+    """The credential a model of `provider` authenticates with: the agent's own listed
+    `<provider>_key[:instance]` if any (named instances honoured), else the default one."""
+    kind = provider_key_type(provider)
+    for text in credentials:
+        ref = CredentialRef.parse(text)
+        if ref.type == kind:
+            return ref
+    return CredentialRef(kind)
+
+
 def check_present(store: CredentialStore, agent: str, refs: list[CredentialRef]) -> None:
     missing = [ref for ref in refs if not store.has(ref)]
     if not missing:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from action_llama.credentials.staging import (
     StagedCredentials,
     check_present,
     hand_over,
     make_run_dir,
+    model_key_ref,
     refs_for,
     remove_tree,
     stage,
@@ -35,6 +39,20 @@ LOG_DRAIN_SECONDS = 5
 CONTAINER_UID = 1000
 
 LineCallback = Callable[[dict[str, Any]], None]
+#: Environment variables handed from `al`'s own environment to every run (tuning, not secrets).
+PASSED_THROUGH = ("AL_MODEL_BACKOFF_SECONDS",)
+
+
+class Trigger(BaseModel):
+    """Why a run happens; written to the run's trigger.json for the prompt's last block."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["manual", "schedule", "webhook", "agent-call"] = "manual"
+    prompt: str | None = None
+    #: Webhook context or an agent call's context (JSON-able).
+    context: Any = None
+    caller: str | None = None
 
 
 def new_run_id() -> str:
@@ -55,19 +73,13 @@ class RunOutcome:
 
 
 def check_runnable(agent: Agent) -> None:
-    """Refuse, before anything is built or started, agents that cannot run yet."""
-    if agent.script is None:
-        hint = (
-            f"Add agents/{agent.name}/test-script.sh to run it in script mode."
-            if agent.models
-            else f'List a model in agents/{agent.name}/config.toml (models = ["..."]) once model '
-            f"sessions are available, or add agents/{agent.name}/test-script.sh to run it "
-            "in script mode."
-        )
+    """Refuse, before anything is built or started, agents that cannot run."""
+    if agent.script is None and not agent.models:
         raise AgentNotRunnable(
-            f'Agent "{agent.name}" needs a model session, which is not yet configured in this '
-            "version of action-llama.",
-            hint=hint,
+            f'Agent "{agent.name}" has no model to run a session with (and no test-script.sh).',
+            hint=f'List one in agents/{agent.name}/config.toml, e.g. models = ["sonnet"], '
+            "with [models.sonnet] defined in config.toml; or add "
+            f"agents/{agent.name}/test-script.sh to run it in script mode.",
         )
 
 
@@ -94,7 +106,7 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
     return None, None
 
 
-def _write_static(agent: Agent, static: Path, prompt: str | None) -> None:
+def _write_static(agent: Agent, project: Project, static: Path, trigger: Trigger) -> None:
     static.mkdir(mode=0o700)
     shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
     if agent.script is not None:
@@ -106,11 +118,21 @@ def _write_static(agent: Agent, static: Path, prompt: str | None) -> None:
         "hooks": agent.config.hooks.model_dump(),
         "params": agent.config.params,
         "credentials": agent.config.credentials,
-        "models": [{"name": n, **m.model_dump(by_alias=True)} for n, m in agent.models],
+        "models": [
+            {
+                "name": name,
+                **model.model_dump(by_alias=True),
+                "credential": str(model_key_ref(model.provider, agent.config.credentials)),
+            }
+            for name, model in agent.models
+        ],
+        "lockTimeout": project.config.resource_lock_timeout,
+        "runtime": agent.config.runtime.type,
     }
     (static / "agent-config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    if prompt:
-        (static / "prompt.txt").write_text(prompt, encoding="utf-8")
+    (static / "trigger.json").write_text(trigger.model_dump_json(exclude_none=True))
+    if trigger.prompt:
+        (static / "prompt.txt").write_text(trigger.prompt, encoding="utf-8")
     for path in static.iterdir():
         path.chmod(0o400)
 
@@ -217,7 +239,9 @@ class RunService:
         self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
         try:
             owner = _owner(agent)
-            _write_static(agent, stage_dir / "static", prompt)
+            _write_static(
+                agent, self.project, stage_dir / "static", Trigger(type=trigger, prompt=prompt)
+            )
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.
             (stage_dir / "static").chmod(0o500)
@@ -292,7 +316,16 @@ class RunService:
             user=None if agent.is_container else agent.config.runtime.run_as,
             groups=tuple(agent.config.runtime.groups),
             labels={"al.trigger": trigger},
+            env={k: os.environ[k] for k in PASSED_THROUGH if k in os.environ},
         )
+
+    def _capture(self, run_id: str, record: dict[str, Any]) -> None:
+        """Keep what the run reports about itself: token usage, its return value."""
+        msg = record.get("msg")
+        if msg == "token-usage":
+            self.store.set_usage(run_id, record)
+        elif msg == "signal-result" and record.get("type") == "return":
+            self.store.set_return_value(run_id, str(record.get("value", "")))
 
     async def _pump_logs(
         self,
@@ -305,6 +338,7 @@ class RunService:
             record = parse_line(line)
             if redactor:
                 record = redactor.record(record)
+            self._capture(handle.run_id, record)
             log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
             log_file.flush()
             if on_line is not None:

@@ -35,6 +35,15 @@ MIGRATIONS = (
     );
     CREATE INDEX runs_by_agent ON runs(agent, started_at);
     """,
+    """
+    ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN cost REAL;
+    ALTER TABLE runs ADD COLUMN turns INTEGER;
+    ALTER TABLE runs ADD COLUMN return_value TEXT;
+    """,
 )
 
 
@@ -52,6 +61,13 @@ class RunRecord:
     started_at: float
     finished_at: float | None
     log_path: Path
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cost: float | None = None
+    turns: int | None = None
+    return_value: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -116,6 +132,30 @@ class RunStore:
             "WHERE run_id = ?",
             (status, exit_code, error, time.time(), run_id),
         )
+
+    def set_usage(self, run_id: str, usage: dict[str, Any]) -> None:
+        """Token usage from the run's `token-usage` record (keys as the entry writes them)."""
+
+        def number(key: str) -> Any:
+            value = usage.get(key)
+            return value if isinstance(value, int | float) else None
+
+        self.db.execute(
+            "UPDATE runs SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
+            "cache_write_tokens = ?, cost = ?, turns = ? WHERE run_id = ?",
+            (
+                number("inputTokens"),
+                number("outputTokens"),
+                number("cacheReadTokens"),
+                number("cacheWriteTokens"),
+                number("cost"),
+                number("turnCount"),
+                run_id,
+            ),
+        )
+
+    def set_return_value(self, run_id: str, value: str) -> None:
+        self.db.execute("UPDATE runs SET return_value = ? WHERE run_id = ?", (value, run_id))
 
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:

@@ -1,0 +1,57 @@
+"""Run history: versioned schema, usage and return values kept with each run."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from action_llama.runs.store import MIGRATIONS, RunStore
+
+
+def test_a_store_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database written by the first schema keeps its runs and gains the new columns."""
+    db = sqlite3.connect(tmp_path / "action-llama.db")
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO runs (run_id, agent, trigger, runtime, status, started_at, log_path) "
+        "VALUES ('old1', 'hello', 'manual', 'docker', 'completed', 1.0, '/x')"
+    )
+    db.commit()
+    db.close()
+    store = RunStore(tmp_path)
+    try:
+        (run,) = store.runs("hello")
+        assert run.run_id == "old1"
+        assert run.input_tokens is None
+        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+        assert version == len(MIGRATIONS)
+    finally:
+        store.close()
+
+
+def test_usage_and_return_value_are_stored_with_the_run(tmp_path: Path) -> None:
+    """The token-usage record's numbers and an al-return value are kept on the run row."""
+    store = RunStore(tmp_path)
+    try:
+        store.start("r1", "hello", "manual", None, "docker", None)
+        store.set_usage(
+            "r1",
+            {
+                "inputTokens": 120,
+                "outputTokens": 30,
+                "cacheReadTokens": 5,
+                "cost": 0.0012,
+                "turnCount": 3,
+                "cacheWriteTokens": "n/a",
+            },
+        )
+        store.set_return_value("r1", "done: 3 files")
+        store.finish("r1", "completed", 0, None)
+        run = store.get("r1")
+        assert (run.input_tokens, run.output_tokens, run.cache_read_tokens) == (120, 30, 5)
+        assert run.cache_write_tokens is None
+        assert run.cost == 0.0012
+        assert run.turns == 3
+        assert run.return_value == "done: 3 files"
+    finally:
+        store.close()
