@@ -463,3 +463,20 @@ def test_gateway_only_credential_in_an_agent_is_refused(
     err = load_error(root)
     assert "agents/hook/config.toml" in str(err)
     assert "agents never receive it" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('provider = "anthropic"\nmodel = "m"\nauthType = "pi_auth"', "al creds add anthropic_key"),
+        ('provider = "openai-compatible"\nmodel = "llama3"', "needs base_url"),
+    ],
+)
+def test_model_that_cannot_work_in_a_run_is_a_config_error(
+    make_project: ProjectFactory, load_error: LoadError, table: str, expected: str
+) -> None:
+    """pi_auth models and OpenAI-compatible models without base_url fail at load time."""
+    root = make_project(config=f"[models.m]\n{table}\n")
+    err = load_error(root)
+    assert 'key "models.m"' in str(err)
+    assert expected in str(err)

@@ -78,6 +78,21 @@ class ModelConfig(Strict):
     )
     base_url: str | None = None
 
+    @model_validator(mode="after")
+    def _usable(self) -> ModelConfig:
+        if self.auth_type == "pi_auth":
+            raise ValueError(
+                'authType "pi_auth" (a desktop login) cannot be used by agents in containers '
+                'or host-user runs; use "api_key" and add the key with al creds add '
+                f"{self.provider.replace('-', '_')}_key"
+            )
+        if self.provider in ("openai-compatible", "custom") and not self.base_url:
+            raise ValueError(
+                f'provider "{self.provider}" needs base_url, the server\'s OpenAI-compatible '
+                'endpoint (for a local Ollama: base_url = "http://host.docker.internal:11434/v1")'
+            )
+        return self
+
 
 class GatewayConfig(Strict):
     """`[gateway]`: the daemon's HTTP server."""
