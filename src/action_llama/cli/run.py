@@ -21,6 +21,7 @@ from action_llama.errors import ActionLlamaError
 
 if TYPE_CHECKING:
     from action_llama.runs.service import RunOutcome
+    from action_llama.runs.store import RunRecord
 
 
 def run(
@@ -68,20 +69,32 @@ def run(
 
     try:
         outcome = asyncio.run(supervised())
+        usage = _usage(store.get(outcome.run_id))
     except (KeyboardInterrupt, asyncio.CancelledError):
         status(f"{agent.name}: stopped; the run is recorded as killed (al logs {agent.name})")
         raise typer.Exit(130) from None
     finally:
         store.close()
-    _report(outcome, quiet)
+    _report(outcome, usage, quiet)
     raise typer.Exit(outcome.result.exit_code)
 
 
-def _report(outcome: RunOutcome, quiet: bool) -> None:
+def _usage(run: RunRecord) -> str:
+    if run.input_tokens is None and run.output_tokens is None:
+        return ""
+    text = f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
+    if run.cost:
+        text += f" (${run.cost:.4f})"
+    if run.return_value:
+        text += f", returned {run.return_value[:80]!r}"
+    return text
+
+
+def _report(outcome: RunOutcome, usage: str, quiet: bool) -> None:
     if outcome.error:
         print_error(ActionLlamaError(f"{outcome.error} (run {outcome.run_id})", hint=outcome.hint))
     elif not quiet:
         status(
-            f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s "
+            f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s{usage} "
             f"(run {outcome.run_id})"
         )
