@@ -80,11 +80,12 @@ def run(
 
 
 def _usage(run: RunRecord) -> str:
-    if run.input_tokens is None and run.output_tokens is None:
-        return ""
-    text = f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
-    if run.cost:
-        text += f" (${run.cost:.4f})"
+    """`, 1,234 tokens ($0.0021), returned '...'`, or what of it is known."""
+    text = ""
+    if run.input_tokens is not None or run.output_tokens is not None:
+        text += f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
+        if run.cost:
+            text += f" (${run.cost:.4f})"
     if run.return_value:
         text += f", returned {run.return_value[:80]!r}"
     return text
