@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from action_llama.agent.procs import alive
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 from action_llama.credentials.types import BUILTIN, provider_key_type
@@ -111,21 +112,11 @@ def make_run_dir(run_id: str) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale(root: Path) -> None:
     """Remove staging dirs whose `al` process no longer exists (killed with SIGKILL)."""
     for path in root.iterdir():
         pid_text = path.name.split("-")[1] if path.name.count("-") >= 2 else ""
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not alive(int(pid_text), None):
             remove_tree(path)
 
 
