@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fakes.model_server import FakeModelServer
 from support import ProjectFactory, cleanup_project, kill_processes_of, write_files
 
 HOST_USERS = ("al-test-a", "al-test-b")
@@ -94,3 +95,12 @@ def runs_root() -> Iterator[Path]:
     base.chmod(0o755)
     yield base / "runs"
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def model_server() -> Iterator[FakeModelServer]:
+    """A fake model provider (OpenAI Chat Completions and Anthropic Messages over real HTTP) on
+    a free port of 0.0.0.0, answering from the test's script and recording every request."""
+    server = FakeModelServer()
+    yield server
+    server.close()

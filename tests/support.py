@@ -9,7 +9,10 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fakes.model_server import FakeModelServer
 
 AL = str(Path(sys.executable).parent / "al")
 
@@ -102,3 +105,27 @@ def run_processes(run_id: str) -> list[int]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def fake_models_config(
+    server: FakeModelServer, host: str = "host.docker.internal", extra: str = ""
+) -> str:
+    """Two models on the fake server: `primary` (OpenAI API) and `backup` (Anthropic API)."""
+    return (
+        f"{extra}"
+        "[models.primary]\n"
+        'provider = "openai"\n'
+        'model = "gpt-fake"\n'
+        f'base_url = "{server.openai_url(host)}"\n\n'
+        "[models.backup]\n"
+        'provider = "anthropic"\n'
+        'model = "claude-fake"\n'
+        f'base_url = "{server.anthropic_url(host)}"\n'
+    )
+
+
+def model_agent(name: str, skill_body: str = "Do the task.\n", config: str = "") -> dict[str, str]:
+    return {
+        f"agents/{name}/SKILL.md": f"---\ndescription: session test\n---\n{skill_body}",
+        f"agents/{name}/config.toml": config or 'models = ["primary", "backup"]\n',
+    }

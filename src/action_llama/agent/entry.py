@@ -1,9 +1,16 @@
-"""Run one agent invocation: pre hooks, the script (or, later, a model session), post hooks.
+"""Run one agent invocation (reference §4.2): credentials, pre hooks, then the script or a
+model session (after `!`cmd`` context injection), post hooks, and the exit decision from the
+signal files the helper commands leave.
 
 Layout it expects (overridable for host-user runs through the environment):
-    AL_STATIC_DIR   /app/static    agent-config.json, SKILL.md, test-script.sh, prompt.txt
+    AL_STATIC_DIR   /app/static    agent-config.json, SKILL.md, test-script.sh, prompt.txt,
+                                   trigger.json
     AL_WORK_DIR     /tmp           working directory
     AL_BIN_DIR      /app/bin       helper commands, put first on PATH
+
+It exports to everything it starts: AL_SIGNAL_DIR (<work>/signals), AL_ENV_FILE
+(<work>/.al-env.sh, where `setenv` keeps variables), AL_BIN_DIR, AL_ENTRY_PID (the entry's pid:
+`al-shutdown` sends it SIGTERM, which stops the run within seconds) and PROMPT.
 
 Host-user runs also set AL_SHARED_PGROUP=1 (children stay in the entry's process group, so
 the host stops the whole run with one signal; there is no container to end stragglers) and
@@ -20,11 +27,15 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from action_llama.agent import procs
+from action_llama.agent import procs, signals
 from action_llama.agent.logproto import Logger
+
+if TYPE_CHECKING:
+    from action_llama.agent.prompt import CommandOutput
 
 HOOK_TIMEOUT = 300
 #: Seconds the output readers get to finish after a child exits.
@@ -34,6 +45,8 @@ MAX_LINE = 16 * 1024
 #: The `al-exit` convention for "invalid config".
 EXIT_CONFIG = 13
 EXIT_TIMEOUT = 124
+#: Context injection: seconds per `!`cmd`` command.
+INJECT_TIMEOUT = 60
 
 
 class Invocation:
@@ -47,6 +60,8 @@ class Invocation:
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self.stopping = False
+        #: Called (from the signal handler) when the run is asked to stop.
+        self.stop_hooks: list[Callable[[], None]] = []
         #: Children share our process group (host-user runs) instead of having their own.
         self.shared_group = env.get("AL_SHARED_PGROUP") == "1"
 
@@ -106,6 +121,45 @@ class Invocation:
         # A child killed by a signal reports -N; shells report 128+N.
         return 128 - code if code < 0 else code
 
+    def on_stop(self, hook: Callable[[], None]) -> None:
+        self.stop_hooks.append(hook)
+
+    def capture(self, command: str, timeout: float) -> CommandOutput:
+        """Run `command` with /bin/sh and return its output (context injection)."""
+        from action_llama.agent.prompt import CommandOutput
+
+        if self.stopping:
+            return CommandOutput(-1, "", "the run is stopping")
+        try:
+            child = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=self.work,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=not self.shared_group,
+            )
+        except OSError as exc:
+            return CommandOutput(-1, "", f"cannot run /bin/sh: {exc}")
+        with self._lock:
+            self._child = child
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_child()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.communicate(timeout=PUMP_DRAIN)
+            return CommandOutput(-1, "", f"timed out after {timeout:.0f}s")
+        finally:
+            with self._lock:
+                self._child = None
+        return CommandOutput(
+            child.returncode,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+
     def hooks(self, phase: str, commands: list[str]) -> bool:
         """Run hook commands in order; False at the first failure."""
         if not commands:
@@ -129,10 +183,13 @@ def _environment(static: Path, work: Path) -> dict[str, str]:
     env = dict(os.environ)
     bin_dir = env.get("AL_BIN_DIR", "/app/bin")
     env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+    env["AL_BIN_DIR"] = bin_dir
     env.setdefault("HOME", "/home/node")
-    signals = work / "signals"
-    signals.mkdir(parents=True, exist_ok=True)
-    env["AL_SIGNAL_DIR"] = str(signals)
+    signal_dir = work / "signals"
+    signal_dir.mkdir(parents=True, exist_ok=True)
+    env["AL_SIGNAL_DIR"] = str(signal_dir)
+    env.setdefault("AL_ENV_FILE", str(work / ".al-env.sh"))
+    env["AL_ENTRY_PID"] = str(os.getpid())
     prompt = static / "prompt.txt"
     if prompt.is_file():
         env["PROMPT"] = prompt.read_text(encoding="utf-8")
@@ -179,6 +236,8 @@ def _on_terminate(inv: Invocation) -> None:
         inv.stopping = True
         inv.log.warn("stop requested, ending the run", signal=signal.Signals(signum).name)
         inv.kill_child(signal.SIGTERM)
+        for hook in inv.stop_hooks:
+            hook()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -256,16 +315,71 @@ def _invoke(inv: Invocation, config: dict[str, Any]) -> int:
     if script.is_file():
         log.info("script mode: running test-script.sh")
         code = inv.run(["/bin/sh", str(script)], "script")
+    elif config.get("models"):
+        code = _session(inv, config)
     else:
         log.error(
-            f"Agent {config.get('name')} has no test-script.sh, and model sessions are not yet "
-            "configured in this version of action-llama.",
-            hint="Add agents/<name>/test-script.sh to run the agent in script mode.",
+            f"Agent {config.get('name')} has no test-script.sh and no model to run.",
+            hint=f'List a model in agents/{config.get("name")}/config.toml (models = ["..."]).',
         )
         return EXIT_CONFIG
     if inv.stopping or timed_out.is_set():
         return code
+    # Post hooks run after any session or script that ended by itself, failed or not (they
+    # are the agent's clean-up); a failing one never changes the run's exit code.
     if not inv.hooks("post", list(hooks.get("post") or [])):
         log.warn("post hook failed; the run's exit code is unchanged")
+    code = signals.decide(code, Path(inv.env["AL_SIGNAL_DIR"]), log)
     log.info("run completed", exitCode=code)
     return code
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _session(inv: Invocation, config: dict[str, Any]) -> int:
+    """Context injection, the prompt, then a model session (pydantic-ai is imported here)."""
+    from action_llama.agent import prompt, session, tools
+
+    name = str(config.get("name") or "agent")
+    try:
+        skill = (inv.static / "SKILL.md").read_text(encoding="utf-8")
+    except OSError as exc:
+        inv.log.error(f"cannot read SKILL.md: {exc}")
+        return EXIT_CONFIG
+    body = prompt.inject_context(
+        prompt.skill_body(skill, name), lambda cmd: inv.capture(cmd, INJECT_TIMEOUT)
+    )
+    credentials = os.environ.get("AL_CREDENTIALS_PATH", "/credentials")
+    layout = prompt.Layout(
+        host_user=config.get("runtime") == "host-user" or inv.shared_group,
+        work_dir=str(inv.work),
+        static_dir=str(inv.static),
+        credentials_dir=credentials,
+        workspace_capped=not os.environ.get("AL_WORKSPACE_UNCAPPED"),
+    )
+    text = prompt.user_prompt(
+        config, layout, _read_json(inv.static / "trigger.json"), inv.env.get("PROMPT")
+    )
+    toolbox = tools.Toolbox(
+        inv.log,
+        inv.work,
+        inv.env,
+        shared_group=inv.shared_group,
+        failure=session.tool_failure,
+    )
+    spec = session.SessionSpec(
+        system=body,
+        prompt=text,
+        models=list(config.get("models") or []),
+        credentials=Path(credentials),
+        agent=name,
+    )
+    if inv.stopping:
+        return 128 + signal.SIGTERM
+    return session.run_session(inv.log, spec, toolbox, inv)
