@@ -13,7 +13,8 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── ImageBuildError         names the layer and carries the build log tail
     ├── RuntimeUnavailable      "Docker is not running", with the platform's fix as the hint
     ├── RunNotFound             `al logs --run` of a run that does not exist
-    └── RunError                a run that could not be started or supervised
+    ├── RunError                a run that could not be started or supervised
+    └── StateError              the project database cannot be opened, is locked, or is too new
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class RunNotFound(ActionLlamaError):
 
 class RunError(ActionLlamaError):
     """A run could not be started or supervised (not: the agent exited non-zero)."""
+
+
+class StateError(ActionLlamaError):
+    """The project database (`.al/action-llama.db`) cannot be used."""
 
 
 def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:

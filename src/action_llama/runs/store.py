@@ -1,6 +1,6 @@
 """Run history in SQLite (WAL) and each run's log lines in a JSON-lines file, under `.al/`.
 
-.al/action-llama.db              runs: one row per run
+.al/action-llama.db              runs: one row per run (schema: `action_llama.state.schema`)
 .al/logs/<agent>/<run id>.jsonl  the run's log records, in order
 """
 
@@ -15,36 +15,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from action_llama.errors import RunNotFound
+from action_llama.state.db import DB_NAME, Database
+from action_llama.state.schema import MIGRATIONS
 
-#: Schema migrations, applied in order; PRAGMA user_version records how many ran.
-MIGRATIONS = (
-    """
-    CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        agent TEXT NOT NULL,
-        trigger TEXT NOT NULL,
-        prompt TEXT,
-        runtime TEXT NOT NULL,
-        image TEXT,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        error TEXT,
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        log_path TEXT NOT NULL
-    );
-    CREATE INDEX runs_by_agent ON runs(agent, started_at);
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN input_tokens INTEGER;
-    ALTER TABLE runs ADD COLUMN output_tokens INTEGER;
-    ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER;
-    ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER;
-    ALTER TABLE runs ADD COLUMN cost REAL;
-    ALTER TABLE runs ADD COLUMN turns INTEGER;
-    ALTER TABLE runs ADD COLUMN return_value TEXT;
-    """,
-)
+__all__ = ["MIGRATIONS", "RunRecord", "RunStore", "read_log"]
 
 
 @dataclass(frozen=True)
@@ -75,24 +49,28 @@ class RunRecord:
 
 
 class RunStore:
-    """The project's run history."""
+    """The project's run history.
 
-    def __init__(self, state_dir: Path):
+    Opens the project database (creating and migrating it) unless given an open `database`
+    to share, which the caller then closes.
+    """
+
+    def __init__(self, state_dir: Path, *, database: Database | None = None):
         self.state_dir = state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(state_dir / "action-llama.db", timeout=30, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        self._owned = database is None
+        self.database = Database(state_dir / DB_NAME) if database is None else database
+        #: The raw connection (autocommit), for callers that query the history directly.
+        self.db: sqlite3.Connection = self.database.conn
 
     def close(self) -> None:
-        self.db.close()
+        if self._owned:
+            self.database.close()
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        # Through the shared Database, so a statement never lands inside another thread's
+        # transaction on the same connection.
+        with self.database.write() as conn:
+            conn.execute(sql, args)
 
     def log_path(self, agent: str, run_id: str) -> Path:
         return self.state_dir / "logs" / agent / f"{run_id}.jsonl"
@@ -111,7 +89,7 @@ class RunStore:
         runtime: str,
         image: str | None,
     ) -> None:
-        self.db.execute(
+        self._write(
             "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, "
             "started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (
@@ -127,7 +105,7 @@ class RunStore:
         )
 
     def finish(self, run_id: str, status: str, exit_code: int | None, error: str | None) -> None:
-        self.db.execute(
+        self._write(
             "UPDATE runs SET status = ?, exit_code = ?, error = ?, finished_at = ? "
             "WHERE run_id = ?",
             (status, exit_code, error, time.time(), run_id),
@@ -140,7 +118,7 @@ class RunStore:
             value = usage.get(key)
             return value if isinstance(value, int | float) else None
 
-        self.db.execute(
+        self._write(
             "UPDATE runs SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
             "cache_write_tokens = ?, cost = ?, turns = ? WHERE run_id = ?",
             (
@@ -155,7 +133,7 @@ class RunStore:
         )
 
     def set_return_value(self, run_id: str, value: str) -> None:
-        self.db.execute("UPDATE runs SET return_value = ? WHERE run_id = ?", (value, run_id))
+        self._write("UPDATE runs SET return_value = ? WHERE run_id = ?", (value, run_id))
 
     @staticmethod
     def _record(row: sqlite3.Row) -> RunRecord:
@@ -166,13 +144,15 @@ class RunStore:
     def runs(self, agent: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Most recent first."""
         where, args = ("WHERE agent = ?", [agent]) if agent else ("", [])
-        rows = self.db.execute(
-            f"SELECT * FROM runs {where} ORDER BY started_at DESC LIMIT ?", (*args, limit)
-        ).fetchall()
+        with self.database.read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM runs {where} ORDER BY started_at DESC LIMIT ?", (*args, limit)
+            ).fetchall()
         return [self._record(r) for r in rows]
 
     def get(self, run_id: str) -> RunRecord:
-        row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self.database.read() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(
                 f'No run with id "{run_id}".', hint="List recent runs with: al logs <agent> --runs"

@@ -1,0 +1,221 @@
+"""The durable per-agent work queue: FIFO, capped, dropping the oldest item when full.
+
+Work that finds no free runner waits here until one frees. Items survive a daemon restart.
+Every drop is written to `queue_drops` (and logged) so `al stat` and the logs can show it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from action_llama.state.db import Database
+
+log = logging.getLogger(__name__)
+
+ItemType = Literal["webhook", "agent-trigger", "schedule", "manual"]
+#: The cap when neither the agent's `maxWorkQueueSize` nor the project's `workQueueSize` is set.
+DEFAULT_CAP = 20
+_SUMMARY_CHARS = 200
+
+
+class QueueItem(BaseModel):
+    """One piece of work waiting for a runner.
+
+    Payload by type (by convention; the queue stores any JSON object): `webhook` →
+    `{"context": ...}`; `agent-trigger` → `{"sourceAgent", "context", "depth", "callId"}`;
+    `schedule` → `{}`; `manual` → `{"prompt": ...}` (optional).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ItemType
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    #: One line for logs and `al stat`; derived from the type and payload when empty.
+    summary: str = ""
+
+    def describe(self) -> str:
+        """The summary, or one made up from the type and the payload's best-known fields."""
+        if self.summary:
+            return _one_line(self.summary)
+        detail = ""
+        if self.type == "agent-trigger":
+            detail = f"call from {self.payload.get('sourceAgent', '?')}"
+        elif self.type == "manual" and self.payload.get("prompt"):
+            detail = f"prompt: {self.payload['prompt']}"
+        elif self.type == "webhook":
+            context = self.payload.get("context")
+            if isinstance(context, dict):
+                keys = ("event", "action", "repo")
+                detail = " ".join(str(context[k]) for k in keys if context.get(k))
+        return _one_line(f"{self.type} {detail}".strip())
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class QueuedItem:
+    """An item as stored: its id, agent and arrival time."""
+
+    id: int
+    agent: str
+    item: QueueItem
+    received_at: float
+
+
+@dataclass(frozen=True)
+class QueueDrop:
+    """An item the queue dropped, and why."""
+
+    item_id: int
+    agent: str
+    type: str
+    summary: str
+    received_at: float
+    dropped_at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What `push` did: the new item's id, and the items dropped to make room (oldest first).
+
+    With a cap of 0 the new item itself is dropped; `queued` is then False.
+    """
+
+    item_id: int
+    dropped: list[QueueDrop]
+
+    @property
+    def queued(self) -> bool:
+        """Whether the pushed item is in the queue (False only when the cap is 0)."""
+        return all(drop.item_id != self.item_id for drop in self.dropped)
+
+
+class WorkQueue:
+    """The work queues of every agent of a project."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+
+    def push(self, agent: str, item: QueueItem, cap: int = DEFAULT_CAP) -> PushResult:
+        """Append `item` to `agent`'s queue, then drop the oldest items beyond `cap`.
+
+        Each drop is recorded in `queue_drops` and logged as a warning.
+        """
+        if cap < 0:
+            raise ValueError(f"queue cap must be >= 0, got {cap}")
+        now = self.clock()
+        with self.db.write() as conn:
+            item_id = conn.execute(
+                "INSERT INTO work_queue (agent, type, payload, summary, received_at) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (agent, item.type, json.dumps(item.payload), item.describe(), now),
+            ).fetchone()[0]
+            (count,) = conn.execute(
+                "SELECT count(*) FROM work_queue WHERE agent = ?", (agent,)
+            ).fetchone()
+            dropped = self._drop_oldest(conn, agent, count - cap, cap, now) if count > cap else []
+        for drop in dropped:
+            log.warning(
+                "queue full for agent %s, oldest event dropped: item %d (%s)",
+                agent,
+                drop.item_id,
+                drop.summary,
+            )
+        return PushResult(item_id=int(item_id), dropped=dropped)
+
+    @staticmethod
+    def _drop_oldest(
+        conn: sqlite3.Connection, agent: str, excess: int, cap: int, now: float
+    ) -> builtins.list[QueueDrop]:
+        rows = conn.execute(
+            "DELETE FROM work_queue WHERE id IN "
+            "(SELECT id FROM work_queue WHERE agent = ? ORDER BY id LIMIT ?) "
+            "RETURNING id, type, summary, received_at",
+            (agent, excess),
+        ).fetchall()
+        reason = f"queue full (cap {cap})"
+        drops = [
+            QueueDrop(r["id"], agent, r["type"], r["summary"], r["received_at"], now, reason)
+            for r in sorted(rows, key=lambda r: int(r["id"]))
+        ]
+        conn.executemany(
+            "INSERT INTO queue_drops (agent, item_id, type, summary, received_at, dropped_at, "
+            "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (d.agent, d.item_id, d.type, d.summary, d.received_at, d.dropped_at, d.reason)
+                for d in drops
+            ],
+        )
+        return drops
+
+    def pop(self, agent: str) -> QueuedItem | None:
+        """Remove and return the oldest item of `agent`'s queue (None when it is empty)."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                "DELETE FROM work_queue WHERE id = "
+                "(SELECT id FROM work_queue WHERE agent = ? ORDER BY id LIMIT 1) RETURNING *",
+                (agent,),
+            ).fetchone()
+        return None if row is None else _queued(row)
+
+    def peek(self, agent: str) -> QueuedItem | None:
+        """The oldest item of `agent`'s queue, left in place."""
+        items = self.list(agent, limit=1)
+        return items[0] if items else None
+
+    def list(self, agent: str, limit: int | None = None) -> list[QueuedItem]:
+        """`agent`'s queued items, oldest first."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM work_queue WHERE agent = ? ORDER BY id LIMIT ?",
+                (agent, -1 if limit is None else limit),
+            ).fetchall()
+        return [_queued(r) for r in rows]
+
+    def len(self, agent: str) -> int:
+        """How many items wait in `agent`'s queue."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT count(*) FROM work_queue WHERE agent = ?", (agent,))
+            return int(row.fetchone()[0])
+
+    def lengths(self) -> dict[str, int]:
+        """Queue length per agent, for agents with something queued."""
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT agent, count(*) FROM work_queue GROUP BY agent")
+            return {agent: int(n) for agent, n in rows.fetchall()}
+
+    def remove(self, item_id: int) -> bool:
+        """Remove one item by id (say, work for an agent that was deleted); False if not queued."""
+        with self.db.write() as conn:
+            cursor = conn.execute("DELETE FROM work_queue WHERE id = ?", (item_id,))
+            return cursor.rowcount > 0
+
+    def drops(self, agent: str | None = None, limit: int = 20) -> builtins.list[QueueDrop]:
+        """The most recent drops (of one agent, or all), newest first."""
+        where, args = ("WHERE agent = ?", (agent,)) if agent else ("", ())
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT agent, item_id, type, summary, received_at, dropped_at, reason "
+                f"FROM queue_drops {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [QueueDrop(**dict(r)) for r in rows]
+
+
+def _queued(row: sqlite3.Row) -> QueuedItem:
+    item = QueueItem(type=row["type"], payload=json.loads(row["payload"]), summary=row["summary"])
+    return QueuedItem(id=row["id"], agent=row["agent"], item=item, received_at=row["received_at"])
