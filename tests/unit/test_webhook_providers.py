@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib.util
 import json
 from typing import Any
 
@@ -17,7 +16,6 @@ from action_llama.webhooks import Ignored, WebhookEvent, get_provider, intake
 from action_llama.webhooks.twitter import crc_response
 
 SECRET = "whsec_5e6f"
-HAS_ED25519 = any(importlib.util.find_spec(m) for m in ("cryptography", "nacl"))
 
 
 def hex_hmac(body: bytes, secret: str = SECRET) -> str:
