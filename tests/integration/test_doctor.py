@@ -295,3 +295,21 @@ def test_agent_that_cannot_run_fails(doctor: Doctor, make_project: ProjectFactor
     mark, text = row(result.stdout, "agent idle")
     assert mark == "✗"
     assert "test-script.sh" in text
+
+
+def test_filter_the_source_type_cannot_apply_fails_with_the_fix(
+    make_project: ProjectFactory,
+) -> None:
+    """A Sentry-only filter on a GitHub source would never match: doctor says so."""
+    root = make_project(
+        {
+            "agents/triage/SKILL.md": "Triage.\n",
+            "agents/triage/test-script.sh": "true\n",
+            "agents/triage/config.toml": '[[webhooks]]\nsource = "gh"\nresources = ["issue"]\n',
+        },
+        config='[webhooks.gh]\ntype = "github"\nallowUnsigned = true\n',
+    )
+    result = run_al("doctor", "-p", str(root), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert result.returncode == 1
+    assert "resources" in result.stdout
+    assert "Remove or change those filters" in result.stdout

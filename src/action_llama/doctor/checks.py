@@ -7,32 +7,21 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import ActionLlamaError, ConfigError
 
 if TYPE_CHECKING:
     import docker
 
+    from action_llama.config import WebhookSource
     from action_llama.project import Agent, Project
 
 Status = Literal["ok", "warn", "fail"]
-
-#: The credential type whose instance verifies each webhook source type's signatures.
-WEBHOOK_SECRET_TYPES = {
-    "github": "github_webhook_secret",
-    "sentry": "sentry_client_secret",
-    "linear": "linear_webhook_secret",
-    "mintlify": "mintlify_webhook_secret",
-    "discord": "discord_bot",
-    "twitter": "x_twitter_api",
-    "generic": "generic_webhook_secret",
-}
 
 
 @dataclass(frozen=True)
@@ -215,8 +204,7 @@ def check_webhooks(project: Project, store: CredentialStore) -> list[Check]:
                 unknown.append(trigger.source)
         name = f"webhooks {agent.name}"
         if not unknown:
-            listed = sorted({t.source for t in agent.config.webhooks})
-            checks.append(Check(name, "ok", f"sources {', '.join(listed)}"))
+            checks.append(_check_filters(agent, sources))
             continue
         details = [
             f'Agent "{agent.name}" references webhook source "{s}" which is not defined in '
@@ -232,6 +220,27 @@ def check_webhooks(project: Project, store: CredentialStore) -> list[Check]:
     return checks
 
 
+def _check_filters(agent: Agent, sources: Mapping[str, WebhookSource]) -> Check:
+    """Filters a source's type cannot apply would never match: say so up front."""
+    from action_llama.webhooks.match import unsupported_filters
+
+    name = f"webhooks {agent.name}"
+    problems = [
+        f"[[webhooks]] source {trigger.source}: {problem}"
+        for trigger in agent.config.webhooks
+        for problem in unsupported_filters(trigger, sources[trigger.source].type)
+    ]
+    if problems:
+        return Check(
+            name,
+            "fail",
+            "\n".join(problems),
+            f"Remove or change those filters in agents/{agent.name}/config.toml.",
+        )
+    listed = sorted({t.source for t in agent.config.webhooks})
+    return Check(name, "ok", f"sources {', '.join(listed)}")
+
+
 def _define_source(agent: str, unknown: list[str], sources: Iterable[str]) -> str:
     close = difflib.get_close_matches(unknown[0], list(sources), n=1)
     if close:
@@ -242,12 +251,13 @@ def _define_source(agent: str, unknown: list[str], sources: Iterable[str]) -> st
 def _check_secret(
     source: str, project: Project, store: CredentialStore, agents: list[str]
 ) -> Check | None:
+    from action_llama.webhooks.registry import secret_ref
+
     config = project.config.webhooks[source]
-    kind = WEBHOOK_SECRET_TYPES.get(config.type)
-    if kind is None:
+    ref = secret_ref(config)
+    if ref is None:
         return None  # the test provider signs nothing
     name = f"webhook secret {source}"
-    ref = CredentialRef(kind, config.credential)
     if config.allow_unsigned:
         return Check(name, "ok", f"{source} accepts unsigned webhooks (allowUnsigned)")
     if store.has(ref):
