@@ -227,6 +227,8 @@ class RunService:
         prompt: str | None = None,
         on_line: LineCallback | None = None,
         run_id: str | None = None,
+        context: Any = None,
+        caller: str | None = None,
     ) -> RunOutcome:
         self.preflight(agent, trigger, prompt)
         run_id = run_id or new_run_id()
@@ -240,7 +242,10 @@ class RunService:
         try:
             owner = _owner(agent)
             _write_static(
-                agent, self.project, stage_dir / "static", Trigger(type=trigger, prompt=prompt)
+                agent,
+                self.project,
+                stage_dir / "static",
+                Trigger(type=trigger, prompt=prompt, context=context, caller=caller),
             )
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.

@@ -1,0 +1,190 @@
+"""Dispatch: start a run now, queue it durably, or refuse it, and drain queues as runners free.
+
+Every trigger (cron tick, webhook, manual run, agent call) becomes a `QueueItem` handed to
+`Scheduler.dispatch`. An agent runs at most its scale at once; the rest waits in the project
+database's work queue (oldest dropped when full, the drop recorded), and is drained whenever
+one of its runs ends. Schedule and manual runs that exit 42 rerun, up to `maxReruns`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from action_llama.project import Agent, Project
+from action_llama.runs.service import RunOutcome, new_run_id
+from action_llama.scheduler.scale import runner_counts
+from action_llama.state import QueueDrop, QueueItem, State
+
+log = logging.getLogger("action_llama.scheduler")
+
+#: Runs one item for an agent to its end: (agent, item, run id, rerun number) -> outcome.
+Launch = Callable[[Agent, QueueItem, str, int], Awaitable[RunOutcome]]
+
+RERUN_TYPES = ("schedule", "manual")
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    item_id: int
+    dropped: list[QueueDrop] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+Decision = Dispatched | Queued | Rejected
+
+
+class Scheduler:
+    """Owns the runners of one project; every method runs on the daemon's event loop."""
+
+    def __init__(self, project: Project, state: State, launch: Launch):
+        self.project = project
+        self.state = state
+        self.launch = launch
+        self.scales = runner_counts(project)
+        self.paused = False
+        self.paused_agents: set[str] = set()
+        self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
+        self.stopping = False
+
+    # -- what is going on -------------------------------------------------------------------
+
+    def active(self, agent: str) -> int:
+        return len(self.running.get(agent, {}))
+
+    def idle(self) -> bool:
+        return not any(self.running.values())
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def dispatch(self, agent_name: str, item: QueueItem) -> Decision:
+        """Run `item` now if `agent_name` has a free runner, else queue it; or say why not."""
+        agent = self.project.agents.get(agent_name)
+        if agent is None:
+            return Rejected(f'agent "{agent_name}" not found')
+        if self.stopping:
+            return Rejected("the scheduler is stopping")
+        if self.paused:
+            return Rejected("the scheduler is paused")
+        if self.scales.get(agent_name, 0) == 0:
+            return Rejected(f"agent {agent_name} is disabled (scale = 0)")
+        if (
+            agent_name not in self.paused_agents
+            and self.active(agent_name) < self.scales[agent_name]
+        ):
+            return Dispatched(self._start(agent, item))
+        return self._enqueue(agent, item)
+
+    def _enqueue(self, agent: Agent, item: QueueItem) -> Queued:
+        cap = agent.config.max_work_queue_size
+        if cap is None:
+            cap = self.project.config.work_queue_size
+        # The queue records and logs each item it drops to make room.
+        pushed = self.state.queue.push(agent.name, item, cap)
+        return Queued(pushed.item_id, pushed.dropped)
+
+    def _start(self, agent: Agent, item: QueueItem, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id()
+        task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id))
+        self.running.setdefault(agent.name, {})[run_id] = task
+        return run_id
+
+    async def _supervise(self, agent: Agent, item: QueueItem, run_id: str) -> None:
+        reruns = 0
+        try:
+            while True:
+                try:
+                    outcome = await self.launch(agent, item, run_id, reruns)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("run %s of %s failed to start", run_id, agent.name)
+                    break
+                if not self._should_rerun(agent, item, outcome, reruns):
+                    break
+                reruns += 1
+                old = run_id
+                run_id = new_run_id()
+                tasks = self.running.setdefault(agent.name, {})
+                tasks[run_id] = tasks.pop(old)
+        finally:
+            self.running.get(agent.name, {}).pop(run_id, None)
+            if not self.stopping:
+                self.drain(agent.name)
+
+    def _should_rerun(
+        self, agent: Agent, item: QueueItem, outcome: RunOutcome, reruns: int
+    ) -> bool:
+        if outcome.result.status != "rerun" or item.type not in RERUN_TYPES:
+            return False
+        if self.paused or agent.name in self.paused_agents or self.stopping:
+            return False
+        if reruns >= self.project.config.max_reruns:
+            log.warning("%s hit the max reruns limit (%d)", agent.name, reruns)
+            return False
+        return True
+
+    def drain(self, agent_name: str | None = None) -> list[str]:
+        """Start queued items while runners are free; the run ids started."""
+        if self.paused or self.stopping:
+            return []
+        started: list[str] = []
+        names = [agent_name] if agent_name else sorted(self.project.agents)
+        for name in names:
+            agent = self.project.agents.get(name)
+            if agent is None or name in self.paused_agents:
+                continue
+            while self.active(name) < self.scales.get(name, 0):
+                queued = self.state.queue.pop(name)
+                if queued is None:
+                    break
+                started.append(self._start(agent, queued.item))
+        return started
+
+    # -- operator actions -------------------------------------------------------------------
+
+    def pause(self, agent: str | None = None) -> None:
+        if agent is None:
+            self.paused = True
+        else:
+            self.paused_agents.add(agent)
+
+    def resume(self, agent: str | None = None) -> list[str]:
+        if agent is None:
+            self.paused = False
+        else:
+            self.paused_agents.discard(agent)
+        return self.drain(agent)
+
+    def kill(self, target: str) -> list[str]:
+        """Stop one run (by id) or every run of an agent; the run ids stopped."""
+        killed = []
+        for agent, tasks in self.running.items():
+            for run_id, task in list(tasks.items()):
+                if target in (run_id, agent):
+                    task.cancel()
+                    killed.append(run_id)
+        return killed
+
+    async def shutdown(self, grace: float) -> None:
+        """No new runs; wait up to `grace` seconds for running ones, then stop them."""
+        self.stopping = True
+        tasks = [t for runs in self.running.values() for t in runs.values()]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=30)

@@ -1,0 +1,265 @@
+"""Dispatch, scale, the durable queue, reruns, pause and cron, over a fake runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from action_llama.project import Agent, load_project
+from action_llama.runs.service import RunService
+from action_llama.runs.store import RunStore
+from action_llama.scheduler.core import Dispatched, Queued, Rejected, Scheduler
+from action_llama.scheduler.cron import CronLoop, next_fire
+from action_llama.scheduler.launch import service_launcher
+from action_llama.scheduler.scale import runner_counts
+from action_llama.state import QueueItem, State
+from action_llama.testing import FakeRun, FakeRuntime
+
+from support import write_files
+
+
+@pytest.fixture(autouse=True)
+def _own_credential_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AL_CREDENTIALS_DIR", str(tmp_path / "creds"))
+
+
+def project_with(tmp_path: Path, agents: dict[str, str], config: str = "") -> Path:
+    files = {"config.toml": config}
+    for name, agent_config in agents.items():
+        files[f"agents/{name}/SKILL.md"] = "Work.\n"
+        files[f"agents/{name}/test-script.sh"] = "true\n"
+        files[f"agents/{name}/config.toml"] = agent_config
+    root = tmp_path / "proj"
+    write_files(root, files)
+    return root
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait until `condition()` holds (the scheduler exposes no event for these moments)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.02)
+
+
+class Harness:
+    def __init__(self, root: Path, runtime: FakeRuntime):
+        self.project = load_project(root)
+        self.state = State.open(self.project.state_dir)
+        self.store = RunStore(self.project.state_dir)
+        self.runtime = runtime
+
+        async def no_image(agent: Agent) -> str | None:
+            return None
+
+        launch = service_launcher(
+            lambda agent: RunService(self.project, runtime, self.store), no_image
+        )
+        self.scheduler = Scheduler(self.project, self.state, launch)
+
+    async def settle(self, timeout: float = 10) -> None:
+        """Until every run ended and every queue is empty."""
+        await eventually(
+            lambda: self.scheduler.idle() and not any(self.state.queue.lengths().values()),
+            timeout,
+        )
+
+    def close(self) -> None:
+        self.store.close()
+        self.state.close()
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path) -> Iterator[object]:
+    made: list[Harness] = []
+
+    def make(
+        agents: dict[str, str],
+        config: str = "",
+        run: FakeRun | None = None,
+        behaviour: object = None,
+    ) -> Harness:
+        runtime = FakeRuntime(behaviour or (lambda spec: run or FakeRun()))  # type: ignore[arg-type]
+        harness = Harness(project_with(tmp_path, agents, config), runtime)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
+def test_scale_2_runs_two_at_once_and_queues_the_rest(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Five deliveries to a scale-2 agent: 2 start, 3 wait in the queue, then all run."""
+    h = harness_factory({"worker": "scale = 2\n"}, run=FakeRun(seconds=0.2))
+
+    async def scenario() -> list[object]:
+        decisions = [h.scheduler.dispatch("worker", QueueItem(type="manual")) for _ in range(5)]
+        await h.settle()
+        return decisions
+
+    decisions = asyncio.run(scenario())
+    assert [type(d) for d in decisions] == [Dispatched, Dispatched, Queued, Queued, Queued]
+    assert len(h.runtime.started) == 5
+    assert h.runtime.max_concurrent["worker"] == 2
+    assert len(h.store.runs("worker", limit=10)) == 5
+
+
+def test_full_queue_drops_the_oldest_and_records_it(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """With maxWorkQueueSize = 2, a fourth waiting item pushes out the oldest, recorded."""
+    h = harness_factory({"worker": "maxWorkQueueSize = 2\n"}, run=FakeRun(seconds=0.3))
+
+    async def scenario() -> list[object]:
+        decisions = [
+            h.scheduler.dispatch("worker", QueueItem(type="manual", payload={"prompt": f"p{i}"}))
+            for i in range(4)
+        ]
+        await h.settle()
+        return decisions
+
+    decisions = asyncio.run(scenario())
+    assert isinstance(decisions[3], Queued)
+    assert [d.summary for d in decisions[3].dropped] == ["manual prompt: p1"]
+    assert [d.summary for d in h.state.queue.drops("worker")] == ["manual prompt: p1"]
+    prompts = [r.prompt for r in h.store.runs("worker", limit=10)]
+    assert sorted(p or "" for p in prompts) == ["p0", "p2", "p3"]
+
+
+def test_queued_work_survives_a_restart(harness_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Items queued when the scheduler goes away run when a new one drains at start."""
+    h = harness_factory({"worker": ""}, run=FakeRun(seconds=5))
+
+    async def first() -> None:
+        h.scheduler.dispatch("worker", QueueItem(type="manual"))
+        h.scheduler.dispatch("worker", QueueItem(type="manual", payload={"prompt": "later"}))
+        await h.scheduler.shutdown(grace=0)
+
+    asyncio.run(first())
+    assert h.state.queue.len("worker") == 1
+    again = Harness(tmp_path / "proj", FakeRuntime(lambda spec: FakeRun()))
+    try:
+
+        async def second() -> list[str]:
+            started = again.scheduler.drain()
+            await again.settle()
+            return started
+
+        assert len(asyncio.run(second())) == 1
+        assert any(r.prompt == "later" for r in again.store.runs("worker", limit=5))
+    finally:
+        again.close()
+
+
+def test_exit_42_reruns_up_to_max_reruns(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """A schedule run that keeps asking to rerun runs 1 + maxReruns times."""
+    h = harness_factory({"looper": ""}, config="maxReruns = 2\n", run=FakeRun(exit_code=42))
+
+    async def scenario() -> None:
+        h.scheduler.dispatch("looper", QueueItem(type="schedule"))
+        await h.settle()
+
+    asyncio.run(scenario())
+    assert len(h.runtime.started) == 3
+    assert [r.trigger for r in h.store.runs("looper")] == ["schedule"] * 3
+
+
+def test_webhook_runs_are_not_rerun(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Exit 42 of a webhook run ends it (reruns are for schedule and manual runs)."""
+    h = harness_factory({"hooked": ""}, run=FakeRun(exit_code=42))
+
+    async def scenario() -> None:
+        h.scheduler.dispatch("hooked", QueueItem(type="webhook", payload={"context": {"x": 1}}))
+        await h.settle()
+
+    asyncio.run(scenario())
+    assert len(h.runtime.started) == 1
+
+
+def test_pause_refuses_or_queues_and_resume_drains(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Global pause refuses new work; a paused agent queues it; resuming runs what waited."""
+    h = harness_factory({"worker": ""})
+
+    async def scenario() -> tuple[object, object, list[str]]:
+        h.scheduler.pause()
+        refused = h.scheduler.dispatch("worker", QueueItem(type="manual"))
+        h.scheduler.resume()
+        h.scheduler.pause("worker")
+        queued = h.scheduler.dispatch("worker", QueueItem(type="manual"))
+        started = h.scheduler.resume("worker")
+        await h.settle()
+        return refused, queued, started
+
+    refused, queued, started = asyncio.run(scenario())
+    assert refused == Rejected("the scheduler is paused")
+    assert isinstance(queued, Queued)
+    assert len(started) == 1
+    assert len(h.runtime.started) == 1
+
+
+def test_kill_stops_an_agents_runs(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Killing an agent cancels its runs; they are recorded as killed."""
+    h = harness_factory({"long": ""}, run=FakeRun(seconds=30))
+
+    async def scenario() -> list[str]:
+        decision = h.scheduler.dispatch("long", QueueItem(type="manual"))
+        assert isinstance(decision, Dispatched)
+        await eventually(lambda: bool(h.runtime.running))
+        killed = h.scheduler.kill("long")
+        await h.settle()
+        return killed
+
+    killed = asyncio.run(scenario())
+    assert len(killed) == 1
+    assert h.store.get(killed[0]).status == "killed"
+
+
+def test_project_scale_caps_agents_in_name_order(tmp_path: Path) -> None:
+    """scale = 3 for the project: a gets 2, b gets 1, c gets 0 (not pinned to 1)."""
+    root = project_with(
+        tmp_path,
+        {"a": "scale = 2\n", "b": "scale = 2\n", "c": "", "z": "scale = 0\n"},
+        config="scale = 3\n",
+    )
+    assert runner_counts(load_project(root)) == {"a": 2, "b": 1, "c": 0, "z": 0}
+
+
+def test_unknown_and_disabled_agents_are_refused(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """Dispatch to an unknown or scale-0 agent says why."""
+    h = harness_factory({"off": "scale = 0\n"})
+
+    async def scenario() -> tuple[object, object]:
+        return (
+            h.scheduler.dispatch("nope", QueueItem(type="manual")),
+            h.scheduler.dispatch("off", QueueItem(type="manual")),
+        )
+
+    unknown, off = asyncio.run(scenario())
+    assert unknown == Rejected('agent "nope" not found')
+    assert off == Rejected("agent off is disabled (scale = 0)")
+
+
+def test_cron_with_seconds_fires_a_run(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """A 6-field schedule firing every second starts schedule runs."""
+    h = harness_factory({"ticker": 'schedule = "* * * * * *"\n'})
+
+    async def scenario() -> None:
+        loop = CronLoop(h.scheduler)
+        task = asyncio.create_task(loop.run())
+        await eventually(lambda: bool(h.runtime.started), timeout=5)
+        await h.scheduler.shutdown(grace=5)
+        await task
+
+    asyncio.run(scenario())
+    assert h.runtime.started
+    assert h.store.runs("ticker")[0].trigger == "schedule"
+
+
+def test_next_fire_reads_five_and_six_field_schedules() -> None:
+    """Five fields are minute-based; six have seconds first (like the original's croner)."""
+    start = datetime(2026, 1, 1, 12, 0, 0)
+    assert next_fire("*/15 * * * *", start) == datetime(2026, 1, 1, 12, 15)
+    assert next_fire("30 * * * * *", start) == datetime(2026, 1, 1, 12, 0, 30)
