@@ -14,7 +14,9 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── RuntimeUnavailable      "Docker is not running", with the platform's fix as the hint
     ├── RunNotFound             `al logs --run` of a run that does not exist
     ├── RunError                a run that could not be started or supervised
-    └── StateError              the project database cannot be opened, is locked, or is too new
+    ├── StateError              the project database cannot be opened, is locked, or is too new
+    ├── GatewayError            the gateway cannot listen (port in use, address unavailable)
+    └── DaemonUnavailable       the daemon cannot take a request now (starting, stopping)
 """
 
 from __future__ import annotations
@@ -94,6 +96,14 @@ class RunError(ActionLlamaError):
 
 class StateError(ActionLlamaError):
     """The project database (`.al/action-llama.db`) cannot be used."""
+
+
+class GatewayError(ActionLlamaError):
+    """The gateway's HTTP server cannot be started (its port is taken, say)."""
+
+
+class DaemonUnavailable(ActionLlamaError):
+    """The daemon cannot take this request now: it is starting up or shutting down."""
 
 
 def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:

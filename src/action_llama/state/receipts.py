@@ -118,6 +118,18 @@ class Receipts:
             )
             return cursor.rowcount > 0
 
+    def forget_delivery(self, receipt_id: str) -> bool:
+        """Let a later delivery with this receipt's delivery id through (not a duplicate).
+
+        For a delivery that was stored but could not be dispatched: the sender is told to
+        retry, and its retry carries the same delivery id. False if there is no such receipt.
+        """
+        with self.db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE webhook_receipts SET delivery_id = NULL WHERE id = ?", (receipt_id,)
+            )
+            return cursor.rowcount > 0
+
     def get(self, receipt_id: str) -> Receipt | None:
         """The receipt with this id, or None."""
         with self.db.read() as conn:

@@ -1,0 +1,63 @@
+"""`create_app`: the gateway's FastAPI application, bound to one project's state and backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from action_llama.gateway.backend import GatewayBackend
+from action_llama.gateway.control import ControlRoutes
+from action_llama.gateway.http import install_error_handlers
+from action_llama.gateway.runs import RunRoutes
+from action_llama.gateway.settings import GatewaySettings
+from action_llama.gateway.webhook import WebhookDesk, webhook_routes
+from action_llama.state import State
+
+
+@dataclass(frozen=True)
+class GatewayDeps:
+    """What every route works with: the project's state, the daemon, the current settings."""
+
+    state: State
+    backend: GatewayBackend
+    settings: Callable[[], GatewaySettings]
+
+
+def create_app(
+    state: State,
+    backend: GatewayBackend,
+    settings: GatewaySettings | Callable[[], GatewaySettings],
+) -> FastAPI:
+    """The gateway app for one project.
+
+    Args:
+        state: the project's open state (locks, calls, receipts and active runs live there).
+        backend: the daemon's side: starts, queues and stops runs (see `GatewayBackend`).
+        settings: the project facts the routes need, or a function returning the current
+            ones (called once per request, so a hot reload takes effect at once).
+
+    The app does not choose where it listens: see `action_llama.gateway.bind` and
+    `action_llama.gateway.server`.
+    """
+    current = settings if callable(settings) else (lambda: settings)
+    deps = GatewayDeps(state=state, backend=backend, settings=current)
+    app = FastAPI(
+        title="action-llama gateway",
+        openapi_url=None,  # nothing here is for browsing; no schema to serve unauthenticated
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"ok": True, "status": "ok"})
+
+    desk = WebhookDesk(deps)
+    app.include_router(webhook_routes(desk))
+    app.include_router(RunRoutes(deps).router())
+    app.include_router(ControlRoutes(deps, desk).router())
+    return app

@@ -1,0 +1,238 @@
+"""`POST /webhooks/{source}`: every delivery is stored as a receipt, and only verified ones run.
+
+Steps: unknown source → 404; a body over 10 MiB → 413 (refused from its Content-Length before
+reading, or as soon as the stream passes the cap); `webhooks.intake` checks the signature with
+the source's secrets, parses and matches; the receipt is stored, deduplicated by delivery id
+(a repeat is answered 200 `duplicate` and dispatched to nobody); a refused delivery answers 401
+(signature), 400 (body) or 413 (size) with nothing dispatched; a matched one goes to
+`backend.dispatch_webhook`, whose outcome is written back to the receipt. Every answer names
+its receipt in `receiptId` (and the `X-AL-Receipt-Id` header, for senders expecting a fixed
+body such as Discord's PING reply).
+
+Only verified deliveries claim their delivery id: a forged or oversized one must not block
+the real one, and a delivery that could not be dispatched releases its id so the sender's
+retry is taken. Bodies of refused deliveries (unauthenticated) are not kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from action_llama.errors import ActionLlamaError
+from action_llama.gateway.http import Problem, iso, log, read_body, status_for
+from action_llama.state import Duplicate
+from action_llama.state import Receipt as StoredReceipt
+from action_llama.webhooks import MAX_BODY, Receipt, intake, load_secrets, replay
+from action_llama.webhooks.intake import stored_headers
+
+if TYPE_CHECKING:
+    from action_llama.gateway.app import GatewayDeps
+    from action_llama.gateway.backend import Dispatch
+
+RECEIPT_HEADER = "X-AL-Receipt-Id"
+_REFUSED_STATUS = {"validation_failed": 401, "parse_error": 400, "too_large": 413}
+_REFUSED_LABEL = {
+    "validation_failed": "signature validation failed",
+    "parse_error": "invalid payload",
+    "too_large": "payload too large",
+}
+
+
+def to_stored(receipt: Receipt, body: bytes, received_at: float) -> StoredReceipt:
+    """The row kept for `receipt`: no delivery id and no body unless it was verified."""
+    return StoredReceipt(
+        id=receipt.id,
+        source=receipt.source,
+        event_summary=receipt.event_summary,
+        received_at=received_at,
+        headers=dict(receipt.headers),
+        body=b"" if receipt.reason in ("validation_failed", "too_large") else body,
+        matched_agents=receipt.matched_agents,
+        status=receipt.status,
+        reason=f"{receipt.reason}: {receipt.detail}" if receipt.reason else None,
+        delivery_id=None if receipt.rejected else receipt.delivery_id,
+    )
+
+
+class WebhookDesk:
+    """Takes deliveries (and operator replays) in, stores their receipts, dispatches them."""
+
+    def __init__(self, deps: GatewayDeps) -> None:
+        self.deps = deps
+        self.receipts = deps.state.receipts
+
+    async def deliver(self, source: str, request: Request) -> JSONResponse:
+        """One delivery posted to `/webhooks/{source}`."""
+        settings = self.deps.settings()
+        config = settings.webhooks.get(source)
+        if config is None:
+            raise Problem(404, f"unknown webhook source: {source}")
+        now = datetime.now(UTC)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            body = await read_body(request, MAX_BODY)
+        except Problem as exc:
+            if exc.status != 413:
+                raise
+            reason = "too_large: body over 10 MiB"
+            raise self._unread(source, config.type, headers, now, 413, reason) from None
+        try:
+            secrets = load_secrets(config, settings.credentials)
+        except ActionLlamaError as exc:  # an unreadable store: ours to fix, the sender retries
+            reason = f"validation_failed: cannot read the source's secret: {exc.message}"
+            raise self._unread(source, config.type, headers, now, 500, reason) from exc
+        agents = settings.webhook_agents()
+        receipt = intake(source, config, body, headers, agents, secrets, now=now)
+        return await self._settle(receipt, body, now)
+
+    async def replay(self, receipt_id: str) -> JSONResponse:
+        """Route a stored delivery again, unverified (operator only): a new receipt."""
+        stored = self.receipts.get(receipt_id)
+        if stored is None:
+            raise Problem(404, f"receipt not found: {receipt_id}")
+        settings = self.deps.settings()
+        config = settings.webhooks.get(stored.source)
+        if config is None:
+            raise Problem(409, f"webhook source {stored.source} is no longer configured")
+        if stored.body_truncated or not stored.body:
+            raise Problem(400, f"receipt {receipt_id} has no stored payload to replay")
+        now = datetime.now(UTC)
+        original = Receipt(
+            id=stored.id,
+            source=stored.source,
+            provider=config.type,
+            timestamp=iso(stored.received_at) or "",
+            delivery_id=None,
+            event_summary=stored.event_summary,
+            status="dead-letter",
+            reason=None,
+            detail="",
+            headers=stored.headers,
+            body=stored.body,
+        )
+        receipt = replay(original, config, settings.webhook_agents(), now=now)
+        return await self._settle(receipt, stored.body, now)
+
+    def _unread(
+        self,
+        source: str,
+        kind: str,
+        headers: dict[str, str],
+        now: datetime,
+        status: int,
+        reason: str,
+    ) -> Problem:
+        """Store the receipt of a delivery refused before `intake` read it, and the answer."""
+        receipt_id = str(uuid.uuid4())
+        self.receipts.insert(
+            StoredReceipt(
+                id=receipt_id,
+                source=source,
+                event_summary=kind,
+                received_at=now.timestamp(),
+                headers=stored_headers(headers),
+                body=b"",
+                status="dead-letter",
+                reason=reason,
+            )
+        )
+        log.warning("webhook to %s refused: %s (receipt %s)", source, reason, receipt_id)
+        word, _, detail = reason.partition(": ")
+        error = "payload too large" if status == 413 else detail
+        return Problem(status, error, reason=word, receiptId=receipt_id)
+
+    async def _dispatch(self, receipt: Receipt) -> list[Dispatch]:
+        """Hand the matched agents to the backend; on failure, release the delivery id."""
+
+        def undo(why: str) -> None:
+            self.receipts.forget_delivery(receipt.id)
+            self.receipts.set_outcome(receipt.id, "dead-letter", (), f"not dispatched: {why}")
+
+        try:
+            return await self.deps.backend.dispatch_webhook(receipt, receipt.matched_agents)
+        except ActionLlamaError as exc:
+            undo(exc.message)
+            raise Problem(status_for(exc), exc.message, receiptId=receipt.id) from exc
+        except Exception as exc:
+            log.exception("dispatching webhook receipt %s failed", receipt.id)
+            undo("internal error")
+            raise Problem(500, "internal error", receiptId=receipt.id) from exc
+
+    async def _settle(self, receipt: Receipt, body: bytes, now: datetime) -> JSONResponse:
+        stored = self.receipts.insert(to_stored(receipt, body, now.timestamp()))
+        header = {RECEIPT_HEADER: stored.id}
+        if isinstance(stored, Duplicate):
+            duplicate = {"ok": True, "duplicate": True, "duplicateOf": stored.existing_id}
+            return JSONResponse({**duplicate, "receiptId": stored.id, "matched": 0}, headers=header)
+        if receipt.rejected:
+            assert receipt.reason is not None
+            log.warning("webhook to %s refused: %s", receipt.source, receipt.detail)
+            raise Problem(
+                _REFUSED_STATUS[receipt.reason],
+                f"{_REFUSED_LABEL[receipt.reason]}: {receipt.detail}",
+                reason=receipt.reason,
+                receiptId=receipt.id,
+            )
+        if receipt.reply is not None:
+            return JSONResponse(dict(receipt.reply), headers=header)
+        status, dispatched = receipt.status, []
+        if receipt.matched_agents:
+            dispatched = await self._dispatch(receipt)
+            accepted = [d.agent for d in dispatched if d.accepted]
+            refused = "; ".join(f"{d.agent}: {d.reason}" for d in dispatched if not d.accepted)
+            status = "processed" if accepted else "dead-letter"
+            reason = f"not dispatched: {refused}" if refused else None
+            self.receipts.set_outcome(receipt.id, status, accepted, reason)
+        answer: dict[str, Any] = {
+            "ok": True,
+            "receiptId": receipt.id,
+            "status": status,
+            "event": receipt.event_summary,
+            "matched": len(receipt.matched_agents),
+            "skipped": len(receipt.unmatched),
+            "dispatched": [d.to_json() for d in dispatched],
+            "detail": receipt.detail,
+        }
+        if receipt.reason is not None:
+            answer["reason"] = receipt.reason
+        if receipt.unsigned:
+            answer["unsigned"] = True
+        if receipt.replay_of is not None:
+            answer["replayOf"] = receipt.replay_of
+        return JSONResponse(answer, headers=header)
+
+    async def challenge(self, source: str, request: Request) -> JSONResponse:
+        """X (Twitter)'s CRC check: `?crc_token=` answered with the source's secret."""
+        settings = self.deps.settings()
+        config = settings.webhooks.get(source)
+        if config is None:
+            raise Problem(404, f"unknown webhook source: {source}")
+        if config.type != "twitter":
+            raise Problem(404, "CRC not supported for this source")
+        token = request.query_params.get("crc_token")
+        secrets = load_secrets(config, settings.credentials)
+        if not token or not secrets:
+            raise Problem(400, "CRC challenge failed: no crc_token, or no secret for the source")
+        from action_llama.webhooks.twitter import crc_response
+
+        return JSONResponse(crc_response(token, secrets[0]))
+
+
+def webhook_routes(desk: WebhookDesk) -> APIRouter:
+    """The open webhook routes."""
+    router = APIRouter()
+
+    @router.post("/webhooks/{source}")
+    async def deliver(source: str, request: Request) -> JSONResponse:
+        return await desk.deliver(source, request)
+
+    @router.get("/webhooks/{source}")
+    async def challenge(source: str, request: Request) -> JSONResponse:
+        return await desk.challenge(source, request)
+
+    return router
