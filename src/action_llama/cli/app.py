@@ -8,7 +8,7 @@ import sys
 import typer
 
 from action_llama import __version__
-from action_llama.cli import creds, doctor, image, logs, new, run
+from action_llama.cli import creds, doctor, image, logs, new, run, start
 from action_llama.cli.render import print_error
 from action_llama.errors import ActionLlamaError
 
@@ -23,6 +23,7 @@ app.command("new")(new.new)
 app.command("run")(run.run)
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
+app.command("start")(start.start)
 app.add_typer(image.app, name="image")
 app.add_typer(creds.app, name="creds")
 

@@ -229,6 +229,7 @@ class RunService:
         run_id: str | None = None,
         context: Any = None,
         caller: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> RunOutcome:
         self.preflight(agent, trigger, prompt)
         run_id = run_id or new_run_id()
@@ -253,6 +254,8 @@ class RunService:
             required, optional = self._refs(agent)
             staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger)
+            if env:
+                spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self.runtime.start(spec)
             redactor = Redactor(staged.secrets)
             with self.store.open_log(agent.name, run_id) as log_file:

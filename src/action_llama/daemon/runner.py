@@ -1,0 +1,84 @@
+"""Launch one queued item as a run the gateway knows: a fresh secret, its URL, its locks."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from action_llama.gateway.bind import url_for_runs
+from action_llama.project import Agent
+from action_llama.runs.service import LineCallback, RunOutcome, RunService
+from action_llama.runs.store import RunStore
+from action_llama.scheduler.core import Launch
+from action_llama.scheduler.launch import TRIGGERS
+from action_llama.state import QueueItem, State
+
+log = logging.getLogger("action_llama.daemon")
+
+
+def gateway_launcher(
+    state: State,
+    store: RunStore,
+    port: Callable[[], int],
+    service_for: Callable[[Agent], RunService],
+    image_for: Callable[[Agent], Awaitable[str | None]],
+    on_line: Callable[[Agent, str], LineCallback | None] | None = None,
+) -> Launch:
+    """A `Launch` whose runs can reach the gateway: registered with a per-run secret (only its
+    hash is stored), told GATEWAY_URL and SHUTDOWN_SECRET, and unregistered (locks released,
+    calls settled) however they end."""
+
+    async def launch(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+        secret = secrets.token_urlsafe(24)
+        payload = item.payload
+        call_id = payload.get("callId") if item.type == "agent-trigger" else None
+        state.active_runs.add(
+            run_id,
+            agent.name,
+            runtime="docker" if agent.is_container else "host-user",
+            secret=secret,
+            trigger={"type": item.type},
+            call_id=call_id if isinstance(call_id, str) else None,
+        )
+        if isinstance(call_id, str):
+            state.calls.start(call_id, run_id)
+        env = {
+            "GATEWAY_URL": url_for_runs(port(), container=agent.is_container),
+            "SHUTDOWN_SECRET": secret,
+        }
+        prompt = payload.get("prompt") if item.type == "manual" else None
+        caller = payload.get("sourceAgent")
+        outcome: RunOutcome | None = None
+        try:
+            outcome = await service_for(agent).run(
+                agent,
+                image=await image_for(agent),
+                trigger=TRIGGERS[item.type],
+                prompt=prompt if isinstance(prompt, str) else None,
+                run_id=run_id,
+                context=payload.get("context"),
+                caller=caller if isinstance(caller, str) else None,
+                on_line=on_line(agent, run_id) if on_line else None,
+                env=env,
+            )
+            return outcome
+        finally:
+            released = state.locks.release_all(run_id)
+            if released:
+                log.info("released locks of run %s: %s", run_id, ", ".join(released))
+            state.active_runs.remove(run_id)
+            if isinstance(call_id, str):
+                _settle_call(state, store, call_id, run_id, outcome)
+
+    return launch
+
+
+def _settle_call(
+    state: State, store: RunStore, call_id: str, run_id: str, outcome: RunOutcome | None
+) -> None:
+    """The caller's `al-subagent-wait` sees the callee's return value, or why it failed."""
+    if outcome is not None and outcome.result.status in ("completed", "rerun"):
+        state.calls.complete(call_id, store.get(run_id).return_value)
+    else:
+        state.calls.fail(call_id, (outcome.error if outcome else None) or "agent run failed")

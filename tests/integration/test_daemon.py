@@ -1,0 +1,98 @@
+"""`al start` for real: cron fires, a webhook starts its agent, Ctrl-C stops it gracefully."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from action_llama.runs.store import RunStore
+
+from support import AL, ProjectFactory
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def daemon(
+    make_project: ProjectFactory, host_users: tuple[str, ...], runs_root: Path, tmp_path: Path
+) -> Iterator[tuple[Path, subprocess.Popen[str], int]]:
+    user = host_users[0]
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{user}"\n'
+    script = 'echo "hello from $AL_AGENT via $GATEWAY_URL"\n'
+    root = make_project(
+        {
+            "agents/tick/SKILL.md": "Tick.\n",
+            "agents/tick/test-script.sh": script,
+            "agents/tick/config.toml": 'schedule = "*/2 * * * * *"\n' + runtime,
+            "agents/hook/SKILL.md": "Hook.\n",
+            "agents/hook/test-script.sh": script,
+            "agents/hook/config.toml": '[[webhooks]]\nsource = "t"\n' + runtime,
+        },
+        config='[webhooks.t]\ntype = "test"\nallowUnsigned = true\n',
+    )
+    env = {
+        **os.environ,
+        "AL_RUNS_DIR": str(runs_root),
+        "AL_CREDENTIALS_DIR": str(tmp_path / "creds"),
+        "DOCKER_HOST": "unix:///nonexistent.sock",  # host-user agents need no engine
+    }
+    proc = subprocess.Popen(
+        [AL, "start", "-p", str(root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    marker = root / ".al/daemon.json"
+    try:
+        wait_for(marker.exists)
+        yield root, proc, json.loads(marker.read_text())["port"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_cron_and_webhook_start_runs_and_sigterm_stops_gracefully(
+    daemon: tuple[Path, subprocess.Popen[str], int],
+) -> None:
+    """A seconds-schedule fires runs; a webhook delivery starts the matching agent and gets a
+    receipt; SIGTERM ends the daemon with exit 0 and removes its marker file."""
+    root, proc, port = daemon
+    store = RunStore(root / ".al")
+    try:
+        wait_for(lambda: len(store.runs("tick")) >= 2)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/webhooks/t",
+            json={"event": "issues", "action": "opened", "repo": "o/r"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["receiptId"]
+        assert body["dispatched"][0]["agent"] == "hook"
+        run_id = body["dispatched"][0]["runId"]
+        wait_for(lambda: store.get(run_id).status == "completed")
+        assert all(r.trigger == "schedule" for r in store.runs("tick"))
+        assert store.get(run_id).trigger == "webhook"
+    finally:
+        store.close()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "al: stopped" in out
+    assert f"hello from hook via http://127.0.0.1:{port}" in out
+    assert not (root / ".al/daemon.json").exists()
