@@ -84,7 +84,11 @@ def host_users() -> Iterator[tuple[str, ...]]:
             )
     yield HOST_USERS
     for name in HOST_USERS:
-        kill_processes_of(pwd.getpwnam(name).pw_uid)
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            continue  # another test session on this machine removed it already
+        kill_processes_of(uid)
         subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
