@@ -11,7 +11,7 @@ from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunStore
 from action_llama.scheduler.core import Launch
-from action_llama.scheduler.launch import TRIGGERS
+from action_llama.scheduler.launch import run_item
 from action_llama.state import QueueItem, State
 
 log = logging.getLogger("action_llama.daemon")
@@ -47,18 +47,14 @@ def gateway_launcher(
             "GATEWAY_URL": url_for_runs(port(), container=agent.is_container),
             "SHUTDOWN_SECRET": secret,
         }
-        prompt = payload.get("prompt") if item.type == "manual" else None
-        caller = payload.get("sourceAgent")
         outcome: RunOutcome | None = None
         try:
-            outcome = await service_for(agent).run(
+            outcome = await run_item(
+                service_for(agent),
                 agent,
+                item,
+                run_id,
                 image=await image_for(agent),
-                trigger=TRIGGERS[item.type],
-                prompt=prompt if isinstance(prompt, str) else None,
-                run_id=run_id,
-                context=payload.get("context"),
-                caller=caller if isinstance(caller, str) else None,
                 on_line=on_line(agent, run_id) if on_line else None,
                 env=env,
             )

@@ -18,6 +18,34 @@ TRIGGERS = {
 }
 
 
+async def run_item(
+    service: RunService,
+    agent: Agent,
+    item: QueueItem,
+    run_id: str,
+    *,
+    image: str | None,
+    on_line: LineCallback | None = None,
+    env: dict[str, str] | None = None,
+) -> RunOutcome:
+    """Run one queued item to its end: its trigger, prompt, context and caller as the run's."""
+    payload = item.payload
+    # Reruns keep the prompt (the original dropped it).
+    prompt = payload.get("prompt") if item.type == "manual" else None
+    caller = payload.get("sourceAgent")
+    return await service.run(
+        agent,
+        image=image,
+        trigger=TRIGGERS[item.type],
+        prompt=prompt if isinstance(prompt, str) else None,
+        run_id=run_id,
+        context=payload.get("context"),
+        caller=caller if isinstance(caller, str) else None,
+        on_line=on_line,
+        env=env,
+    )
+
+
 def service_launcher(
     service_for: Callable[[Agent], RunService],
     image_for: Callable[[Agent], Awaitable[str | None]],
@@ -26,18 +54,12 @@ def service_launcher(
     """A `Launch` that builds what the agent needs (`image_for`) and runs it to its end."""
 
     async def launch(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
-        payload = item.payload
-        # Reruns keep the prompt (the original dropped it).
-        prompt = payload.get("prompt") if item.type == "manual" else None
-        caller = payload.get("sourceAgent")
-        return await service_for(agent).run(
+        return await run_item(
+            service_for(agent),
             agent,
+            item,
+            run_id,
             image=await image_for(agent),
-            trigger=TRIGGERS[item.type],
-            prompt=prompt if isinstance(prompt, str) else None,
-            run_id=run_id,
-            context=payload.get("context"),
-            caller=caller if isinstance(caller, str) else None,
             on_line=on_line(agent, run_id) if on_line else None,
         )
 
