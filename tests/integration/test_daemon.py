@@ -96,3 +96,57 @@ def test_cron_and_webhook_start_runs_and_sigterm_stops_gracefully(
     assert "al: stopped" in out
     assert f"hello from hook via http://127.0.0.1:{port}" in out
     assert not (root / ".al/daemon.json").exists()
+
+
+def test_runs_left_by_a_dead_scheduler_release_their_locks_at_start(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """A run a killed daemon left active gets its record closed and its locks released when
+    the next daemon starts, so no agent waits on a holder that is gone."""
+    from action_llama.state import Acquired, State
+
+    root = make_project(
+        {
+            "agents/idle/SKILL.md": "Idle.\n",
+            "agents/idle/test-script.sh": "true\n",
+            # Host-user, so this daemon needs no Docker engine (the agent never runs).
+            "agents/idle/config.toml": '[runtime]\ntype = "host-user"\n',
+        }
+    )
+    state = State.open(root / ".al")
+    store = RunStore(root / ".al")
+    try:
+        store.start("dead0001", "idle", "manual", None, "docker", None)
+        state.active_runs.add(
+            "dead0001", "idle", runtime="docker", secret="s" * 24, trigger={"type": "manual"}
+        )
+        assert isinstance(state.locks.acquire("github://o/r/issues/1", "dead0001"), Acquired)
+    finally:
+        store.close()
+        state.close()
+    proc = subprocess.Popen(
+        [AL, "start", "-p", str(root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "AL_CREDENTIALS_DIR": str(tmp_path / "creds"),
+            "DOCKER_HOST": "unix:///nonexistent.sock",
+        },
+    )
+    try:
+        wait_for((root / ".al/daemon.json").exists)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    state = State.open(root / ".al")
+    store = RunStore(root / ".al")
+    try:
+        assert state.locks.list() == []
+        assert state.active_runs.list() == []
+        assert store.get("dead0001").status == "error"
+    finally:
+        store.close()
+        state.close()

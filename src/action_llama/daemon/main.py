@@ -68,8 +68,11 @@ async def serve(
     async def image_for(agent: Agent) -> str | None:
         return image_ids.get(agent.name)
 
+    from action_llama.daemon import housekeeping
+
     state = State.open(project.state_dir)
     store = RunStore(project.state_dir)
+    housekeeping.at_start(state, store, project.config.history_retention_days)
     services: dict[str, RunService] = {}
 
     def service_for(agent: Agent) -> RunService:
@@ -101,6 +104,7 @@ async def serve(
     )
     stream.flush()
     cron_task = asyncio.create_task(cron.run())
+    sweeper = asyncio.create_task(housekeeping.sweep_forever(state, scheduler))
     scheduler.drain()
     try:
         await stopping.wait()
@@ -108,9 +112,10 @@ async def serve(
         stream.flush()
         await scheduler.shutdown(grace)
     finally:
-        cron_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await cron_task
+        for task in (cron_task, sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await server.stop()
         for service in services.values():
             await service.runtime.close()

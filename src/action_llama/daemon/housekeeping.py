@@ -1,0 +1,53 @@
+"""What the daemon tidies: history past retention, runs a dead daemon left, stale locks and calls.
+
+Re-adopting runs that outlived a previous daemon is not done yet; until it is, their records are
+closed and their locks released at start, so nothing waits on a lock whose holder is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from action_llama.runs.store import RunStore
+from action_llama.scheduler.core import Scheduler
+from action_llama.state import State
+
+log = logging.getLogger("action_llama.daemon")
+
+#: Seconds between lock and call sweeps.
+SWEEP_EVERY = 30.0
+
+
+def at_start(state: State, store: RunStore, retention_days: int) -> None:
+    """Prune old history and forget runs of a daemon that is gone."""
+    pruned = state.prune(time.time(), retention_days)
+    for old in pruned.runs:
+        Path(old.log_path).unlink(missing_ok=True)
+    for left in state.active_runs.list():
+        released = state.locks.release_all(left.run_id)
+        state.active_runs.remove(left.run_id)
+        store.finish(left.run_id, "error", None, "the scheduler stopped while this run was active")
+        log.warning(
+            "run %s of %s was left by a stopped scheduler; released %d locks",
+            left.run_id,
+            left.agent,
+            len(released),
+        )
+
+
+def sweep(state: State, scheduler: Scheduler) -> None:
+    """Evict expired locks and locks of runs that ended; time out and forget old calls."""
+    running = {run_id for runs in scheduler.running.values() for run_id in runs}
+    now = time.time()
+    for evicted in state.locks.sweep(now, lambda holder: holder in running):
+        log.info("lock %s of %s evicted: %s", evicted.lock.key, evicted.lock.holder, evicted.reason)
+    state.calls.sweep(now)
+
+
+async def sweep_forever(state: State, scheduler: Scheduler) -> None:
+    while not scheduler.stopping:
+        await asyncio.sleep(SWEEP_EVERY)
+        sweep(state, scheduler)
