@@ -16,7 +16,8 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── RunError                a run that could not be started or supervised
     ├── StateError              the project database cannot be opened, is locked, or is too new
     ├── GatewayError            the gateway cannot listen (port in use, address unavailable)
-    └── DaemonUnavailable       the daemon cannot take a request now (starting, stopping)
+    ├── DaemonUnavailable       no daemon runs for the project, or it cannot take a request now
+    └── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ class GatewayError(ActionLlamaError):
 
 
 class DaemonUnavailable(ActionLlamaError):
-    """The daemon cannot take this request now: it is starting up or shutting down."""
+    """No daemon runs for the project, or it cannot take this request now (starting up,
+    shutting down, or it does not accept this user's API key)."""
+
+
+class TriggerRefused(ActionLlamaError):
+    """The daemon refused to run an agent now; the message carries its reason."""
 
 
 def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:

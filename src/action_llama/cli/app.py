@@ -8,7 +8,7 @@ import sys
 import typer
 
 from action_llama import __version__
-from action_llama.cli import creds, doctor, image, logs, new, run, start
+from action_llama.cli import creds, doctor, image, logs, new, operator, run, start
 from action_llama.cli.render import print_error
 from action_llama.errors import ActionLlamaError
 
@@ -24,6 +24,11 @@ app.command("run")(run.run)
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
 app.command("start")(start.start)
+app.command("stat")(operator.stat)
+app.command("pause")(operator.pause)
+app.command("resume")(operator.resume)
+app.command("kill")(operator.kill)
+app.command("stop")(operator.stop)
 app.add_typer(image.app, name="image")
 app.add_typer(creds.app, name="creds")
 

@@ -6,18 +6,71 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
 from action_llama.cli.render import record_printer
 from action_llama.errors import RunNotFound
-from action_llama.runs.store import RunRecord, RunStore, read_log
 
-FOLLOW_POLL = 0.25
+if TYPE_CHECKING:
+    # Imported when used: the run store loads pydantic, and `al run` imports this module.
+    from action_llama.runs.store import RunRecord, RunStore
+
+FOLLOW_POLL = 0.1
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class LogTail:
+    """Reads a run's log file (JSON lines) incrementally: each `read` returns the records
+    completed since the last one, holding back a line still being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh: Any = None
+        self._partial = ""
+
+    def read(self) -> list[dict[str, Any]]:
+        if self._fh is None:
+            try:
+                self._fh = self.path.open(encoding="utf-8")
+            except FileNotFoundError:
+                return []  # the run has not written its first line yet
+        chunk = self._fh.read()
+        if not chunk:
+            return []
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def follow(tail: LogTail, running: Callable[[], bool], emit: Emit, poll: float) -> None:
+    """Emit records as they are written until `running()` turns false and the log is read to
+    its end (the run's record is closed only after its last line is written)."""
+    while True:
+        done = not running()
+        records = tail.read()
+        for record in records:
+            emit(record)
+        if done:
+            return
+        if not records:
+            time.sleep(poll)
 
 
 def _header(run: RunRecord) -> str:
@@ -37,15 +90,21 @@ def logs(
     agent_name: str = typer.Argument(..., metavar="AGENT", help="Agent whose logs to show."),
     project_dir: Path = ProjectOption,
     lines: int = typer.Option(50, "-n", "--lines", help="Show the last N lines."),
-    follow: bool = typer.Option(
-        False, "-f", "--follow", help="Keep printing while the run goes on."
+    follow_run: bool | None = typer.Option(
+        None,
+        "--follow/--no-follow",
+        "-f",
+        help="Keep printing while the run goes on, until it ends. Default: follow when the "
+        "run shown is still running and the output is a terminal.",
+        show_default=False,
     ),
     run_id: str | None = typer.Option(None, "--run", help="A run id (default: the latest run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored records as JSON lines."),
     list_runs: bool = typer.Option(False, "--runs", help="List the agent's recent runs."),
 ) -> None:
-    """Show the log of an agent's latest run (or of --run ID)."""
+    """Show the log of an agent's latest run (or of --run ID), live while it runs."""
     from action_llama.project import get_agent
+    from action_llama.runs.store import RunStore
 
     project = project_at(project_dir)
     agent = get_agent(project, agent_name)
@@ -68,34 +127,26 @@ def logs(
                 typer.echo(f'No runs of "{agent.name}" yet. Start one with: al run {agent.name}')
                 return
             run = recent[0]
-        _show(store, run, lines, follow, as_json)
+        if follow_run is None:
+            follow_run = sys.stdout.isatty()
+        _show(store, run, lines, follow_run, as_json)
     finally:
         store.close()
 
 
-def _show(store: RunStore, run: RunRecord, lines: int, follow: bool, as_json: bool) -> None:
+def _show(store: RunStore, run: RunRecord, lines: int, live: bool, as_json: bool) -> None:
     emit = record_printer(as_json)
 
     if not as_json:
         typer.echo(_header(run))
-    tail: deque[dict[str, Any]] = deque(read_log(run.log_path), maxlen=max(lines, 0) or None)
-    for record in tail:
-        emit(record)
-    sys.stdout.flush()
-    if not follow or run.status != "running":
-        return
-    with run.log_path.open(encoding="utf-8") as fh:
-        fh.seek(0, 2)
-        while True:
-            line = fh.readline()
-            if line:
-                if line.endswith("\n"):
-                    emit(json.loads(line))
-                    sys.stdout.flush()
-                else:
-                    fh.seek(fh.tell() - len(line))
-                    time.sleep(FOLLOW_POLL)
-                continue
-            if store.get(run.run_id).status != "running":
-                break
-            time.sleep(FOLLOW_POLL)
+    tail = LogTail(run.log_path)
+    try:
+        for record in deque(tail.read(), maxlen=max(lines, 0) or None):
+            emit(record)
+        sys.stdout.flush()
+        if live and run.status == "running":
+            follow(tail, lambda: store.get(run.run_id).status == "running", emit, FOLLOW_POLL)
+            if not as_json:
+                typer.echo(_header(store.get(run.run_id)))
+    finally:
+        tail.close()

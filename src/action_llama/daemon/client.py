@@ -1,0 +1,222 @@
+"""Talk to the scheduler running for a project (`al start`): find it, ask it, watch its runs.
+
+Standard library only, on purpose: `al run` through the daemon has to start about as fast as
+`docker run`, so this module loads neither pydantic nor FastAPI nor docker-py (nor the
+`action_llama.state` package, which loads pydantic). That is why it repeats three facts other
+modules own: the marker file `daemon/main.py` writes, the credential holding the operator key
+(`gateway/settings.py`), and the columns of the `runs` table (`state/schema.py`).
+
+    find_daemon(dir)           the daemon of the project at `dir`, or None (no marker, dead pid)
+    require_daemon(dir)        the same, or DaemonUnavailable naming `al start -p DIR`
+    Daemon.get / Daemon.post   JSON over /control/* with the bearer key, errors translated:
+        no answer, 401, 503    DaemonUnavailable (with what to do)
+        404                    AgentNotFound or RunNotFound
+        409                    TriggerRefused (the scheduler's reason)
+    read_run(state_dir, id)    a run's row of the project database, or None
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from action_llama.credentials.refs import CredentialRef
+from action_llama.credentials.store import CredentialStore
+from action_llama.errors import (
+    ActionLlamaError,
+    AgentNotFound,
+    DaemonUnavailable,
+    RunNotFound,
+    TriggerRefused,
+)
+
+#: As written by `daemon/main.serve` (`.al/daemon.json`: pid, port, started).
+DAEMON_MARKER = Path(".al") / "daemon.json"
+#: The operator API key, as `gateway/settings.py` keeps it (API_KEY_REF, field API_KEY_FIELD).
+API_KEY_REF = CredentialRef("gateway_api_key")
+API_KEY_FIELD = "key"
+#: The project database, as `state/db.py` names it.
+DB_FILE = Path(".al") / "action-llama.db"
+REQUEST_TIMEOUT = 30.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: it exists
+    try:
+        # A daemon that has exited but was not reaped yet (a zombie) is gone all the same.
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): the signal test is all there is
+    return stat.rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
+
+
+def project_root(project_dir: Path) -> Path:
+    return Path(project_dir).resolve()
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A live scheduler: its project, pid and the gateway port on 127.0.0.1."""
+
+    root: Path
+    pid: int
+    port: int
+
+    def alive(self) -> bool:
+        return _alive(self.pid)
+
+    def get(self, path: str) -> dict[str, Any]:
+        return self._request("GET", path, None)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._request("POST", path, body or {})
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {_api_key()}", "Accept": "application/json"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request(method, f"/control{path}", body=payload, headers=headers)
+            answer = conn.getresponse()
+            raw = answer.read()
+        except OSError as exc:
+            raise self._silent(exc) from exc
+        finally:
+            conn.close()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {"error": raw[:200].decode("utf-8", errors="replace")}
+        if answer.status != 200:
+            raise self._refusal(answer.status, path, data)
+        return data if isinstance(data, dict) else {"value": data}
+
+    def _silent(self, exc: OSError) -> DaemonUnavailable:
+        what = "stopped answering" if self.alive() else "has exited"
+        return DaemonUnavailable(
+            f"The scheduler for {self.root} (pid {self.pid}, port {self.port}) {what}: {exc}.",
+            hint="It may be shutting down. Check the terminal that ran al start, "
+            f"or start it again with: al start -p {self.root}",
+        )
+
+    def _refusal(self, status: int, path: str, data: dict[str, Any]) -> ActionLlamaError:
+        error = str(data.get("error") or f"HTTP {status}")
+        hint = data.get("hint") if isinstance(data.get("hint"), str) else None
+        if status == 401:
+            return DaemonUnavailable(
+                "The scheduler did not accept this user's gateway API key.",
+                hint="Run this command as the user who started al start, with the same "
+                "AL_CREDENTIALS_DIR / AL_HOME (the key is the gateway_api_key credential).",
+            )
+        if status == 404 and path.startswith("/kill/"):
+            return RunNotFound(error, hint="See what is running with: al stat")
+        if status == 404:
+            return AgentNotFound(error, hint=hint or f"See the agents with: al stat -p {self.root}")
+        if status == 409:
+            reason = data.get("reason") or error
+            return TriggerRefused(f"The scheduler refused: {reason}.", hint=hint)
+        return DaemonUnavailable(f"The scheduler answered {status}: {error}", hint=hint)
+
+
+def _api_key() -> str:
+    store = CredentialStore()
+    key = store.read(API_KEY_REF).get(API_KEY_FIELD) if store.has(API_KEY_REF) else None
+    if not key:
+        raise DaemonUnavailable(
+            f"No gateway API key in the credential store ({store.root}).",
+            hint="al start makes one; run this command as the user who started it, with the "
+            "same AL_CREDENTIALS_DIR / AL_HOME.",
+        )
+    return key
+
+
+def find_daemon(project_dir: Path) -> Daemon | None:
+    """The scheduler running for the project at `project_dir`; None when there is none (no
+    marker file, or one a dead daemon left behind)."""
+    root = project_root(project_dir)
+    try:
+        data = json.loads((root / DAEMON_MARKER).read_text(encoding="utf-8"))
+        daemon = Daemon(root, int(data["pid"]), int(data["port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return daemon if daemon.alive() else None
+
+
+def require_daemon(project_dir: Path) -> Daemon:
+    """`find_daemon`, or DaemonUnavailable telling how to start one."""
+    daemon = find_daemon(project_dir)
+    if daemon is None:
+        root = project_root(project_dir)
+        raise DaemonUnavailable(
+            f"No scheduler is running for {root}.",
+            hint=f"Start one with: al start -p {root}",
+        )
+    return daemon
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What `al run` reports of a run the daemon ran (the columns of `runs` it needs)."""
+
+    run_id: str
+    agent: str
+    status: str
+    exit_code: int | None
+    error: str | None
+    started_at: float
+    finished_at: float | None
+    log_path: Path
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    return_value: str | None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+_COLUMNS = (
+    "run_id, agent, status, exit_code, error, started_at, finished_at, log_path, "
+    "input_tokens, output_tokens, cost, return_value"
+)
+
+
+class RunReader:
+    """Reads run rows straight from the project database (WAL: never blocks the daemon)."""
+
+    def __init__(self, root: Path):
+        self.path = root / DB_FILE
+        self._conn: sqlite3.Connection | None = None
+
+    def get(self, run_id: str) -> RunRow | None:
+        if self._conn is None:
+            if not self.path.is_file():
+                return None
+            self._conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        values[7] = Path(values[7])
+        return RunRow(*values)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
