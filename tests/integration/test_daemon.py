@@ -85,6 +85,8 @@ def test_cron_and_webhook_start_runs_and_sigterm_stops_gracefully(
         assert body["receiptId"]
         assert body["dispatched"][0]["agent"] == "hook"
         run_id = body["dispatched"][0]["runId"]
+        # The daemon records the run a moment after it answers the delivery.
+        wait_for(lambda: run_id in {r.run_id for r in store.runs("hook")})
         wait_for(lambda: store.get(run_id).status == "completed")
         assert all(r.trigger == "schedule" for r in store.runs("tick"))
         assert store.get(run_id).trigger == "webhook"
@@ -99,7 +101,7 @@ def test_cron_and_webhook_start_runs_and_sigterm_stops_gracefully(
 
 
 def test_runs_left_by_a_dead_scheduler_release_their_locks_at_start(
-    make_project: ProjectFactory, tmp_path: Path
+    make_project: ProjectFactory, host_users: tuple[str, ...], tmp_path: Path
 ) -> None:
     """A run a killed daemon left active gets its record closed and its locks released when
     the next daemon starts, so no agent waits on a holder that is gone."""
@@ -110,7 +112,7 @@ def test_runs_left_by_a_dead_scheduler_release_their_locks_at_start(
             "agents/idle/SKILL.md": "Idle.\n",
             "agents/idle/test-script.sh": "true\n",
             # Host-user, so this daemon needs no Docker engine (the agent never runs).
-            "agents/idle/config.toml": '[runtime]\ntype = "host-user"\n',
+            "agents/idle/config.toml": f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n',
         }
     )
     state = State.open(root / ".al")

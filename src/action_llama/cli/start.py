@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import typer
@@ -14,9 +15,18 @@ def start(
     project_dir: Path = ProjectOption,
     port: int | None = typer.Option(None, "--port", help="Gateway port (default [gateway].port)."),
     expose: bool = typer.Option(False, "--expose", help="Listen on every interface."),
+    headless: bool = typer.Option(
+        False,
+        "--headless",
+        "-H",
+        help="Log plain timestamped lines (for servers and systemd) instead of the live view. "
+        "Implied when stdout is not a terminal.",
+    ),
 ) -> None:
-    """Run the scheduler (cron, webhooks, calls) and its gateway until Ctrl-C or SIGTERM."""
+    """Check the project, build its images, then run the scheduler (cron, webhooks, calls) and
+    its gateway until Ctrl-C or SIGTERM, picking up edits to the project as they are made."""
     from action_llama.daemon.main import serve
 
     project = project_at(project_dir)
-    asyncio.run(serve(project, port=port, expose=expose))
+    live = not headless and sys.stdout.isatty()
+    asyncio.run(serve(project, port=port, expose=expose, live=live))

@@ -1,8 +1,11 @@
 """Run the scheduler, its cron loop and its gateway until Ctrl-C / SIGTERM (or `al stop`).
 
-Shutdown is graceful and bounded: triggers stop, running runs get `grace` seconds to end,
-then they are stopped; a second signal stops them at once. `.al/daemon.json` tells other
-`al` commands where the daemon listens while it runs.
+Before anything starts, the project gets `al doctor`'s checks (`daemon.preflight`) and its image
+chain is built. While it runs, edits to the project are hot-reloaded (`daemon.reload`) and what
+happens is shown live in a terminal or logged as plain lines (`daemon.view`). Shutdown is graceful
+and bounded: triggers stop, running runs get `grace` seconds to end, then they are stopped; a
+second signal stops them at once. `.al/daemon.json` tells other `al` commands where the daemon
+listens while it runs.
 """
 
 from __future__ import annotations
@@ -10,20 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from action_llama.credentials.store import CredentialStore
 from action_llama.project import Agent, Project
-from action_llama.runs.records import format_record
-from action_llama.runs.service import LineCallback, RunService
+from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
 from action_llama.runtimes.registry import get_runtime, runtime_name
+
+if TYPE_CHECKING:
+    from action_llama.daemon.view import Board
 
 DAEMON_FILE = "daemon.json"
 SHUTDOWN_GRACE = 60.0
@@ -33,17 +39,6 @@ def daemon_file(project: Project) -> Path:
     return project.state_dir / DAEMON_FILE
 
 
-def _printer(stream: TextIO) -> Callable[[Agent, str], LineCallback]:
-    def for_run(agent: Agent, run_id: str) -> LineCallback:
-        def emit(record: dict[str, Any]) -> None:
-            stream.write(f"{agent.name} {run_id} {format_record(record)}\n")
-            stream.flush()
-
-        return emit
-
-    return for_run
-
-
 async def serve(
     project: Project,
     *,
@@ -51,78 +46,137 @@ async def serve(
     expose: bool = False,
     grace: float = SHUTDOWN_GRACE,
     stream: TextIO = sys.stdout,
+    live: bool = False,
 ) -> None:
-    """The daemon's whole life; returns after a graceful (or forced) shutdown."""
+    """The daemon's whole life; returns after a graceful (or forced) shutdown.
+
+    Raises NotReadyToStart (checks failed) or ImageBuildError before anything starts.
+    `live`: redraw a status view on `stream` (a terminal) instead of logging lines to it.
+    """
     from action_llama.daemon.backend import SchedulerBackend
+    from action_llama.daemon.preflight import preflight
+    from action_llama.daemon.reload import Current, Reloader
     from action_llama.daemon.runner import gateway_launcher
+    from action_llama.daemon.view import Board, headless_sink, show_live, snapshot
     from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
     from action_llama.gateway.server import open_server
     from action_llama.scheduler.core import Scheduler
     from action_llama.scheduler.cron import CronLoop
     from action_llama.state import State
 
+    board = Board(headless_sink(stream))
     credentials = CredentialStore()
-    ensure_api_key(credentials)
-    image_ids = await asyncio.to_thread(_build_images, project)
+    with _logs_to(board):
+        for warning in preflight(project, credentials):
+            fix = f" ({warning.fix})" if warning.fix else ""
+            board.note(f"warning: {warning.name}: {warning.detail}{fix}")
+        ensure_api_key(credentials)
+        if any(a.is_container for a in project.agents.values()):
+            board.note("al: building images")
+        current = Current(
+            project,
+            await asyncio.to_thread(_build_images, project),
+            GatewaySettings.from_project(project, credentials),
+        )
 
-    async def image_for(agent: Agent) -> str | None:
-        return image_ids.get(agent.name)
+        async def image_for(agent: Agent) -> str | None:
+            return current.image_ids.get(agent.name)
 
-    from action_llama.daemon import housekeeping
+        from action_llama.daemon import housekeeping
 
-    state = State.open(project.state_dir)
-    store = RunStore(project.state_dir)
-    housekeeping.at_start(state, store, project.config.history_retention_days)
-    services: dict[str, RunService] = {}
+        state = State.open(project.state_dir)
+        store = RunStore(project.state_dir)
+        housekeeping.at_start(state, store, project.config.history_retention_days)
+        services: dict[str, RunService] = {}
 
-    def service_for(agent: Agent) -> RunService:
-        name = runtime_name(agent)
-        if name not in services:
-            services[name] = RunService(project, get_runtime(name), store, credentials)
-        return services[name]
+        def service_for(agent: Agent) -> RunService:
+            name = runtime_name(agent)
+            if name not in services:
+                services[name] = RunService(current.project, get_runtime(name), store, credentials)
+            return services[name]
 
-    stopping = asyncio.Event()
-    holder: dict[str, int] = {}
-    launch = gateway_launcher(
-        state, store, lambda: holder["port"], service_for, image_for, _printer(stream)
-    )
-    scheduler = Scheduler(project, state, launch)
-    cron = CronLoop(scheduler)
-    backend = SchedulerBackend(scheduler, cron, stopping.set)
-    app = create_app(state, backend, GatewaySettings.from_project(project, credentials))
-    server = open_server(
-        app, port=project.config.gateway.port if port is None else port, expose=expose
-    )
-    holder["port"] = server.port
-    await server.start()
-    marker = daemon_file(project)
-    marker.write_text(json.dumps({"pid": os.getpid(), "port": server.port, "started": time.time()}))
-    _on_signals(stopping, scheduler)
-    stream.write(
-        f"al: scheduler running for {project.root}, gateway on "
-        f"{', '.join(f'{a}:{p}' for a, p in server.addresses)}\n"
-    )
-    stream.flush()
-    cron_task = asyncio.create_task(cron.run())
-    sweeper = asyncio.create_task(housekeeping.sweep_forever(state, scheduler))
-    scheduler.drain()
+        stopping = asyncio.Event()
+        holder: dict[str, int] = {}
+        launch = gateway_launcher(
+            state, store, lambda: holder["port"], service_for, image_for, board.run_lines
+        )
+        scheduler = Scheduler(project, state, board.track(launch))
+        cron = CronLoop(scheduler)
+        backend = SchedulerBackend(scheduler, cron, stopping.set)
+        app = create_app(state, backend, lambda: current.settings)
+        server = open_server(
+            app, port=project.config.gateway.port if port is None else port, expose=expose
+        )
+        holder["port"] = server.port
+        await server.start()
+        marker = daemon_file(project)
+        marker.write_text(
+            json.dumps({"pid": os.getpid(), "port": server.port, "started": time.time()})
+        )
+        _on_signals(stopping, scheduler)
+        gateway = ", ".join(f"{a}:{p}" for a, p in server.addresses)
+        board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
+        reloader = Reloader(
+            current,
+            scheduler=scheduler,
+            cron=cron,
+            services=services,
+            credentials=credentials,
+            build=_build_images,
+            note=board.note,
+        )
+        tasks = [
+            asyncio.create_task(cron.run()),
+            asyncio.create_task(housekeeping.sweep_forever(state, scheduler)),
+            asyncio.create_task(reloader.watch()),
+        ]
+        if live:
+            board.sink = None  # the live view shows the lines instead
+            frame = lambda: snapshot(board, scheduler, cron, gateway)  # noqa: E731
+            tasks.append(asyncio.create_task(show_live(frame, _console(stream), asyncio.Event())))
+        scheduler.drain()
+        try:
+            await stopping.wait()
+            board.note("al: stopping: no new runs; waiting for running ones")
+            await scheduler.shutdown(grace)
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            board.sink = headless_sink(stream)
+            await server.stop()
+            for service in services.values():
+                await service.runtime.close()
+            marker.unlink(missing_ok=True)
+            store.close()
+            state.close()
+        board.note("al: stopped")
+
+
+@contextlib.contextmanager
+def _logs_to(board: Board) -> Iterator[None]:
+    """While the daemon runs, its loggers (scheduler, gateway, state) write to the board."""
+    from action_llama.daemon.view import BoardHandler
+
+    logger = logging.getLogger("action_llama")
+    handler = BoardHandler(board)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # else Python's last-resort handler prints warnings twice
     try:
-        await stopping.wait()
-        stream.write("al: stopping: no new runs; waiting for running ones\n")
-        stream.flush()
-        await scheduler.shutdown(grace)
+        yield
     finally:
-        for task in (cron_task, sweeper):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await server.stop()
-        for service in services.values():
-            await service.runtime.close()
-        marker.unlink(missing_ok=True)
-        store.close()
-        state.close()
-    stream.write("al: stopped\n")
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _console(stream: TextIO) -> Any:
+    from rich.console import Console
+
+    return Console(file=stream)
 
 
 def _on_signals(stopping: asyncio.Event, scheduler: Any) -> None:

@@ -38,13 +38,17 @@ def run_checks(
     root: Path, *, fix: bool = False, store: CredentialStore | None = None
 ) -> list[Check]:
     """Every check for the project at `root`; with `fix`, repair what can be (host users)."""
-    from action_llama.doctor.users import host_user_checks
-
     first, project = check_project(root)
     if project is None:
         return [first]
-    store = store or CredentialStore()
-    checks = [first, *check_engine(project)]
+    return [first, *project_checks(project, store or CredentialStore(), fix=fix)]
+
+
+def project_checks(project: Project, store: CredentialStore, *, fix: bool = False) -> list[Check]:
+    """The checks of a loaded project (`al start` makes them too, before it starts anything)."""
+    from action_llama.doctor.users import host_user_checks
+
+    checks = check_engine(project)
     for agent in project.agents.values():
         checks.append(check_agent(agent))
         checks.append(check_credentials(agent, store))

@@ -152,6 +152,13 @@ class Scheduler:
                 started.append(self._start(agent, queued.item))
         return started
 
+    def replace_project(self, project: Project) -> None:
+        """Run `project` from now on (hot reload): its agents and scales take effect for new
+        work; running runs keep the definition they started with; pauses, kept by agent
+        name, still apply."""
+        self.project = project
+        self.scales = runner_counts(project)
+
     # -- operator actions -------------------------------------------------------------------
 
     def pause(self, agent: str | None = None) -> None:

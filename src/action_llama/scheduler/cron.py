@@ -28,15 +28,27 @@ class CronLoop:
         self.scheduler = scheduler
         self.fired: list[tuple[str, datetime]] = []
         self.upcoming: dict[str, datetime] = {}
+        #: The schedule each `upcoming` time was computed from.
+        self.schedules: dict[str, str] = {}
 
     def reload(self) -> None:
-        """Recompute every next fire time (the project or the scales changed)."""
+        """Follow the scheduler's current project and scales (at start, and on hot reload).
+
+        An agent whose schedule is unchanged keeps its next fire time, so a reload at the
+        moment it is due does not skip it; new or changed schedules count from now; agents
+        gone, unscheduled or disabled (scale 0) stop firing.
+        """
         now = datetime.now().astimezone()
-        self.upcoming = {
-            name: next_fire(agent.config.schedule, now)
-            for name, agent in self.scheduler.project.agents.items()
-            if agent.config.schedule and self.scheduler.scales.get(name, 0) > 0
-        }
+        upcoming: dict[str, datetime] = {}
+        schedules: dict[str, str] = {}
+        for name, agent in self.scheduler.project.agents.items():
+            expr = agent.config.schedule
+            if not expr or self.scheduler.scales.get(name, 0) == 0:
+                continue
+            keep = self.schedules.get(name) == expr and name in self.upcoming
+            upcoming[name] = self.upcoming[name] if keep else next_fire(expr, now)
+            schedules[name] = expr
+        self.upcoming, self.schedules = upcoming, schedules
 
     async def run(self) -> None:
         self.reload()
@@ -51,11 +63,7 @@ class CronLoop:
                 await asyncio.sleep(min(delay, 1.0))
                 continue
             self._fire(name, when)
-            schedule = self.scheduler.project.agents[name].config.schedule
-            if schedule:
-                self.upcoming[name] = next_fire(schedule, when)
-            else:
-                self.upcoming.pop(name, None)
+            self.upcoming[name] = next_fire(self.schedules[name], when)
 
     def _fire(self, name: str, when: datetime) -> None:
         self.fired.append((name, when))

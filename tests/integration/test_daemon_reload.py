@@ -1,0 +1,304 @@
+"""`al start` for real: it refuses a project that cannot run, and picks up edits while it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from action_llama.errors import RunNotFound
+from action_llama.runs.store import RunStore
+
+from support import AL, ProjectFactory, write_files
+
+TICK = 'echo "tick of $AL_AGENT"\n'
+
+
+@dataclass
+class Daemon:
+    root: Path
+    proc: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def runs(self, agent: str) -> int:
+        store = RunStore(self.root / ".al")
+        try:
+            return len(store.runs(agent))
+        finally:
+            store.close()
+
+    def status(self, run_id: str) -> str | None:
+        """The run's status; None until the daemon has recorded it."""
+        store = RunStore(self.root / ".al")
+        try:
+            return store.get(run_id).status
+        except RunNotFound:
+            return None
+        finally:
+            store.close()
+
+    def wait_for_output(self, text: str, after: int = 0, timeout: float = 30) -> int:
+        """Wait until `text` appears in the output past offset `after`; its end offset."""
+        found: list[int] = []
+
+        def seen() -> bool:
+            index = self.output().find(text, after)
+            if index >= 0:
+                found.append(index + len(text))
+            return bool(found)
+
+        wait_for(seen, timeout, self)
+        return found[0]
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float = 30, daemon: Daemon | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if daemon is not None and daemon.proc.poll() is not None:
+            pytest.fail(f"the daemon exited ({daemon.proc.returncode}):\n{daemon.output()}")
+        assert time.monotonic() < deadline, "condition never held" + (
+            f"; daemon output:\n{daemon.output()}" if daemon else ""
+        )
+        time.sleep(0.1)
+
+
+def daemon_env(
+    tmp_path: Path, runs_root: Path | None = None, docker: bool = False
+) -> dict[str, str]:
+    env = {**os.environ, "AL_CREDENTIALS_DIR": str(tmp_path / "creds")}
+    if runs_root is not None:
+        env["AL_RUNS_DIR"] = str(runs_root)
+    if not docker:
+        env["DOCKER_HOST"] = "unix:///nonexistent.sock"  # host-user agents need no engine
+    return env
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(root: Path, env: dict[str, str], *extra: str) -> Daemon:
+        log = tmp_path / f"daemon{len(started)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [AL, "start", "-p", str(root), "--port", "0", *extra],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+        daemon = Daemon(root, proc, 0, log)
+        started.append(daemon)
+        marker = root / ".al/daemon.json"
+        wait_for(marker.exists, 300, daemon)
+        daemon.port = json.loads(marker.read_text())["port"]
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.send_signal(signal.SIGTERM)
+            try:
+                daemon.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                daemon.proc.kill()
+                daemon.proc.wait()
+
+
+def stop(daemon: Daemon) -> str:
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.wait(timeout=60)
+    assert daemon.proc.returncode == 0, daemon.output()
+    return daemon.output()
+
+
+def assert_stops_firing(daemon: Daemon, agent: str, quiet: float = 5) -> None:
+    """No new runs of `agent` for `quiet` seconds (after one that may have been in flight)."""
+    time.sleep(1.5)
+    before = daemon.runs(agent)
+    time.sleep(quiet)
+    assert daemon.runs(agent) == before, daemon.output()
+
+
+def test_start_refuses_a_project_whose_runs_would_fail(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """A missing credential, a missing run_as user and a webhook source without its secret
+    stop `al start` before anything runs: exit 1, each problem and its fix, no traceback."""
+    root = make_project(
+        {
+            "agents/needy/SKILL.md": "Needy.\n",
+            "agents/needy/test-script.sh": "true\n",
+            "agents/needy/config.toml": (
+                'credentials = ["github_token"]\n'
+                '[runtime]\ntype = "host-user"\nrun_as = "al-no-such-user"\n'
+                '[[webhooks]]\nsource = "gh"\n'
+            ),
+        },
+        config='[webhooks.gh]\ntype = "github"\n',
+    )
+    proc = subprocess.run(
+        [AL, "start", "-p", str(root), "--port", "0", "--headless"],
+        capture_output=True,
+        text=True,
+        env=daemon_env(tmp_path),
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: The project cannot start: 3 problems")
+    assert "github_token" in proc.stderr
+    assert "al creds add github_token" in proc.stderr
+    assert 'User "al-no-such-user"' in proc.stderr
+    assert "webhook secret gh" in proc.stderr
+    assert not (root / ".al/daemon.json").exists()
+
+
+def test_hot_reload_adds_changes_keeps_on_errors_and_removes_agents(
+    make_project: ProjectFactory,
+    host_users: tuple[str, ...],
+    runs_root: Path,
+    tmp_path: Path,
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """Started with no agents (a warning, not an error), the daemon picks up an added agent
+    with a seconds-schedule, keeps running it when its config.toml breaks (the error names the
+    file and key), follows its schedule when it changes, and stops firing it once removed."""
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
+    root = make_project({"agents/.keep": ""})
+    daemon = start_daemon(root, daemon_env(tmp_path, runs_root), "--headless")
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d warning: project: no agents yet", daemon.output(), re.M
+    )
+
+    write_files(
+        root,
+        {
+            "agents/tick/SKILL.md": "Tick.\n",
+            "agents/tick/test-script.sh": TICK,
+            "agents/tick/config.toml": 'schedule = "*/2 * * * * *"\n' + runtime,
+        },
+    )
+    offset = daemon.wait_for_output("reload: project reloaded: added tick")
+    wait_for(lambda: daemon.runs("tick") >= 2, 30, daemon)
+
+    (root / "agents/tick/config.toml").write_text(
+        'schedule = "*/2 * * * * *"\nsheduel = "typo"\n' + runtime
+    )
+    offset = daemon.wait_for_output("reload: error:", offset)
+    daemon.wait_for_output("still running the previous project", offset)
+    error = daemon.output()[offset - len("reload: error:") :]
+    assert "agents/tick/config.toml" in error
+    assert "sheduel" in error
+    firing = daemon.runs("tick")
+    wait_for(lambda: daemon.runs("tick") >= firing + 2, 30, daemon)
+
+    (root / "agents/tick/config.toml").write_text('schedule = "0 0 1 1 *"\n' + runtime)
+    offset = daemon.wait_for_output("reload: project reloaded: changed tick", offset)
+    assert_stops_firing(daemon, "tick")
+
+    (root / "agents/tick/config.toml").write_text('schedule = "*/3 * * * * *"\n' + runtime)
+    offset = daemon.wait_for_output("reload: project reloaded: changed tick", offset)
+    firing = daemon.runs("tick")
+    wait_for(lambda: daemon.runs("tick") >= firing + 2, 30, daemon)
+
+    for path in sorted((root / "agents/tick").iterdir()):
+        path.unlink()
+    (root / "agents/tick").rmdir()
+    daemon.wait_for_output("reload: project reloaded: removed tick", offset)
+    assert_stops_firing(daemon, "tick")
+
+    out = stop(daemon)
+    assert "tick of tick" in out
+    assert "al: stopped" in out
+
+
+def test_hot_reload_routes_webhooks_to_an_added_agent_and_source(
+    make_project: ProjectFactory,
+    host_users: tuple[str, ...],
+    runs_root: Path,
+    tmp_path: Path,
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """A webhook source added to config.toml and an agent listening to it, both added while the
+    daemon runs, get the next delivery: before the reload it matched nothing."""
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
+    root = make_project(
+        {
+            "agents/other/SKILL.md": "Other.\n",
+            "agents/other/test-script.sh": "true\n",
+            "agents/other/config.toml": runtime,
+        }
+    )
+    daemon = start_daemon(root, daemon_env(tmp_path, runs_root), "--headless")
+    url = f"http://127.0.0.1:{daemon.port}/webhooks/t"
+    event = {"event": "issues", "action": "opened", "repo": "o/r"}
+    before = httpx.post(url, json=event, timeout=10)
+    assert before.status_code == 404, before.text
+
+    (root / "config.toml").write_text('[webhooks.t]\ntype = "test"\nallowUnsigned = true\n')
+    write_files(
+        root,
+        {
+            "agents/hook/SKILL.md": "Hook.\n",
+            "agents/hook/test-script.sh": 'echo "hook got $AL_AGENT"\n',
+            "agents/hook/config.toml": '[[webhooks]]\nsource = "t"\n' + runtime,
+        },
+    )
+    daemon.wait_for_output("reload: project reloaded: added hook; config.toml changed")
+    answer = httpx.post(url, json=event, timeout=10)
+    assert answer.status_code == 200, answer.text
+    dispatched = answer.json()["dispatched"]
+    assert [d["agent"] for d in dispatched] == ["hook"]
+    wait_for(lambda: daemon.status(dispatched[0]["runId"]) == "completed", 30, daemon)
+    assert "hook got hook" in stop(daemon)
+
+
+@pytest.mark.docker
+def test_hot_reload_rebuilds_a_changed_agent_dockerfile(
+    make_project: ProjectFactory,
+    base_image: str,
+    docker_client: Any,
+    tmp_path: Path,
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """Editing a container agent's Dockerfile while the daemon runs rebuilds its image, and the
+    next run uses the new one."""
+    dockerfile = "FROM al-agent:latest\nUSER root\nRUN echo {} > /etc/agent-marker\nUSER node\n"
+    root = make_project(
+        {
+            "agents/box/SKILL.md": "Box.\n",
+            "agents/box/test-script.sh": 'echo "marker $(cat /etc/agent-marker)"\n',
+            "agents/box/config.toml": '[[webhooks]]\nsource = "t"\n',
+            "agents/box/Dockerfile": dockerfile.format("first"),
+        },
+        config='[webhooks.t]\ntype = "test"\nallowUnsigned = true\n',
+    )
+    daemon = start_daemon(root, daemon_env(tmp_path, docker=True), "--headless")
+    (root / "agents/box/Dockerfile").write_text(dockerfile.format("second"))
+    daemon.wait_for_output("reload: project reloaded: changed box", timeout=300)
+    answer = httpx.post(
+        f"http://127.0.0.1:{daemon.port}/webhooks/t",
+        json={"event": "issues", "action": "opened", "repo": "o/r"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    daemon.wait_for_output("marker second", timeout=120)
+    assert "marker first" not in daemon.output()
+    stop(daemon)
