@@ -270,6 +270,49 @@ def test_hot_reload_routes_webhooks_to_an_added_agent_and_source(
     assert "hook got hook" in stop(daemon)
 
 
+def test_a_paused_agent_stays_paused_when_a_reload_gives_it_a_schedule(
+    make_project: ProjectFactory,
+    host_users: tuple[str, ...],
+    runs_root: Path,
+    tmp_path: Path,
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """`al pause <agent>` holds for the schedule a reload brings (the original's reloaded cron
+    jobs ignored pauses): nothing fires until it is resumed, and the status shows the new
+    next fire time."""
+    from action_llama.credentials.store import CredentialStore
+    from action_llama.gateway.settings import API_KEY_FIELD, API_KEY_REF
+
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
+    yearly = 'schedule = "0 0 1 1 *"\n'
+    root = make_project(
+        {
+            "agents/tick/SKILL.md": "Tick.\n",
+            "agents/tick/test-script.sh": TICK,
+            "agents/tick/config.toml": yearly + runtime,
+        }
+    )
+    daemon = start_daemon(root, daemon_env(tmp_path, runs_root), "--headless")
+    key = CredentialStore(tmp_path / "creds").read(API_KEY_REF)[API_KEY_FIELD]
+    control = httpx.Client(
+        base_url=f"http://127.0.0.1:{daemon.port}/control",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    with control:
+        assert control.post("/pause/tick").status_code == 200
+        (root / "agents/tick/config.toml").write_text('schedule = "*/2 * * * * *"\n' + runtime)
+        daemon.wait_for_output("reload: project reloaded: changed tick")
+        tick = control.get("/status").json()["scheduler"]["agents"]["tick"]
+        assert tick["state"] == "paused"
+        assert tick["nextFire"] is not None
+        time.sleep(5)
+        assert daemon.runs("tick") == 0, daemon.output()
+        assert control.post("/resume/tick").status_code == 200
+        wait_for(lambda: daemon.runs("tick") >= 1, 30, daemon)
+    stop(daemon)
+
+
 @pytest.mark.docker
 def test_hot_reload_rebuilds_a_changed_agent_dockerfile(
     make_project: ProjectFactory,

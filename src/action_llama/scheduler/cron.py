@@ -71,7 +71,10 @@ class CronLoop:
             log.info("schedule of %s skipped: paused", name)
             return
         decision = self.scheduler.dispatch(name, QueueItem(type="schedule"))
-        if isinstance(decision, Dispatched | Queued):
-            log.info("schedule of %s fired: %s", name, decision)
+        if isinstance(decision, Dispatched):
+            # The run's own start line says it; this is for debugging the loop only.
+            log.debug("schedule of %s fired: run %s", name, decision.run_id)
+        elif isinstance(decision, Queued):
+            log.info("schedule of %s fired: queued (every runner is busy)", name)
         else:
             log.warning("schedule of %s refused: %s", name, decision.reason)
