@@ -170,6 +170,53 @@ def test_start_refuses_a_project_whose_runs_would_fail(
     assert not (root / ".al/daemon.json").exists()
 
 
+def test_start_refuses_container_agents_when_docker_is_down(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """With a container agent and no Docker engine, `al start` says Docker is needed and by
+    which agents, and exits 1 before building or listening."""
+    root = make_project({"agents/box/SKILL.md": "Box.\n", "agents/box/test-script.sh": "true\n"})
+    proc = subprocess.run(
+        [AL, "start", "-p", str(root), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=daemon_env(tmp_path),
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: The project cannot start: 1 problem")
+    assert "Container agents need it: box" in proc.stderr
+    assert not (root / ".al/daemon.json").exists()
+
+
+@pytest.mark.docker
+def test_start_refuses_an_agent_dockerfile_that_does_not_build(
+    make_project: ProjectFactory, base_image: str, docker_client: Any, tmp_path: Path
+) -> None:
+    """An agent Dockerfile that fails to build stops `al start` with the layer named and the
+    build's output, exit 1, no traceback, nothing listening."""
+    root = make_project(
+        {
+            "agents/box/SKILL.md": "Box.\n",
+            "agents/box/test-script.sh": "true\n",
+            "agents/box/Dockerfile": "FROM al-agent:latest\nRUN echo about to fail && false\n",
+        }
+    )
+    proc = subprocess.run(
+        [AL, "start", "-p", str(root), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=daemon_env(tmp_path, docker=True),
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "box" in proc.stderr
+    assert not (root / ".al/daemon.json").exists()
+
+
 def test_hot_reload_adds_changes_keeps_on_errors_and_removes_agents(
     make_project: ProjectFactory,
     host_users: tuple[str, ...],
@@ -237,7 +284,8 @@ def test_hot_reload_routes_webhooks_to_an_added_agent_and_source(
     start_daemon: Callable[..., Daemon],
 ) -> None:
     """A webhook source added to config.toml and an agent listening to it, both added while the
-    daemon runs, get the next delivery: before the reload it matched nothing."""
+    daemon runs, get the next delivery: before the reload it matched nothing. An added agent
+    whose credentials are missing is loaded with a warning."""
     runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
     root = make_project(
         {
@@ -259,9 +307,16 @@ def test_hot_reload_routes_webhooks_to_an_added_agent_and_source(
             "agents/hook/SKILL.md": "Hook.\n",
             "agents/hook/test-script.sh": 'echo "hook got $AL_AGENT"\n',
             "agents/hook/config.toml": '[[webhooks]]\nsource = "t"\n' + runtime,
+            "agents/needy/SKILL.md": "Needy.\n",
+            "agents/needy/test-script.sh": "true\n",
+            "agents/needy/config.toml": 'credentials = ["github_token"]\n' + runtime,
         },
     )
-    daemon.wait_for_output("reload: project reloaded: added hook; config.toml changed")
+    offset = daemon.wait_for_output(
+        "reload: project reloaded: added hook, needy; config.toml changed"
+    )
+    # Valid, so loaded; but what `al start` would refuse is said.
+    daemon.wait_for_output("reload: warning: credentials needy: missing", offset)
     answer = httpx.post(url, json=event, timeout=10)
     assert answer.status_code == 200, answer.text
     dispatched = answer.json()["dispatched"]

@@ -137,6 +137,8 @@ class Reloader:
         self.note("reload: " + describe_changes(old, new, self.current.image_ids, image_ids))
         self._report_orphans(old, new)
         self.current.image_ids = image_ids
+        for problem in await asyncio.to_thread(problems_of, new, self.credentials):
+            self.note(f"reload: warning: {problem}")
         return True
 
     def _swap(self, new: Project, image_ids: dict[str, str]) -> None:
@@ -159,6 +161,25 @@ class Reloader:
                     f"reload: {name} was removed with {waiting} item(s) queued: they stay "
                     "queued and run if the agent comes back"
                 )
+
+
+def problems_of(project: Project, credentials: CredentialStore) -> list[str]:
+    """What `al start` would refuse to start with, among the checks cheap enough to make on
+    every reload (agents, credentials, webhooks): reported, since the project is valid."""
+    from action_llama.daemon.preflight import is_fatal
+    from action_llama.doctor.checks import check_agent, check_credentials, check_webhooks
+
+    checks = [
+        check
+        for agent in project.agents.values()
+        for check in (check_agent(agent), check_credentials(agent, credentials))
+    ]
+    checks += check_webhooks(project, credentials)
+    problems = []
+    for check in filter(is_fatal, checks):
+        fix = f" (fix: {check.fix})" if check.fix else ""
+        problems.append(f"{check.name}: {check.detail}{fix}")
+    return problems
 
 
 def describe_changes(
