@@ -4,7 +4,10 @@ A temporary project gets one agent whose test-script.sh is `true`. After a warm-
 chain built, the agent's workspace created, one run of each kind), the benchmark alternates
 `--runs` times between:
 
-  al       `al run AGENT -p DIR -q`, a subprocess, as a user types it;
+  al       `al run AGENT -p DIR -q --local`, a subprocess: the run done in-process;
+  daemon   `al run AGENT -p DIR -q` while `al start` runs for the project (started before the
+           loop, idle otherwise): the run is triggered in the daemon and followed from its
+           log file and run record (what users get whenever a scheduler runs);
   docker   `docker run --rm` of the same image with the same flags as the docker runtime
            (read-only root, sized tmpfs, cap-drop ALL, no-new-privileges, pids/memory/cpu
            limits, --init, uid 1000, the staged /app/static and /credentials bound read-only,
@@ -13,25 +16,29 @@ chain built, the agent's workspace created, one run of each kind), the benchmark
            Python entry running test-script.sh (`true`). entry - docker is the part of al's
            overhead paid inside the container, al - entry the part paid on the host.
 
-It then prints medians and p90s, the ratio al/docker, and a breakdown of al's time: import
-cost, `al --version`, and the phases of one run done in-process (bench/_phases.py).
-Everything it creates is removed at the end: containers, volumes and loop devices labelled
-with its project path, the temp dir. Images are not: the agent runs the shared base image.
+It then prints medians and p90s, the ratios al/docker and daemon/docker, and a breakdown of
+al's time: import cost, `al --version`, and the phases of one run done in-process
+(bench/_phases.py). Everything it creates is removed at the end: the daemon, containers,
+volumes and loop devices labelled with its project path, the temp dir (its credential store,
+AL_CREDENTIALS_DIR, included). Images are not: the agent runs the shared base image.
 
-    .venv/bin/python bench/launch_overhead.py [--runs 15] [--phases 5]
+    .venv/bin/python bench/launch_overhead.py [--runs 15] [--phases 5] [--no-daemon]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import (
@@ -140,6 +147,33 @@ def image_of(root: Path) -> str:
         client.close()
 
 
+@contextlib.contextmanager
+def running_daemon(root: Path, wanted: bool) -> Iterator[None]:
+    """`al start -p ROOT --port 0` for the duration (its output in ROOT/daemon.log)."""
+    if not wanted:
+        yield
+        return
+    log = root / "daemon.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([AL, "start", "-p", str(root), "--port", "0"], stdout=sink,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (root / ".al" / "daemon.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.stderr.write(f"al start did not come up:\n{log.read_text()}\n")
+                raise SystemExit(1)
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def measure(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
     print(f"project {root}")
     print("warm-up: building the image chain (al image build -q)...", flush=True)
@@ -149,12 +183,21 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
     static, creds = stage_for_docker(root)
     volume = workspace_volume(root, args.workspace)
     variants = {
-        "al": [AL, "run", AGENT, "-p", str(root), "-q"],
+        "al": [AL, "run", AGENT, "-p", str(root), "-q", "--local"],
+        "daemon": [AL, "run", AGENT, "-p", str(root), "-q"],
         "docker": docker_argv(root, image, static, creds, volume, entrypoint=False),
         "entry": docker_argv(root, image, static, creds, volume, entrypoint=True),
     }
     if args.no_entry:
         del variants["entry"]
+    if args.no_daemon:
+        del variants["daemon"]
+    with running_daemon(root, "daemon" in variants):
+        return measure_variants(args, variants, image, volume)
+
+
+def measure_variants(args: argparse.Namespace, variants: dict[str, list[str]], image: str,
+                     volume: str) -> dict[str, list[float]]:
     for name, argv in variants.items():
         if name != "al":
             wall(argv, f"warm-up {name}")
@@ -200,6 +243,13 @@ def report(times: dict[str, list[float]]) -> bool:
     ratio = al / docker
     ok = ratio <= GOAL_RATIO
     print(f"\nal / docker (median): {ratio:.2f}x   (goal <= {GOAL_RATIO}x: {verdict(ok)})")
+    if "daemon" in times:
+        through = statistics.median(times["daemon"])
+        daemon_ok = through / docker <= GOAL_RATIO
+        print(f"daemon / docker (median): {through / docker:.2f}x   "
+              f"(goal <= {GOAL_RATIO}x: {verdict(daemon_ok)}; al run while al start runs)")
+        print(f"daemon overhead over docker: {through - docker:+.3f} s per run")
+        ok = ok and daemon_ok
     print(f"al overhead over docker: {al - docker:+.3f} s per run")
     if "entry" in times:
         entry = statistics.median(times["entry"])
@@ -241,6 +291,8 @@ def main() -> int:
                              "named volume")
     parser.add_argument("--no-entry", action="store_true",
                         help="skip the 'entry' variant (docker run with the in-container entry)")
+    parser.add_argument("--no-daemon", action="store_true",
+                        help="skip the 'daemon' variant (al run through a running al start)")
     parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
                         help="let subprocesses cache bytecode in the temp dir when "
                              "PYTHONDONTWRITEBYTECODE is set (default), or keep it as is")
@@ -251,6 +303,8 @@ def main() -> int:
         sys.stderr.write("needs the docker CLI on PATH\n")
         return 1
     root = make_project()
+    # The daemon makes its operator key in the credential store: keep it out of the user's.
+    os.environ["AL_CREDENTIALS_DIR"] = str(root / "credentials-store")
     try:
         note = bytecode_cache(root / "pycache") if args.bytecode == "cached" else None
         if note:

@@ -233,13 +233,14 @@ def test_kill_stops_a_running_run_and_a_busy_agent_queues(daemon: Daemon) -> Non
 def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> None:
     """With a daemon running, `al run` starts the run in it, streams its output and exits with
     the agent's exit code; `al run --local` runs it in-process instead."""
-    answer = daemon.al("run", "three")
+    answer = daemon.al("run", "three", "--prompt", "count to three")
     assert answer.returncode == 3, answer.stderr
     assert "three here" in answer.stdout
     assert "running in the scheduler for" in answer.stderr
     assert "Agent three exited with code 3." in answer.stderr
     [run] = daemon.runs("three")
     assert run.trigger == "manual"
+    assert run.prompt == "count to three"
     assert f"three {run.run_id} " in daemon.log()  # the daemon printed the run's lines
 
     local = daemon.al("run", "three", "--local")
@@ -264,6 +265,30 @@ def test_ctrl_c_on_al_run_kills_the_run_in_the_daemon(daemon: Daemon) -> None:
     assert "stopped; the run is recorded as killed" in err
     assert daemon.run(run_id).status == "killed"
     wait_for(lambda: not run_processes(run_id), timeout=10)
+
+
+def test_logs_follow_a_running_run_live_until_it_ends(daemon: Daemon) -> None:
+    """`al logs AGENT -f` on a running run prints its lines as they come and returns when the
+    run ends, with the run's final state; without -f (not a terminal) it returns at once."""
+    follower = daemon.popen("run", "slow")
+    try:
+        wait_for(lambda: any(r.status == "running" for r in daemon.runs("slow")))
+        run_id = daemon.runs("slow")[0].run_id
+        wait_for(lambda: bool(run_processes(run_id)))
+        snapshot = daemon.al("logs", "slow", timeout=20)
+        assert snapshot.returncode == 0, snapshot.stderr
+        assert "· running" in snapshot.stdout
+        live = daemon.popen("logs", "slow", "-f")
+        time.sleep(1)
+        assert live.poll() is None  # still following
+        assert daemon.al("kill", run_id).returncode == 0
+        out, err = live.communicate(timeout=30)
+        assert live.returncode == 0, err
+        assert "slow started" in out
+        assert f"── run {run_id} · manual · killed exit 130" in out
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=60)
 
 
 def test_stop_ends_the_daemon_gracefully(daemon: Daemon) -> None:
