@@ -55,7 +55,7 @@ async def serve(
     """
     from action_llama.daemon.backend import SchedulerBackend
     from action_llama.daemon.preflight import preflight
-    from action_llama.daemon.reload import Current, Reloader
+    from action_llama.daemon.reload import Current, Reloader, fingerprint
     from action_llama.daemon.runner import gateway_launcher
     from action_llama.daemon.view import Board, headless_sink, show_live, snapshot
     from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
@@ -65,6 +65,8 @@ async def serve(
     from action_llama.state import State
 
     board = Board(headless_sink(stream))
+    # Taken first, so edits made while the checks and builds run are reloaded at once.
+    watched = fingerprint(project.root)
     credentials = CredentialStore()
     with _logs_to(board):
         for warning in preflight(project, credentials):
@@ -124,6 +126,7 @@ async def serve(
             credentials=credentials,
             build=_build_images,
             note=board.note,
+            seen=watched,
         )
         tasks = [
             asyncio.create_task(cron.run()),

@@ -96,6 +96,7 @@ class Reloader:
         credentials: CredentialStore,
         build: Callable[[Project], dict[str, str]],
         note: Callable[[str], None],
+        seen: Fingerprint | None = None,
     ):
         self.current = current
         self.scheduler = scheduler
@@ -104,7 +105,8 @@ class Reloader:
         self.credentials = credentials
         self.build = build
         self.note = note
-        self.seen = fingerprint(current.project.root)
+        #: The files as `current.project` was loaded from them (or as they are now).
+        self.seen = seen if seen is not None else fingerprint(current.project.root)
 
     async def watch(self, interval: float = POLL_INTERVAL) -> None:
         """Reload whenever the watched files change, until cancelled."""
