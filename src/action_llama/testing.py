@@ -98,6 +98,18 @@ class FakeRuntime:
             live.stopped = True
             live.done.set()
 
+    async def adopt(self, run_id: str) -> RunHandle | None:
+        live = self.running.get(run_id)
+        if live is None:
+            return None
+        return RunHandle(
+            run_id=run_id,
+            agent=live.spec.agent,
+            runtime=self.name,
+            ref=run_id,
+            project=str(live.spec.project),
+        )
+
     async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
         return [
             RunHandle(run_id=r, agent=live.spec.agent, runtime=self.name, ref=r)

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ class Case:
     runs_root: Path | None = None
     docker: Any = None
     scratch: list[Path] = field(default_factory=list)
+    #: A new runtime object of the same kind (as a restarted scheduler would make).
+    fresh: Callable[[], Runtime] | None = None
 
     def spec(self, script: str, *, entry_timeout: int = 60) -> RunSpec:
         """A run of `script` in script mode; the entry stops it after `entry_timeout` s."""
@@ -102,6 +104,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path, runs_root: Path) -> Ite
         image = request.getfixturevalue("base_image")
         made = Case("docker", DockerRuntime(client), project, (1000, 1000), image=image)
         made.docker = client
+        made.fresh = lambda: DockerRuntime(client)
     else:
         import pwd
 
@@ -117,6 +120,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path, runs_root: Path) -> Ite
             user=user,
             runs_root=runs_root,
         )
+        made.fresh = lambda: HostUserRuntime(runs_dir=runs_root)
     yield made
     if made.docker is not None:
         cleanup_project(made.docker, project)
@@ -267,3 +271,56 @@ def test_logs_of_an_ended_run_are_complete(case: Case) -> None:
     lines = asyncio.run(scenario())
     assert _script_lines(lines) == ["first", "second"]
     assert _records(lines)[-1]["msg"] == "run completed"
+
+
+def test_another_runtime_object_adopts_a_run_by_id(case: Case) -> None:
+    """A run started by one runtime object is found by id by another (a restarted scheduler):
+    its logs replay from the start and go on, `wait` gives the script's exit code, `remove`
+    frees it; an unknown id is not found."""
+    assert case.fresh is not None
+
+    async def scenario() -> tuple[RunHandle | None, RunResult, list[str], list[str]]:
+        spec = case.spec("echo first; sleep 3; echo second; exit 3")
+        handle = await case.runtime.start(spec)
+        try:
+            await asyncio.wait_for(_wait_for_line(handle, case.runtime, "first"), 30)
+            later = case.fresh()
+            adopted = await later.adopt(spec.run_id)
+            assert adopted is not None
+            lines = [line async for line in later.logs(adopted)]
+            result = await later.wait(adopted, 30)
+            await later.remove(adopted)
+            return await later.adopt("0000dead"), result, lines, case.leftovers(handle)
+        finally:
+            await case.runtime.remove(handle)
+
+    unknown, result, lines, leftovers = asyncio.run(scenario())
+    assert unknown is None
+    assert result == RunResult(exit_code=3, status="failed")
+    assert _script_lines(lines) == ["first", "second"]
+    assert leftovers == []
+
+
+def test_an_adopted_run_can_be_stopped(case: Case) -> None:
+    """`stop` through a runtime object that adopted the run ends it within seconds, and
+    `wait` reports it killed."""
+    assert case.fresh is not None
+
+    async def scenario() -> tuple[RunResult, float]:
+        spec = case.spec("echo started; sleep 60", entry_timeout=300)
+        handle = await case.runtime.start(spec)
+        try:
+            await asyncio.wait_for(_wait_for_line(handle, case.runtime, "started"), 30)
+            later = case.fresh()
+            adopted = await later.adopt(spec.run_id)
+            assert adopted is not None
+            sent = time.monotonic()
+            await later.stop(adopted, grace=5)
+            result = await later.wait(adopted, 30)
+            return result, time.monotonic() - sent
+        finally:
+            await case.runtime.remove(handle)
+
+    result, elapsed = asyncio.run(scenario())
+    assert elapsed < 8
+    assert result.status == "killed"

@@ -1,8 +1,9 @@
 """The runtime seam: one small async protocol every way of running an agent implements.
 
 A runtime starts one run from a `RunSpec`, streams its output lines, waits for it with a
-timeout, stops it, lists the runs it has, and cleans up. Engine types and errors never
-cross this seam.
+timeout, stops it, lists the runs it has, and cleans up. It can also find a run again by id
+(`adopt`) after the process that started it died, so a restarted scheduler follows it to its
+end. Engine types and errors never cross this seam.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ class Runtime(Protocol):
 
     async def stop(self, handle: RunHandle, grace: float = 10) -> None:
         """Ask the run to stop, kill it after `grace` seconds."""
+        ...
+
+    async def adopt(self, run_id: str) -> RunHandle | None:
+        """The run `run_id` another process started (running, or ended and not yet removed),
+        or None when it is gone. `logs`, `wait`, `stop` and `remove` work on the handle as on
+        one from `start`; `logs` again yields every line from the run's start."""
         ...
 
     async def list_runs(self, project: Path | None = None) -> list[RunHandle]:

@@ -189,9 +189,24 @@ class DockerRuntime:
         with contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
 
+    async def adopt(self, run_id: str) -> RunHandle | None:
+        """The container of run `run_id` (found by its `al.run` label), running or exited."""
+        found = await self._containers([f"{LABEL_RUN}={run_id}"])
+        return found[0] if found else None
+
     async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
-        filters = {"label": [LABEL_RUN] + ([f"{LABEL_PROJECT}={project}"] if project else [])}
-        found = await asyncio.to_thread(self.client.api.containers, all=True, filters=filters)
+        of_project = [f"{LABEL_PROJECT}={project}"] if project else []
+        return await self._containers([LABEL_RUN, *of_project])
+
+    async def _containers(self, labels: list[str]) -> list[RunHandle]:
+        from docker.errors import DockerException
+
+        try:
+            found = await asyncio.to_thread(
+                self.client.api.containers, all=True, filters={"label": labels}
+            )
+        except DockerException as exc:
+            raise docker_not_running(str(exc)) from None
         return [
             RunHandle(
                 run_id=c["Labels"][LABEL_RUN],

@@ -332,6 +332,11 @@ class HostUserRuntime:
             run = self._runs[handle.run_id] = _Run(record)
         return run
 
+    async def adopt(self, run_id: str) -> RunHandle | None:
+        """The handle of a run another process started (running, or ended but not removed),
+        found through its pid file; its exit code comes from the entry's exit-status file."""
+        return await self.reattach(run_id)
+
     async def reattach(self, run_id: str) -> RunHandle | None:
         """The handle of a run another process started (running, or ended but not removed).
 
