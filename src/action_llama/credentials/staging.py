@@ -7,7 +7,8 @@
 `credentials/` is mounted read-only at /credentials (containers) or passed as
 AL_CREDENTIALS_PATH (host-user runs). The root lives in /dev/shm when it can (so secrets never
 touch a disk); a stage is removed when its run ends however it ends, and a later run sweeps
-stages left by an `al` process that was killed outright.
+stages left by an `al` process that was killed outright, unless their run still goes on: a
+restarted scheduler re-adopts such a run and removes its stage when it ends (`stages_of`).
 """
 
 from __future__ import annotations
@@ -113,11 +114,52 @@ def make_run_dir(run_id: str) -> Path:
 
 
 def sweep_stale(root: Path) -> None:
-    """Remove staging dirs whose `al` process no longer exists (killed with SIGKILL)."""
+    """Remove staging dirs whose `al` process no longer exists (killed with SIGKILL) and
+    whose run has ended too (a live run keeps its stage: it is mounted, or read by path)."""
     for path in root.iterdir():
-        pid_text = path.name.split("-")[1] if path.name.count("-") >= 2 else ""
-        if pid_text.isdigit() and not alive(int(pid_text), None):
+        run_id, _, rest = path.name.partition("-")
+        pid_text = rest.partition("-")[0]
+        if pid_text.isdigit() and not alive(int(pid_text), None) and not run_alive(run_id):
             remove_tree(path)
+
+
+def run_alive(run_id: str) -> bool:
+    """Whether any process carries AL_RUN_ID=<run_id> in its environment: a container's
+    processes show on the host too, so this holds for every runtime (reading other users'
+    environments needs root; without it only our own processes are seen)."""
+    tag = f"AL_RUN_ID={run_id}".encode()
+    proc = Path("/proc")
+    with contextlib.suppress(OSError):
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                environ = (entry / "environ").read_bytes()
+                if tag in environ.split(b"\0") and alive(int(entry.name), None):
+                    return True
+    return False
+
+
+def stages_of(run_id: str) -> list[Path]:
+    """The stage(s) of run `run_id`, whichever `al` process made them."""
+    return sorted(staging_root().glob(f"{run_id}-*"))
+
+
+def staged_secrets(stage: Path) -> tuple[str, ...]:
+    """The secret values staged in `stage`, read back from its files (to redact the output of
+    a run adopted from another process), by the rules `stage` applies."""
+    found: list[str] = []
+    credentials = stage / "credentials"
+    for file in sorted(credentials.glob("*/*/*")):
+        kind = BUILTIN.get(file.parent.parent.name)
+        spec = kind.field(file.name) if kind else None
+        if spec is not None and not spec.secret:
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            value = file.read_text(encoding="utf-8").removesuffix("\n")
+            if len(value) >= MIN_REDACT:
+                found.append(value)
+    return tuple(found)
 
 
 def stage(

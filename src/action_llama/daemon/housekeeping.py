@@ -1,7 +1,7 @@
-"""What the daemon tidies: history past retention, runs a dead daemon left, stale locks and calls.
+"""What the daemon tidies: history past retention, stale locks and calls.
 
-Re-adopting runs that outlived a previous daemon is not done yet; until it is, their records are
-closed and their locks released at start, so nothing waits on a lock whose holder is gone.
+Runs a dead daemon left active are not touched here: `daemon.adoption` takes them back (or
+finishes them) once the scheduler exists.
 """
 
 from __future__ import annotations
@@ -22,20 +22,10 @@ SWEEP_EVERY = 30.0
 
 
 def at_start(state: State, store: RunStore, retention_days: int) -> None:
-    """Prune old history and forget runs of a daemon that is gone."""
+    """Prune history older than `retention_days` (runs still active are kept)."""
     pruned = state.prune(time.time(), retention_days)
     for old in pruned.runs:
         Path(old.log_path).unlink(missing_ok=True)
-    for left in state.active_runs.list():
-        released = state.locks.release_all(left.run_id)
-        state.active_runs.remove(left.run_id)
-        store.finish(left.run_id, "error", None, "the scheduler stopped while this run was active")
-        log.warning(
-            "run %s of %s was left by a stopped scheduler; released %d locks",
-            left.run_id,
-            left.agent,
-            len(released),
-        )
 
 
 def sweep(state: State, scheduler: Scheduler) -> None:

@@ -53,6 +53,7 @@ async def serve(
     Raises NotReadyToStart (checks failed) or ImageBuildError before anything starts.
     `live`: redraw a status view on `stream` (a terminal) instead of logging lines to it.
     """
+    from action_llama.daemon.adoption import Adoption
     from action_llama.daemon.backend import SchedulerBackend
     from action_llama.daemon.preflight import preflight
     from action_llama.daemon.reload import Current, Reloader, fingerprint
@@ -110,6 +111,10 @@ async def serve(
             app, port=project.config.gateway.port if port is None else port, expose=expose
         )
         holder["port"] = server.port
+        # Before the gateway takes requests: runs a killed daemon left hold their runners first.
+        await Adoption(
+            state, store, scheduler, service_for, board.run_lines, board.track
+        ).adopt_all(server.port, daemon_file(project))
         await server.start()
         marker = daemon_file(project)
         marker.write_text(

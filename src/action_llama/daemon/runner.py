@@ -10,6 +10,7 @@ from action_llama.gateway.bind import url_for_runs
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunStore
+from action_llama.runtimes.base import RunHandle
 from action_llama.scheduler.core import Launch
 from action_llama.scheduler.launch import run_item
 from action_llama.state import QueueItem, State
@@ -60,21 +61,64 @@ def gateway_launcher(
             )
             return outcome
         finally:
-            released = state.locks.release_all(run_id)
-            if released:
-                log.info("released locks of run %s: %s", run_id, ", ".join(released))
-            state.active_runs.remove(run_id)
-            if isinstance(call_id, str):
-                _settle_call(state, store, call_id, run_id, outcome)
+            end_run(state, store, run_id, call_id if isinstance(call_id, str) else None, outcome)
 
     return launch
 
 
+def resumer(
+    state: State,
+    store: RunStore,
+    service: RunService,
+    handle: RunHandle,
+    call_id: str | None,
+    on_line: Callable[[Agent, str], LineCallback | None] | None = None,
+) -> Launch:
+    """A `Launch` that follows a run a previous daemon started (`handle`, re-adopted) to its
+    end, then unregisters it as `gateway_launcher` does. Its secret and gateway URL are the
+    ones the run already has."""
+
+    async def resume(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+        outcome: RunOutcome | None = None
+        try:
+            outcome = await service.resume(
+                agent, handle, on_line=on_line(agent, run_id) if on_line else None
+            )
+            return outcome
+        finally:
+            end_run(state, store, run_id, call_id, outcome)
+
+    return resume
+
+
+def end_run(
+    state: State,
+    store: RunStore,
+    run_id: str,
+    call_id: str | None,
+    outcome: RunOutcome | None,
+    why: str | None = None,
+) -> None:
+    """Unregister a run that ended: release its locks, forget its secret, settle the call
+    that started it (with its outcome; else failed, saying `why`)."""
+    released = state.locks.release_all(run_id)
+    if released:
+        log.info("released locks of run %s: %s", run_id, ", ".join(released))
+    state.active_runs.remove(run_id)
+    if call_id is not None:
+        _settle_call(state, store, call_id, run_id, outcome, why)
+
+
 def _settle_call(
-    state: State, store: RunStore, call_id: str, run_id: str, outcome: RunOutcome | None
+    state: State,
+    store: RunStore,
+    call_id: str,
+    run_id: str,
+    outcome: RunOutcome | None,
+    why: str | None,
 ) -> None:
     """The caller's `al-subagent-wait` sees the callee's return value, or why it failed."""
     if outcome is not None and outcome.result.status in ("completed", "rerun"):
         state.calls.complete(call_id, store.get(run_id).return_value)
     else:
-        state.calls.fail(call_id, (outcome.error if outcome else None) or "agent run failed")
+        state.calls.fail(call_id, (outcome.error if outcome else why) or "agent run failed")

@@ -25,6 +25,8 @@ from action_llama.credentials.staging import (
     refs_for,
     remove_tree,
     stage,
+    staged_secrets,
+    stages_of,
 )
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import ActionLlamaError, AgentNotRunnable
@@ -57,6 +59,20 @@ class Trigger(BaseModel):
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
+
+
+def complete_lines(log: Path) -> int:
+    """How many whole lines a stored log holds; a partial last line (the writer was killed
+    mid-write) is cut off, so the log can continue after it."""
+    try:
+        with log.open("r+b") as fh:
+            data = fh.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                fh.truncate(end)
+    except FileNotFoundError:
+        return 0
+    return data.count(b"\n", 0, end)
 
 
 @dataclass(frozen=True)
@@ -258,44 +274,94 @@ class RunService:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self.runtime.start(spec)
             redactor = Redactor(staged.secrets)
-            with self.store.open_log(agent.name, run_id) as log_file:
-                pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line, redactor))
-                try:
-                    result = await self.runtime.wait(handle, agent.timeout)
-                except asyncio.CancelledError:
-                    # Ctrl-C, SIGTERM or a scheduler shutdown: stop the run, keep its last lines.
-                    interrupted = True
-                    await self.runtime.stop(handle, grace=5)
-                    result = RunResult(exit_code=130, status="killed")
-                finally:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(pump), LOG_DRAIN_SECONDS)
-                    pump.cancel()
+            result, interrupted = await self._follow(
+                agent, handle, agent.timeout, on_line, redactor
+            )
         finally:
-            error = (
-                _explain(agent, self.project, result)[0]
-                if result
-                else "The run could not be started."
-            )
-            self.store.finish(
-                run_id,
-                result.status if result else "failed",
-                result.exit_code if result else None,
-                error,
-            )
-            if handle is not None:
-                await self.runtime.remove(handle)
+            await self._close(agent, run_id, result, handle)
             if staged is not None:
                 staged.remove()
             remove_tree(stage_dir)
         if interrupted:
             raise asyncio.CancelledError
+        return self._outcome(agent, run_id, result, time.monotonic() - started)
+
+    async def resume(
+        self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None
+    ) -> RunOutcome:
+        """Follow to its end a run another (dead) process started, as `run` would have.
+
+        Same run id and log: its output continues after the last line already stored (the
+        runtime replays it from the start; the lines stored are skipped, so none is doubled or
+        lost). Its timeout counts from its real start; its result is recorded, the run removed
+        and its stage (credentials included) deleted, as for any run.
+        """
+        run_id = handle.run_id
+        started_at = self.store.get(run_id).started_at
+        stored = complete_lines(self.store.log_path(agent.name, run_id))
+        stages = stages_of(run_id)
+        redactor = Redactor(tuple(s for stage in stages for s in staged_secrets(stage)))
+        remaining = max(0.0, agent.timeout - (time.time() - started_at))
+        result: RunResult | None = None
+        interrupted = False
+        try:
+            result, interrupted = await self._follow(
+                agent, handle, remaining, on_line, redactor, skip=stored
+            )
+        finally:
+            await self._close(agent, run_id, result, handle)
+            for stage in stages:
+                remove_tree(stage)
+        if interrupted:
+            raise asyncio.CancelledError
+        return self._outcome(agent, run_id, result, time.time() - started_at)
+
+    async def _follow(
+        self,
+        agent: Agent,
+        handle: RunHandle,
+        timeout: float,
+        on_line: LineCallback | None,
+        redactor: Redactor,
+        skip: int = 0,
+    ) -> tuple[RunResult, bool]:
+        """Store the run's output while waiting for its end: (result, whether interrupted)."""
+        with self.store.open_log(agent.name, handle.run_id) as log_file:
+            pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line, redactor, skip))
+            try:
+                return await self.runtime.wait(handle, timeout), False
+            except asyncio.CancelledError:
+                # Ctrl-C, SIGTERM or a scheduler shutdown: stop the run, keep its last lines.
+                await self.runtime.stop(handle, grace=5)
+                return RunResult(exit_code=130, status="killed"), True
+            finally:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pump), LOG_DRAIN_SECONDS)
+                pump.cancel()
+
+    async def _close(
+        self, agent: Agent, run_id: str, result: RunResult | None, handle: RunHandle | None
+    ) -> None:
+        """Record how the run ended and remove it from its runtime."""
+        error = (
+            _explain(agent, self.project, result)[0] if result else "The run could not be started."
+        )
+        self.store.finish(
+            run_id,
+            result.status if result else "failed",
+            result.exit_code if result else None,
+            error,
+        )
+        if handle is not None:
+            await self.runtime.remove(handle)
+
+    def _outcome(self, agent: Agent, run_id: str, result: RunResult, duration: float) -> RunOutcome:
         error, hint = _explain(agent, self.project, result)
         return RunOutcome(
             run_id=run_id,
             agent=agent.name,
             result=result,
-            duration=time.monotonic() - started,
+            duration=duration,
             log_path=self.store.log_path(agent.name, run_id),
             error=error,
             hint=hint,
@@ -341,8 +407,13 @@ class RunService:
         log_file: Any,
         on_line: LineCallback | None,
         redactor: Redactor,
+        skip: int = 0,
     ) -> None:
+        """Store each output line as a record; the first `skip` lines are stored already."""
         async for line in self.runtime.logs(handle):
+            if skip > 0:
+                skip -= 1
+                continue
             record = parse_line(line)
             if redactor:
                 record = redactor.record(record)

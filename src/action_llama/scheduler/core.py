@@ -94,18 +94,29 @@ class Scheduler:
         pushed = self.state.queue.push(agent.name, item, cap)
         return Queued(pushed.item_id, pushed.dropped)
 
-    def _start(self, agent: Agent, item: QueueItem, run_id: str | None = None) -> str:
+    def _start(
+        self, agent: Agent, item: QueueItem, run_id: str | None = None, first: Launch | None = None
+    ) -> str:
         run_id = run_id or new_run_id()
-        task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id))
+        task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id, first))
         self.running.setdefault(agent.name, {})[run_id] = task
         return run_id
 
-    async def _supervise(self, agent: Agent, item: QueueItem, run_id: str) -> None:
+    def adopt(self, agent: Agent, item: QueueItem, run_id: str, resume: Launch) -> None:
+        """Count run `run_id`, which a previous scheduler started, as running for `agent`:
+        `resume` follows it to its end. It holds a runner, can be killed, reruns as `item`
+        would, and drains the queue when it ends."""
+        self._start(agent, item, run_id, first=resume)
+
+    async def _supervise(
+        self, agent: Agent, item: QueueItem, run_id: str, first: Launch | None = None
+    ) -> None:
         reruns = 0
         try:
             while True:
+                launch, first = first or self.launch, None
                 try:
-                    outcome = await self.launch(agent, item, run_id, reruns)
+                    outcome = await launch(agent, item, run_id, reruns)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

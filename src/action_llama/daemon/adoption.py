@@ -1,0 +1,184 @@
+"""Runs a killed daemon left behind, taken back by the next one (restart safety).
+
+A run stays in `state.active_runs` until its daemon has recorded its end, so the rows a killed
+daemon (`kill -9`, a crash, a power cut of the daemon alone) left name runs that may well go
+on without it: containers keep running, and so do host-user runs (their own session, their
+output in a log file). At start each is found again through its runtime (`Runtime.adopt`:
+the container by its label, the host-user process through its pid file) and followed to its
+end like any run: the same record and log, continued after the last line stored; its timeout
+counted from its real start; killable; holding one of its agent's runners. Its gateway secret
+keeps working (only its hash was stored) as long as the gateway listens on the same port.
+
+A run that cannot be followed is finished from what is known: gone (no container, no pid
+file) it is recorded as an error; its agent removed from the project or moved to another
+runtime, it is stopped first. Either way its locks are released and the call that started
+it fails, so nothing waits on a holder that is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import get_args
+
+from action_llama.agent.procs import alive
+from action_llama.credentials.staging import remove_tree, stages_of
+from action_llama.daemon.runner import end_run, resumer
+from action_llama.errors import ActionLlamaError, RunNotFound
+from action_llama.project import Agent
+from action_llama.runs.service import LineCallback, RunService
+from action_llama.runs.store import RunRecord, RunStore
+from action_llama.runtimes.base import Runtime
+from action_llama.runtimes.registry import get_runtime, runtime_name
+from action_llama.scheduler.core import Launch, Scheduler
+from action_llama.state import ActiveRun, QueueItem, State
+from action_llama.state.queue import ItemType
+
+log = logging.getLogger("action_llama.daemon")
+
+GONE = (
+    "the scheduler stopped while this run was active, and the run is gone "
+    "(its container or process no longer exists)"
+)
+
+
+def previous_daemon(marker: Path) -> tuple[int | None, int | None]:
+    """(pid, port) of the daemon that wrote `marker` (.al/daemon.json) and never removed it."""
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    pid, port = data.get("pid"), data.get("port")
+    return (pid if isinstance(pid, int) else None), (port if isinstance(port, int) else None)
+
+
+@dataclass
+class Adoption:
+    """Takes back the runs left in `state.active_runs` for `scheduler`."""
+
+    state: State
+    store: RunStore
+    scheduler: Scheduler
+    service_for: Callable[[Agent], RunService]
+    #: Where an adopted run's log records go (as for launched runs), per (agent, run id).
+    on_line: Callable[[Agent, str], LineCallback | None] | None = None
+    #: Wraps each adopted run's `Launch` (the daemon's board notes how it ends).
+    track: Callable[[Launch], Launch] | None = None
+    #: Runtimes used only to stop runs no service follows; never closed, since a docker
+    #: runtime's client is the process-wide one the services share.
+    _runtimes: dict[str, Runtime] = field(default_factory=dict)
+
+    async def adopt_all(self, port: int, marker: Path) -> list[str]:
+        """Adopt, or finish and forget, every run left active; the ids of those adopted.
+
+        `port` is where this daemon's gateway listens; `marker` is the daemon file the dead
+        daemon left (its port tells whether adopted runs can still reach the gateway).
+        """
+        pid, previous_port = previous_daemon(marker)
+        if pid is not None and alive(pid, None):
+            log.warning(
+                "another scheduler (pid %d) runs for this project: its runs are left to it", pid
+            )
+            return []
+        adopted = []
+        for left in self.state.active_runs.list():
+            try:
+                if await self._adopt(left):
+                    adopted.append(left.run_id)
+                    self._warn_port(left, previous_port, port)
+            except ActionLlamaError as exc:
+                await self._give_up(left, f"the run could not be re-adopted: {exc.message}")
+        return adopted
+
+    async def _adopt(self, left: ActiveRun) -> bool:
+        record = self._record(left.run_id)
+        if record is None or record.status != "running":
+            await self._forget_ended(left, record)
+            return False
+        agent = self.scheduler.project.agents.get(left.agent)
+        if agent is None:
+            await self._give_up(left, f"agent {left.agent} is no longer in the project")
+            return False
+        if runtime_name(agent) != left.runtime:
+            why = f"agent {agent.name} now runs on the {runtime_name(agent)} runtime"
+            await self._give_up(left, why)
+            return False
+        service = self.service_for(agent)
+        handle = await service.runtime.adopt(left.run_id)
+        if handle is None:
+            await self._give_up(left, GONE)
+            return False
+        kind = left.trigger.get("type") if isinstance(left.trigger, dict) else None
+        item = QueueItem(
+            type=kind if kind in get_args(ItemType) else "manual",
+            # What a rerun needs (reruns are for schedule and manual items only).
+            payload={"prompt": record.prompt} if kind == "manual" and record.prompt else {},
+        )
+        resume = resumer(self.state, self.store, service, handle, left.call_id, self.on_line)
+        self.scheduler.adopt(agent, item, left.run_id, self.track(resume) if self.track else resume)
+        log.warning(
+            "run %s of %s outlived the previous scheduler: re-adopted", left.run_id, left.agent
+        )
+        return True
+
+    def _record(self, run_id: str) -> RunRecord | None:
+        try:
+            return self.store.get(run_id)
+        except RunNotFound:
+            return None
+
+    async def _forget_ended(self, left: ActiveRun, record: RunRecord | None) -> None:
+        """The run was recorded as ended (or never started): only its bookkeeping is left."""
+        await self._remove(left)
+        if record is not None and record.status in ("completed", "rerun") and left.call_id:
+            self.state.calls.complete(left.call_id, record.return_value)
+            end_run(self.state, self.store, left.run_id, None, None)
+            return
+        why = record.error if record is not None and record.error else "the run never started"
+        end_run(self.state, self.store, left.run_id, left.call_id, None, why)
+
+    async def _give_up(self, left: ActiveRun, why: str) -> None:
+        """Stop whatever is left of a run no one can follow, record it as an error, forget it."""
+        await self._remove(left)
+        record = self._record(left.run_id)
+        if record is not None and record.status == "running":
+            self.store.finish(left.run_id, "error", None, why)
+        end_run(self.state, self.store, left.run_id, left.call_id, None, why)
+        log.warning(
+            "run %s of %s was left by a stopped scheduler: %s", left.run_id, left.agent, why
+        )
+
+    async def _remove(self, left: ActiveRun) -> None:
+        """Stop and remove the run in its runtime, if it is still there, and delete its stage."""
+        try:
+            runtime = self._runtimes.get(left.runtime) or get_runtime(left.runtime)
+            self._runtimes[left.runtime] = runtime
+            handle = await runtime.adopt(left.run_id)
+            if handle is not None:
+                await runtime.stop(handle, grace=5)
+                await runtime.remove(handle)
+        except (KeyError, ActionLlamaError) as exc:
+            # Unknown runtime, or its engine is unreachable (then so is the run).
+            log.info("run %s: nothing to stop in runtime %s (%s)", left.run_id, left.runtime, exc)
+        for stage in stages_of(left.run_id):
+            remove_tree(stage)
+
+    @staticmethod
+    def _warn_port(left: ActiveRun, previous: int | None, port: int) -> None:
+        if previous is None or previous == port:
+            return
+        log.warning(
+            "run %s of %s was given the gateway on port %d, but this scheduler listens on %d: "
+            "its locks, calls and al-shutdown fail until it ends. Start al with --port %d "
+            "(or set [gateway].port) so runs survive a restart.",
+            left.run_id,
+            left.agent,
+            previous,
+            port,
+            previous,
+        )
