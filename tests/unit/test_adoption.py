@@ -1,0 +1,145 @@
+"""Taking back, at start, the runs a killed daemon left: over the fake runtime, with the real
+state database, run store and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from action_llama.daemon.adoption import Adoption
+from action_llama.project import Agent, load_project
+from action_llama.runs.service import RunService
+from action_llama.runs.store import RunStore
+from action_llama.runtimes.base import Limits, RunSpec
+from action_llama.scheduler.core import Scheduler
+from action_llama.state import Acquired, Call, QueueItem, State
+from action_llama.testing import FakeRun, FakeRuntime
+
+from support import write_files
+
+HOST_USER = '[runtime]\ntype = "host-user"\n'
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AL_CREDENTIALS_DIR", str(tmp_path / "creds"))
+    # Runs no service follows are looked for here (and not found).
+    monkeypatch.setenv("AL_RUNS_DIR", str(tmp_path / "runs"))
+
+
+def _call(state: State, target: str, run_id: str) -> str:
+    made = state.calls.create("caller01", "boss", target, "ctx", max_depth=3)
+    assert isinstance(made, Call)
+    assert state.calls.start(made.call_id, run_id)
+    return made.call_id
+
+
+def _left(state: State, store: RunStore, run_id: str, agent: str, lock: str) -> str:
+    """A run a dead daemon left: recorded as running, active, holding `lock`, called."""
+    store.start(run_id, agent, "manual", "the prompt", "fake", None)
+    call_id = _call(state, agent, run_id)
+    state.active_runs.add(
+        run_id,
+        agent,
+        runtime="host-user",
+        secret=run_id * 3,
+        trigger={"type": "manual"},
+        call_id=call_id,
+    )
+    assert isinstance(state.locks.acquire(lock, run_id), Acquired)
+    return call_id
+
+
+def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run the runtime still has is adopted: it holds its agent's runner (new work queues),
+    keeps its lock and call until it ends, then completes them. A run the runtime lost is
+    recorded as an error, its lock released and its call failed at once. A gateway on another
+    port than the dead daemon's is warned about."""
+    root = tmp_path / "proj"
+    write_files(
+        root,
+        {
+            "config.toml": "",
+            "agents/work/SKILL.md": "Work.\n",
+            "agents/work/test-script.sh": "true\n",
+            "agents/work/config.toml": "scale = 1\n" + HOST_USER,
+        },
+    )
+    project = load_project(root)
+    state, store = State.open(project.state_dir), RunStore(project.state_dir)
+    runtime = FakeRuntime(lambda spec: FakeRun(seconds=0.5, lines=("after restart",)))
+    marker = tmp_path / "daemon.json"
+    marker.write_text(json.dumps({"pid": 2**22 + 1, "port": 8123}))  # beyond pid_max: dead
+
+    async def scenario() -> dict[str, object]:
+        await runtime.start(
+            RunSpec(
+                run_id="alive001",
+                agent="work",
+                project=root,
+                static_dir=tmp_path,
+                credentials_dir=tmp_path,
+                workspace="ws",
+                limits=Limits(memory_bytes=2**30, cpus=1),
+                timeout=60,
+            )
+        )
+        alive_call = _left(state, store, "alive001", "work", "github://o/r/issues/1")
+        gone_call = _left(state, store, "gone0001", "work", "github://o/r/issues/2")
+
+        async def no_image(agent: Agent) -> str | None:
+            return None
+
+        def service_for(agent: Agent) -> RunService:
+            return RunService(project, runtime, store)
+
+        async def never(*args: object) -> object:
+            raise AssertionError("nothing new should be launched")
+
+        scheduler = Scheduler(project, state, never)  # type: ignore[arg-type]
+        adopted = await Adoption(state, store, scheduler, service_for).adopt_all(9000, marker)
+        seen: dict[str, object] = {
+            "adopted": adopted,
+            "running": list(scheduler.running.get("work", {})),
+            "queued": type(scheduler.dispatch("work", QueueItem(type="manual"))).__name__,
+            "gone": store.get("gone0001"),
+            "gone call": state.calls.get(gone_call),
+            "alive call while running": state.calls.get(alive_call),
+            "locks while running": {lock.key: lock.holder for lock in state.locks.list()},
+        }
+        scheduler.stopping = True  # keep the queued item queued (`never` launches nothing)
+        await asyncio.wait(list(scheduler.running["work"].values()), timeout=10)
+        seen["alive call"] = state.calls.get(alive_call)
+        return seen
+
+    try:
+        with caplog.at_level(logging.WARNING, "action_llama"):
+            seen = asyncio.run(scenario())
+        assert seen["adopted"] == ["alive001"]
+        assert seen["running"] == ["alive001"]
+        assert seen["queued"] == "Queued"
+        gone = seen["gone"]
+        assert (gone.status, gone.exit_code) == ("error", None)  # type: ignore[attr-defined]
+        assert "gone" in gone.error  # type: ignore[attr-defined]
+        gone_call = seen["gone call"]
+        assert gone_call.status == "error"  # type: ignore[attr-defined]
+        assert "gone" in gone_call.error  # type: ignore[attr-defined]
+        assert seen["alive call while running"].status == "running"  # type: ignore[attr-defined]
+        assert seen["locks while running"] == {"github://o/r/issues/1": "alive001"}
+        assert seen["alive call"].status == "completed"  # type: ignore[attr-defined]
+        alive = store.get("alive001")
+        assert (alive.status, alive.exit_code) == ("completed", 0)
+        assert state.locks.list() == []
+        assert state.active_runs.list() == []
+        assert any(
+            "port 8123" in r.getMessage() and "9000" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        store.close()
+        state.close()
