@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,8 +61,8 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
 ) -> None:
     """A run the runtime still has is adopted: it holds its agent's runner (new work queues),
     keeps its lock and call until it ends, then completes them. A run the runtime lost is
-    recorded as an error, its lock released and its call failed at once. A gateway on another
-    port than the dead daemon's is warned about."""
+    recorded as an error, its lock released, its call failed and any process of it left is
+    stopped, at once. A gateway on another port than the dead daemon's is warned about."""
     root = tmp_path / "proj"
     write_files(
         root,
@@ -118,9 +120,12 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
         seen["alive call"] = state.calls.get(alive_call)
         return seen
 
+    # A process of the lost run that no runtime knows of (its pid file is gone, say).
+    straggler = subprocess.Popen(["sleep", "60"], env={**os.environ, "AL_RUN_ID": "gone0001"})
     try:
         with caplog.at_level(logging.WARNING, "action_llama"):
             seen = asyncio.run(scenario())
+        assert straggler.wait(timeout=10) == -9, "a process of the lost run was left running"
         assert seen["adopted"] == ["alive001"]
         assert seen["running"] == ["alive001"]
         assert seen["queued"] == "Queued"
@@ -141,5 +146,7 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
             "port 8123" in r.getMessage() and "9000" in r.getMessage() for r in caplog.records
         )
     finally:
+        straggler.kill()
+        straggler.wait()
         store.close()
         state.close()

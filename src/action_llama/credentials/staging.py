@@ -124,20 +124,25 @@ def sweep_stale(root: Path) -> None:
 
 
 def run_alive(run_id: str) -> bool:
-    """Whether any process carries AL_RUN_ID=<run_id> in its environment: a container's
-    processes show on the host too, so this holds for every runtime (reading other users'
-    environments needs root; without it only our own processes are seen)."""
+    """Whether run `run_id` still has a live process."""
+    return bool(run_pids(run_id))
+
+
+def run_pids(run_id: str) -> list[int]:
+    """Live processes carrying AL_RUN_ID=<run_id> in their environment: a container's
+    processes show on the host too, so this finds the processes of a run of any runtime
+    (reading other users' environments needs root; without it only our own are seen)."""
     tag = f"AL_RUN_ID={run_id}".encode()
-    proc = Path("/proc")
+    found = []
     with contextlib.suppress(OSError):
-        for entry in proc.iterdir():
+        for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
                 environ = (entry / "environ").read_bytes()
                 if tag in environ.split(b"\0") and alive(int(entry.name), None):
-                    return True
-    return False
+                    found.append(int(entry.name))
+    return found
 
 
 def stages_of(run_id: str) -> list[Path]:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
-from action_llama.agent.procs import alive
-from action_llama.credentials.staging import remove_tree, stages_of
+from action_llama.agent.procs import alive, signal_all
+from action_llama.credentials.staging import remove_tree, run_pids, stages_of
 from action_llama.daemon.runner import end_run, resumer
 from action_llama.errors import ActionLlamaError, RunNotFound
 from action_llama.project import Agent
@@ -93,6 +94,10 @@ class Adoption:
                     self._warn_port(left, previous_port, port)
             except ActionLlamaError as exc:
                 await self._give_up(left, f"the run could not be re-adopted: {exc.message}")
+            except Exception:
+                # Not this run's fault to stop the daemon: its row stays for the next start,
+                # and the lock sweep frees its locks meanwhile (it holds no runner).
+                log.exception("run %s of %s could not be re-adopted", left.run_id, left.agent)
         return adopted
 
     async def _adopt(self, left: ActiveRun) -> bool:
@@ -163,8 +168,11 @@ class Adoption:
                 await runtime.stop(handle, grace=5)
                 await runtime.remove(handle)
         except (KeyError, ActionLlamaError) as exc:
-            # Unknown runtime, or its engine is unreachable (then so is the run).
+            # Unknown runtime, or its engine is unreachable.
             log.info("run %s: nothing to stop in runtime %s (%s)", left.run_id, left.runtime, exc)
+        # Whatever the runtime could not find (a pid file gone, another runs directory) but
+        # still carries the run's id is stopped too: no one would ever watch it end.
+        signal_all(run_pids(left.run_id), signal.SIGKILL)
         for stage in stages_of(left.run_id):
             remove_tree(stage)
 
