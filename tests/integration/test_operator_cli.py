@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +19,11 @@ import pytest
 
 from action_llama.runs.store import RunRecord, RunStore
 
-from support import AL, ProjectFactory, run_al, run_processes, script_agent
+from support import AL, ProjectFactory, kill_processes_of, run_al, run_processes, script_agent
+
+#: This module's own run_as user: other test sessions on the machine remove the shared ones
+#: (and kill their processes) when they end, which would break a daemon running here.
+OPERATOR_USER = "al-test-ops"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -86,16 +92,31 @@ def daemon_env(tmp_path: Path, runs_root: Path) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="module")
+def operator_user() -> Iterator[str]:
+    """A system user for this module's host-user runs, removed after it."""
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
+        pytest.skip("host-user runs need root (to create OS users and to run as them)")
+    try:
+        pwd.getpwnam(OPERATOR_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/usr/sbin/nologin", OPERATOR_USER],
+            check=True,
+            capture_output=True,
+        )
+    yield OPERATOR_USER
+    kill_processes_of(pwd.getpwnam(OPERATOR_USER).pw_uid)
+    subprocess.run(["userdel", OPERATOR_USER], check=False, capture_output=True)
+
+
 @pytest.fixture
 def daemon(
-    make_project: ProjectFactory,
-    host_users: tuple[str, ...],
-    daemon_env: dict[str, str],
-    tmp_path: Path,
+    make_project: ProjectFactory, operator_user: str, daemon_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Daemon]:
     """A daemon over host-user agents: `tick` every 2 s, `slow` (sleeps, scale 1), `three`
     (prints and exits 3)."""
-    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{operator_user}"\n'
     root = make_project(
         {
             **script_agent("tick", "echo tick\n", 'schedule = "*/2 * * * * *"\n' + runtime),
@@ -231,8 +252,8 @@ def test_kill_stops_a_running_run_and_a_busy_agent_queues(daemon: Daemon) -> Non
 
 
 def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> None:
-    """With a daemon running, `al run` starts the run in it, streams its output and exits with
-    the agent's exit code; `al run --local` runs it in-process instead."""
+    """With a daemon running, `al run` starts the run in it (without loading pydantic),
+    streams its output and exits with the agent's exit code; `--local` runs it in-process."""
     answer = daemon.al("run", "three", "--prompt", "count to three")
     assert answer.returncode == 3, answer.stderr
     assert "three here" in answer.stdout
@@ -242,6 +263,19 @@ def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> No
     assert run.trigger == "manual"
     assert run.prompt == "count to three"
     assert f"three {run.run_id} " in daemon.log()  # the daemon printed the run's lines
+
+    # Thin: the daemon path loads no pydantic (typer's option parsing would).
+    env = {**daemon.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    traced = run_al("run", "three", "-q", "-p", str(daemon.root), env=env)
+    assert traced.returncode == 3, traced.stderr
+    assert "action_llama.daemon.client" in traced.stderr
+    assert "pydantic" not in traced.stderr
+
+    # Forms the fast path leaves to the option parser go through the daemon all the same.
+    parsed = run_al("--debug", "run", "three", "-p", str(daemon.root), env=daemon.env)
+    assert parsed.returncode == 3, parsed.stderr
+    assert "running in the scheduler for" in parsed.stderr
+    assert len(daemon.runs("three")) == 3
 
     local = daemon.al("run", "three", "--local")
     assert local.returncode == 3, local.stderr

@@ -52,6 +52,10 @@ def _root(
 
 def main() -> None:
     try:
+        # `al run` while a scheduler runs skips the option parser's costs (see fast_path).
+        code = run.fast_path(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
         app()  # standalone: typer itself reports usage errors and exits
     except ActionLlamaError as exc:
         if os.environ.get("AL_DEBUG"):

@@ -4,7 +4,7 @@ one runs (`al start`), else here (building what the image chain needs first)."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +118,41 @@ def _report(outcome: RunOutcome, usage: str, quiet: bool) -> None:
             f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s{usage} "
             f"(run {outcome.run_id})"
         )
+
+
+def fast_path(argv: Sequence[str]) -> int | None:
+    """`al run` through a running scheduler, before the option parser runs (it loads pydantic
+    to coerce values, a tenth of a second): the run's exit code, or None for anything but
+    `run AGENT [-p DIR] [--prompt TEXT] [--json] [-q]` with a scheduler running. The parser
+    handles what this leaves, through the scheduler too, only slower."""
+    if not argv or argv[0] != "run":
+        return None
+    options = {"-p": "project", "--project": "project", "--prompt": "prompt"}
+    values: dict[str, str] = {"project": "."}
+    flags: set[str] = set()
+    agent = None
+    tokens = iter(argv[1:])
+    for token in tokens:
+        name, equals, value = token.partition("=")
+        if token in options:
+            values[options[token]] = next(tokens, "")
+        elif equals and name.startswith("--") and name in options:
+            values[options[name]] = value
+        elif token in ("--json", "-q", "--quiet"):
+            flags.add("--quiet" if token == "-q" else token)
+        elif token.startswith("-") or agent is not None:
+            return None  # --local, --help, anything else: the parser's job
+        else:
+            agent = token
+    if agent is None or not values["project"]:
+        return None
+    from action_llama.daemon.client import find_daemon
+
+    daemon = find_daemon(Path(values["project"]))
+    if daemon is None:
+        return None
+    prompt = values.get("prompt") or None
+    return _in_daemon(daemon, agent, prompt, "--json" in flags, "--quiet" in flags)
 
 
 #: How often a run followed through the scheduler is checked: its log file and its record.
