@@ -124,9 +124,7 @@ class WorkQueue:
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (agent, item.type, json.dumps(item.payload), item.describe(), now),
             ).fetchone()[0]
-            (count,) = conn.execute(
-                "SELECT count(*) FROM work_queue WHERE agent = ?", (agent,)
-            ).fetchone()
+            count = self._length_if_over(conn, agent, int(item_id), cap)
             dropped = self._drop_oldest(conn, agent, count - cap, cap, now) if count > cap else []
         for drop in dropped:
             log.warning(
@@ -136,6 +134,25 @@ class WorkQueue:
                 drop.summary,
             )
         return PushResult(item_id=int(item_id), dropped=dropped)
+
+    @staticmethod
+    def _length_if_over(conn: sqlite3.Connection, agent: str, newest: int, cap: int) -> int:
+        """`agent`'s queue length when it may exceed `cap`, else 0 (nothing to drop).
+
+        Counting is linear in the queue's length, which made every push slower as a long
+        queue grew. Ids only increase, so the queue holds at most `newest - oldest + 1` items:
+        when that span fits the cap (always, for an agent whose queue is long because its cap
+        is large) the count is skipped; the oldest id is one index lookup.
+        """
+        (oldest,) = conn.execute(
+            "SELECT min(id) FROM work_queue WHERE agent = ?", (agent,)
+        ).fetchone()
+        if newest - int(oldest) + 1 <= cap:
+            return 0
+        (count,) = conn.execute(
+            "SELECT count(*) FROM work_queue WHERE agent = ?", (agent,)
+        ).fetchone()
+        return int(count)
 
     @staticmethod
     def _drop_oldest(

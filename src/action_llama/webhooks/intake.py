@@ -163,7 +163,7 @@ def intake(
     if refused is not None:
         return replace(receipt, reason="validation_failed", detail=refused)
     unsigned = provider.credential_type is not None and not secrets
-    return _route(replace(receipt, unsigned=unsigned), provider, body, headers, agents)
+    return _route(receipt, provider, body, headers, agents, unsigned=unsigned)
 
 
 def replay(
@@ -207,7 +207,9 @@ def replay(
         reply=None,
         replay_of=original.id,
     )
-    routed = _route(receipt, provider, original.body, original.headers, agents)
+    routed = _route(
+        receipt, provider, original.body, original.headers, agents, unsigned=receipt.unsigned
+    )
     return replace(routed, event_summary=f"replay:{routed.event_summary}")
 
 
@@ -246,17 +248,29 @@ def _route(
     body: bytes,
     headers: Mapping[str, str],
     agents: Mapping[str, Sequence[WebhookTrigger]],
+    *,
+    unsigned: bool,
 ) -> Receipt:
+    # One `replace` per outcome: on a busy gateway each copy of this wide dataclass counted.
     try:
         parsed = provider.parse(body, headers)
     except WebhookRejected as exc:
-        return replace(receipt, reason=exc.reason, detail=exc.message)
+        return replace(receipt, reason=exc.reason, detail=exc.message, unsigned=unsigned)
     if isinstance(parsed, Ignored):
         return replace(
-            receipt, status="processed", reason="ignored", detail=parsed.reason, reply=parsed.reply
+            receipt,
+            status="processed",
+            reason="ignored",
+            detail=parsed.reason,
+            reply=parsed.reply,
+            unsigned=unsigned,
         )
     context = parsed.with_receipt(receipt.id, receipt.timestamp)
-    receipt = replace(receipt, event_summary=parsed.summary, context=context)
+    parsed_fields: dict[str, Any] = {
+        "event_summary": parsed.summary,
+        "context": context,
+        "unsigned": unsigned,
+    }
     matched: list[str] = []
     unmatched: dict[str, str] = {}
     for agent, triggers in agents.items():
@@ -274,9 +288,10 @@ def _route(
             detail=f"matched {', '.join(matched)}",
             matched_agents=tuple(matched),
             unmatched=unmatched,
+            **parsed_fields,
         )
     if not unmatched:
         detail = f"no agent listens to source {receipt.source}"
     else:
         detail = "no agent matched: " + "; ".join(f"{a}: {r}" for a, r in unmatched.items())
-    return replace(receipt, reason="no_match", detail=detail, unmatched=unmatched)
+    return replace(receipt, reason="no_match", detail=detail, unmatched=unmatched, **parsed_fields)

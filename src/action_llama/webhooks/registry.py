@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -71,8 +72,38 @@ def load_secrets(source: WebhookSource, store: CredentialStore) -> list[str]:
     ref = secret_ref(source)
     if ref is None or provider.credential_field is None:
         return []
+    key = (str(store.root), ref.type, ref.instance, provider.credential_field)
+    stamp = _stamp(os.path.join(store.root, ref.type, ref.instance), provider.credential_field)
+    cached = _SECRETS.get(key)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return list(cached[1])
     # `has` still raises for an unreadable store: that is a problem to report, not "unsigned".
     if not store.has(ref):
         return []
     value = store.read(ref).get(provider.credential_field, "")
-    return [value] if value else []
+    found = [value] if value else []
+    if stamp is not None:
+        _SECRETS[key] = (stamp, tuple(found))
+    return found
+
+
+#: Secrets already read, by (store root, type, instance, field), with the stamp they had.
+#: Every delivery needs its source's secret; reading the store (a directory listing and a
+#: file per field) on each one was a large share of the gateway's time per delivery.
+_SECRETS: dict[tuple[str, str, str, str], tuple[tuple[int, ...], tuple[str, ...]]] = {}
+
+
+def _stamp(instance: str, field: str) -> tuple[int, ...] | None:
+    """What changes when the credential is rewritten, removed or edited in place.
+
+    The store keeps `<root>/<type>/<instance>/<field>` and replaces an instance as a whole by
+    renaming a new directory over it (credentials/store.py), which changes the directory's
+    inode; an edit in place changes the file's mtime or size. None when either is missing or
+    unreadable: then the store is read (and reports the problem) as before.
+    """
+    try:
+        folder = os.stat(instance)
+        file = os.stat(os.path.join(instance, field))
+    except OSError:
+        return None
+    return (folder.st_ino, folder.st_mtime_ns, file.st_ino, file.st_mtime_ns, file.st_size)
