@@ -81,6 +81,7 @@ class Daemon:
     output: Path
     url: str
     api_key: str
+    creds: Path
 
     def control(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.api_key}"}
@@ -176,7 +177,7 @@ def daemon(
         assert proc.poll() is None, output.read_text()
         port = json.loads(marker.read_text())["port"]
         key = store.read(CredentialRef("gateway_api_key"))["key"]
-        yield Daemon(root, proc, output, f"http://127.0.0.1:{port}", key)
+        yield Daemon(root, proc, output, f"http://127.0.0.1:{port}", key, creds)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=90)
     finally:
@@ -227,6 +228,21 @@ def test_a_signed_github_delivery_starts_its_agent_and_a_forged_one_runs_nothing
     assert refused["status"] == "dead-letter"
     time.sleep(1.5)  # long enough for a wrongly dispatched run to show up
     assert [r.run_id for r in daemon.runs("hook")] == [run_id]
+
+
+def test_a_rotated_webhook_secret_counts_from_the_next_delivery(daemon: Daemon) -> None:
+    """The daemon keeps no stale copy of a webhook secret: once it is rewritten in the
+    credential store, deliveries signed with the old one are refused and the new one works."""
+    store = CredentialStore(daemon.creds)
+    ref = CredentialRef("github_webhook_secret")
+    assert daemon.deliver("ping").status_code == 200  # the gateway has read the secret
+    store.write(ref, {"secret": "the rotated secret"})
+    try:
+        assert daemon.deliver("ping").status_code == 401
+        assert daemon.deliver("ping", secret="the rotated secret").status_code == 200
+    finally:
+        store.write(ref, {"secret": SECRET})
+    assert daemon.deliver("ping").status_code == 200
 
 
 def test_scale_two_runs_two_deliveries_at_once_and_queues_the_rest(daemon: Daemon) -> None:
