@@ -5,6 +5,7 @@ Not a test module: the benchmarks are run by hand (see bench/README.md).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
@@ -179,3 +180,74 @@ def cleanup_project(root: Path, *, images: bool) -> None:
             except APIError as exc:
                 sys.stderr.write(f"could not remove image {image['Id'][:19]}: {exc}\n")
     client.close()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile, `q` in (0, 100]."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command: state is field 3 of stat(5), utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """`al start -p ROOT --port 0` as a subprocess, its output in ROOT/../daemon.log.
+
+    Waits for `.al/daemon.json`; `url` is its gateway, `api_key` the operator key `al start`
+    put in the credential store at `creds` (AL_CREDENTIALS_DIR).
+    """
+
+    def __init__(self, root: Path, creds: Path, env: dict[str, str] | None = None,
+                 timeout: float = 600) -> None:
+        from action_llama.credentials.refs import CredentialRef
+        from action_llama.credentials.store import CredentialStore
+
+        self.root = root
+        self.log = root.parent / "daemon.log"
+        with self.log.open("wb") as sink:
+            self.proc = subprocess.Popen(
+                [AL, "start", "-p", str(root), "--port", "0"], stdout=sink,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "AL_CREDENTIALS_DIR": str(creds), **(env or {})})
+        marker = root / ".al" / "daemon.json"
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                sys.stderr.write(f"al start did not come up:\n{self.log.read_text()}\n")
+                raise SystemExit(1)
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{json.loads(marker.read_text())['port']}"
+        self.api_key = CredentialStore(creds).read(CredentialRef("gateway_api_key"))["key"]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+        """One operator request (`/control/<path>`), which must succeed."""
+        import httpx2 as httpx
+
+        answer = httpx.request(method, f"{self.url}/control{path}", json=body, timeout=30,
+                               headers={"Authorization": f"Bearer {self.api_key}"})
+        if answer.status_code != 200:
+            sys.stderr.write(f"{method} /control{path}: {answer.status_code} {answer.text}\n")
+            raise SystemExit(1)
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def stop(self, *, kill: bool = False, timeout: float = 90) -> None:
+        """SIGTERM (graceful) or SIGKILL, and wait for the process to end."""
+        if self.proc.poll() is None:
+            (self.proc.kill if kill else self.proc.terminate)()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
