@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
+from action_llama.cli.follow import LogTail, follow
 from action_llama.cli.render import record_printer
 from action_llama.errors import RunNotFound
 
@@ -22,55 +20,6 @@ if TYPE_CHECKING:
     from action_llama.runs.store import RunRecord, RunStore
 
 FOLLOW_POLL = 0.1
-
-Emit = Callable[[dict[str, Any]], None]
-
-
-class LogTail:
-    """Reads a run's log file (JSON lines) incrementally: each `read` returns the records
-    completed since the last one, holding back a line still being written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fh: Any = None
-        self._partial = ""
-
-    def read(self) -> list[dict[str, Any]]:
-        if self._fh is None:
-            try:
-                self._fh = self.path.open(encoding="utf-8")
-            except FileNotFoundError:
-                return []  # the run has not written its first line yet
-        chunk = self._fh.read()
-        if not chunk:
-            return []
-        lines = (self._partial + chunk).split("\n")
-        self._partial = lines.pop()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
-def follow(tail: LogTail, running: Callable[[], bool], emit: Emit, poll: float) -> None:
-    """Emit records as they are written until `running()` turns false and the log is read to
-    its end (the run's record is closed only after its last line is written)."""
-    while True:
-        done = not running()
-        records = tail.read()
-        for record in records:
-            emit(record)
-        if done:
-            return
-        if not records:
-            time.sleep(poll)
 
 
 def _header(run: RunRecord) -> str:

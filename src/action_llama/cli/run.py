@@ -4,13 +4,13 @@ one runs (`al start`), else here (building what the image chain needs first)."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
+from action_llama.cli.follow import usage_text
 from action_llama.cli.render import (
     ConsoleEvents,
     QuietEvents,
@@ -18,12 +18,10 @@ from action_llama.cli.render import (
     record_printer,
     status,
 )
-from action_llama.errors import ActionLlamaError, DaemonUnavailable, RunError
+from action_llama.errors import ActionLlamaError
 
 if TYPE_CHECKING:
-    from action_llama.daemon.client import Daemon, RunReader, RunRow
     from action_llama.runs.service import RunOutcome
-    from action_llama.runs.store import RunRecord
 
 
 def run(
@@ -48,7 +46,9 @@ def run(
 
         daemon = find_daemon(project_dir)
         if daemon is not None:
-            raise typer.Exit(_in_daemon(daemon, agent_name, prompt, as_json, quiet))
+            from action_llama.cli.follow import in_daemon
+
+            raise typer.Exit(in_daemon(daemon, agent_name, prompt, as_json, quiet))
     import asyncio
 
     from action_llama.project import get_agent
@@ -88,7 +88,7 @@ def run(
 
     try:
         outcome = asyncio.run(supervised())
-        usage = _usage(store.get(outcome.run_id))
+        usage = usage_text(store.get(outcome.run_id))
     except (KeyboardInterrupt, asyncio.CancelledError):
         status(f"{agent.name}: stopped; the run is recorded as killed (al logs {agent.name})")
         raise typer.Exit(130) from None
@@ -96,18 +96,6 @@ def run(
         store.close()
     _report(outcome, usage, quiet)
     raise typer.Exit(outcome.result.exit_code)
-
-
-def _usage(run: RunRecord | RunRow) -> str:
-    """`, 1,234 tokens ($0.0021), returned '...'`, or what of it is known."""
-    text = ""
-    if run.input_tokens is not None or run.output_tokens is not None:
-        text += f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
-        if run.cost:
-            text += f" (${run.cost:.4f})"
-    if run.return_value:
-        text += f", returned {run.return_value[:80]!r}"
-    return text
 
 
 def _report(outcome: RunOutcome, usage: str, quiet: bool) -> None:
@@ -118,142 +106,3 @@ def _report(outcome: RunOutcome, usage: str, quiet: bool) -> None:
             f"{outcome.agent}: {outcome.result.status} in {outcome.duration:.1f}s{usage} "
             f"(run {outcome.run_id})"
         )
-
-
-def fast_path(argv: Sequence[str]) -> int | None:
-    """`al run` through a running scheduler, before the option parser runs (it loads pydantic
-    to coerce values, a tenth of a second): the run's exit code, or None for anything but
-    `run AGENT [-p DIR] [--prompt TEXT] [--json] [-q]` with a scheduler running. The parser
-    handles what this leaves, through the scheduler too, only slower."""
-    if not argv or argv[0] != "run":
-        return None
-    options = {"-p": "project", "--project": "project", "--prompt": "prompt"}
-    values: dict[str, str] = {"project": "."}
-    flags: set[str] = set()
-    agent = None
-    tokens = iter(argv[1:])
-    for token in tokens:
-        name, equals, value = token.partition("=")
-        if token in options:
-            values[options[token]] = next(tokens, "")
-        elif equals and name.startswith("--") and name in options:
-            values[options[name]] = value
-        elif token in ("--json", "-q", "--quiet"):
-            flags.add("--quiet" if token == "-q" else token)
-        elif token.startswith("-") or agent is not None:
-            return None  # --local, --help, anything else: the parser's job
-        else:
-            agent = token
-    if agent is None or not values["project"]:
-        return None
-    from action_llama.daemon.client import find_daemon
-
-    daemon = find_daemon(Path(values["project"]))
-    if daemon is None:
-        return None
-    prompt = values.get("prompt") or None
-    return _in_daemon(daemon, agent, prompt, "--json" in flags, "--quiet" in flags)
-
-
-#: How often a run followed through the scheduler is checked: its log file and its record.
-DAEMON_POLL = 0.02
-#: How long a killed run gets to be recorded as such before `al run` exits anyway.
-KILL_WAIT = 15.0
-
-
-def _in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, quiet: bool) -> int:
-    """Trigger `agent` in the scheduler and follow the run to its end; its exit code."""
-    from urllib.parse import quote
-
-    answer = daemon.post(f"/trigger/{quote(agent, safe='')}", {"prompt": prompt} if prompt else {})
-    if answer.get("outcome") != "started":
-        queued = daemon.get("/status").get("queues", {}).get(agent)
-        where = f" (position {queued} in its queue)" if queued else ""
-        status(f"{agent}: all its runners are busy; the run is queued{where}.")
-        if answer.get("reason"):
-            status(str(answer["reason"]))
-        status(f"Follow it with: al logs {agent} -f -p {daemon.root}")
-        return 0
-    run_id = str(answer["runId"])
-    if not quiet:
-        status(f"{agent}: running in the scheduler for {daemon.root} (run {run_id})")
-    from action_llama.daemon.client import RunReader
-
-    reader = RunReader(daemon.root)
-    # SIGTERM (systemd, kill) stops the run like Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        row = _follow(daemon, reader, agent, run_id, record_printer(as_json))
-    except KeyboardInterrupt:
-        _kill(daemon, reader, run_id)
-        status(f"{agent}: stopped; the run is recorded as killed (al logs {agent})")
-        return 130
-    finally:
-        reader.close()
-    if row.error:
-        hint = f"See its log with: al logs {agent} --run {run_id}"
-        print_error(ActionLlamaError(f"{row.error} (run {run_id})", hint=hint))
-    elif not quiet:
-        took = row.duration or 0.0
-        status(f"{agent}: {row.status} in {took:.1f}s{_usage(row)} (run {run_id})")
-    return row.exit_code if row.exit_code is not None else 1
-
-
-def _follow(
-    daemon: Daemon, reader: RunReader, agent: str, run_id: str, show: Callable[..., None]
-) -> RunRow:
-    """Stream the run's log records until its record is closed; the closed record."""
-    import time
-
-    from action_llama.cli.logs import LogTail, follow
-
-    row = reader.get(run_id)
-    checked = time.monotonic()
-    while row is None:
-        # The record appears once the run is staged; a run that fails before that only
-        # leaves the scheduler's list of running runs.
-        time.sleep(DAEMON_POLL)
-        row = reader.get(run_id)
-        if row is None and time.monotonic() - checked > 0.5:
-            checked = time.monotonic()
-            agents = daemon.get("/status").get("scheduler", {}).get("agents", {})
-            if run_id not in agents.get(agent, {}).get("running", []):
-                raise RunError(
-                    f"The scheduler could not start run {run_id} of {agent}.",
-                    hint="Its reason is in the output of al start.",
-                )
-    latest: list[RunRow] = [row]
-
-    def running() -> bool:
-        current = reader.get(run_id)
-        if current is not None:
-            latest[0] = current
-        if latest[0].status == "running" and not daemon.alive():
-            raise DaemonUnavailable(
-                f"The scheduler exited while run {run_id} of {agent} was running.",
-                hint=f"Start it again (al start -p {daemon.root}): it closes the run's record.",
-            )
-        return latest[0].status == "running"
-
-    tail = LogTail(latest[0].log_path)
-    try:
-        follow(tail, running, show, DAEMON_POLL)
-    finally:
-        tail.close()
-    return latest[0]
-
-
-def _kill(daemon: Daemon, reader: RunReader, run_id: str) -> None:
-    """Stop the run through the scheduler and wait (boundedly) until it is recorded."""
-    import time
-
-    try:
-        daemon.post(f"/kill/{run_id}")
-    except ActionLlamaError:
-        return  # it ended meanwhile, or the scheduler is gone: nothing left to stop
-    deadline = time.monotonic() + KILL_WAIT
-    while time.monotonic() < deadline:
-        row = reader.get(run_id)
-        if row is None or row.status != "running":
-            return
-        time.sleep(DAEMON_POLL * 5)

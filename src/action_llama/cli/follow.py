@@ -1,0 +1,217 @@
+"""Following runs as they happen, without the option parser: a run's log file read as it
+grows, and `al run` through the scheduler running for the project.
+
+Nothing here imports typer, pydantic, docker-py or the `action_llama.state` package: `al run`
+with a scheduler running takes this path before the option parser loads (`fast_path`), so
+its start-up costs about what the interpreter's does.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from action_llama.cli.render import print_error, record_printer, status
+from action_llama.errors import ActionLlamaError, DaemonUnavailable, RunError
+
+if TYPE_CHECKING:
+    from action_llama.daemon.client import Daemon, RunReader, RunRow
+    from action_llama.runs.store import RunRecord
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class LogTail:
+    """Reads a run's log file (JSON lines) incrementally: each `read` returns the records
+    completed since the last one, holding back a line still being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh: Any = None
+        self._partial = ""
+
+    def read(self) -> list[dict[str, Any]]:
+        if self._fh is None:
+            try:
+                self._fh = self.path.open(encoding="utf-8")
+            except FileNotFoundError:
+                return []  # the run has not written its first line yet
+        chunk = self._fh.read()
+        if not chunk:
+            return []
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def follow(tail: LogTail, running: Callable[[], bool], emit: Emit, poll: float) -> None:
+    """Emit records as they are written until `running()` turns false and the log is read to
+    its end (the run's record is closed only after its last line is written)."""
+    while True:
+        done = not running()
+        records = tail.read()
+        for record in records:
+            emit(record)
+        if done:
+            return
+        if not records:
+            time.sleep(poll)
+
+
+def usage_text(run: RunRecord | RunRow) -> str:
+    """`, 1,234 tokens ($0.0021), returned '...'`, or what of it is known."""
+    text = ""
+    if run.input_tokens is not None or run.output_tokens is not None:
+        text += f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
+        if run.cost:
+            text += f" (${run.cost:.4f})"
+    if run.return_value:
+        text += f", returned {run.return_value[:80]!r}"
+    return text
+
+
+def fast_path(argv: Sequence[str]) -> int | None:
+    """`al run` through a running scheduler, before the option parser runs (it loads pydantic
+    to coerce values, a tenth of a second): the run's exit code, or None for anything but
+    `run AGENT [-p DIR] [--prompt TEXT] [--json] [-q]` with a scheduler running. The parser
+    handles what this leaves, through the scheduler too, only slower."""
+    if not argv or argv[0] != "run":
+        return None
+    options = {"-p": "project", "--project": "project", "--prompt": "prompt"}
+    values: dict[str, str] = {"project": "."}
+    flags: set[str] = set()
+    agent = None
+    tokens = iter(argv[1:])
+    for token in tokens:
+        name, equals, value = token.partition("=")
+        if token in options:
+            values[options[token]] = next(tokens, "")
+        elif equals and name.startswith("--") and name in options:
+            values[options[name]] = value
+        elif token in ("--json", "-q", "--quiet"):
+            flags.add("--quiet" if token == "-q" else token)
+        elif token.startswith("-") or agent is not None:
+            return None  # --local, --help, anything else: the parser's job
+        else:
+            agent = token
+    if agent is None or not values["project"]:
+        return None
+    from action_llama.daemon.client import find_daemon
+
+    daemon = find_daemon(Path(values["project"]))
+    if daemon is None:
+        return None
+    prompt = values.get("prompt") or None
+    return in_daemon(daemon, agent, prompt, "--json" in flags, "--quiet" in flags)
+
+
+#: How often a run followed through the scheduler is checked: its log file and its record.
+DAEMON_POLL = 0.02
+#: How long a killed run gets to be recorded as such before `al run` exits anyway.
+KILL_WAIT = 15.0
+
+
+def in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, quiet: bool) -> int:
+    """Trigger `agent` in the scheduler and follow the run to its end; its exit code."""
+    from urllib.parse import quote
+
+    answer = daemon.post(f"/trigger/{quote(agent, safe='')}", {"prompt": prompt} if prompt else {})
+    if answer.get("outcome") != "started":
+        queued = daemon.get("/status").get("queues", {}).get(agent)
+        where = f" (position {queued} in its queue)" if queued else ""
+        status(f"{agent}: all its runners are busy; the run is queued{where}.")
+        if answer.get("reason"):
+            status(str(answer["reason"]))
+        status(f"Follow it with: al logs {agent} -f -p {daemon.root}")
+        return 0
+    run_id = str(answer["runId"])
+    if not quiet:
+        status(f"{agent}: running in the scheduler for {daemon.root} (run {run_id})")
+    from action_llama.daemon.client import RunReader
+
+    reader = RunReader(daemon.root)
+    # SIGTERM (systemd, kill) stops the run like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        row = _follow(daemon, reader, agent, run_id, record_printer(as_json))
+    except KeyboardInterrupt:
+        _kill(daemon, reader, run_id)
+        status(f"{agent}: stopped; the run is recorded as killed (al logs {agent})")
+        return 130
+    finally:
+        reader.close()
+    if row.error:
+        hint = f"See its log with: al logs {agent} --run {run_id}"
+        print_error(ActionLlamaError(f"{row.error} (run {run_id})", hint=hint))
+    elif not quiet:
+        took = row.duration or 0.0
+        status(f"{agent}: {row.status} in {took:.1f}s{usage_text(row)} (run {run_id})")
+    return row.exit_code if row.exit_code is not None else 1
+
+
+def _follow(
+    daemon: Daemon, reader: RunReader, agent: str, run_id: str, show: Callable[..., None]
+) -> RunRow:
+    """Stream the run's log records until its record is closed; the closed record."""
+    row = reader.get(run_id)
+    checked = time.monotonic()
+    while row is None:
+        # The record appears once the run is staged; a run that fails before that only
+        # leaves the scheduler's list of running runs.
+        time.sleep(DAEMON_POLL)
+        row = reader.get(run_id)
+        if row is None and time.monotonic() - checked > 0.5:
+            checked = time.monotonic()
+            agents = daemon.get("/status").get("scheduler", {}).get("agents", {})
+            if run_id not in agents.get(agent, {}).get("running", []):
+                raise RunError(
+                    f"The scheduler could not start run {run_id} of {agent}.",
+                    hint="Its reason is in the output of al start.",
+                )
+    latest: list[RunRow] = [row]
+
+    def running() -> bool:
+        current = reader.get(run_id)
+        if current is not None:
+            latest[0] = current
+        if latest[0].status == "running" and not daemon.alive():
+            raise DaemonUnavailable(
+                f"The scheduler exited while run {run_id} of {agent} was running.",
+                hint=f"Start it again (al start -p {daemon.root}): it closes the run's record.",
+            )
+        return latest[0].status == "running"
+
+    tail = LogTail(latest[0].log_path)
+    try:
+        follow(tail, running, show, DAEMON_POLL)
+    finally:
+        tail.close()
+    return latest[0]
+
+
+def _kill(daemon: Daemon, reader: RunReader, run_id: str) -> None:
+    """Stop the run through the scheduler and wait (boundedly) until it is recorded."""
+    try:
+        daemon.post(f"/kill/{run_id}")
+    except ActionLlamaError:
+        return  # it ended meanwhile, or the scheduler is gone: nothing left to stop
+    deadline = time.monotonic() + KILL_WAIT
+    while time.monotonic() < deadline:
+        row = reader.get(run_id)
+        if row is None or row.status != "running":
+            return
+        time.sleep(DAEMON_POLL * 5)
