@@ -195,6 +195,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_wait_seconds(pid: int) -> float:
+    """Seconds process `pid`'s main thread has waited, runnable, for a CPU (other processes
+    had them): /proc/<pid>/schedstat. Tells a server starved of CPU from one that blocks."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 class Daemon:
     """`al start -p ROOT --port 0` as a subprocess, its output in ROOT/../daemon.log.
 

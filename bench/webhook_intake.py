@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import Daemon, cpu_seconds, percentile, verdict, write_files
+from _common import Daemon, cpu_seconds, cpu_wait_seconds, percentile, verdict, write_files
 
 GOAL_RATE = 500.0
 SECRET = "webhook intake benchmark secret"
@@ -297,9 +297,10 @@ def main() -> int:
         try:
             daemon.control("POST", f"/pause/{AGENT}")
             warm = asyncio.run(generate(daemon.url, 2, args.concurrency, first=10**8))
-            before = cpu_seconds(daemon.pid)
+            before, waited = cpu_seconds(daemon.pid), cpu_wait_seconds(daemon.pid)
             load = asyncio.run(generate(daemon.url, args.seconds, args.concurrency))
             daemon_cpu = cpu_seconds(daemon.pid) - before
+            daemon_wait = cpu_wait_seconds(daemon.pid) - waited
         finally:
             daemon.stop(kill=True)
         show("al start: signed + queued", load, daemon_cpu)
@@ -310,8 +311,9 @@ def main() -> int:
               f"{load.rate / framework.rate:.2f} of the FastAPI route's")
         # The rate depends on the CPU the daemon gets on a shared machine; this does not.
         per_core = load.ok / daemon_cpu if daemon_cpu else float("nan")
-        print(f"daemon: {daemon_cpu / load.elapsed:.2f} of a core on average; at this CPU cost "
-              f"per delivery one free core would take {per_core:.0f}/s")
+        print(f"daemon: ran on a core {daemon_cpu / load.elapsed:.0%} of the time and waited "
+              f"for one (busy with other processes) {daemon_wait / load.elapsed:.0%}; at its CPU "
+              f"cost per delivery one free core would take {per_core:.0f}/s")
         # The warm-up's deliveries are queued too: they must all be there as well.
         problems = audit(root, [*warm.accepted, *load.accepted])
         for problem in problems:
