@@ -160,6 +160,11 @@ def in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, qui
     elif not quiet:
         took = row.duration or 0.0
         status(f"{agent}: {row.status} in {took:.1f}s{usage_text(row)} (run {run_id})")
+        if row.status == "rerun":
+            status(
+                "It asked for a rerun: the scheduler starts a new run unless maxReruns is "
+                f"reached (al logs {agent} -f)"
+            )
     return row.exit_code if row.exit_code is not None else 1
 
 

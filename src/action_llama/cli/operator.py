@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,14 +61,22 @@ def _last_runs(root: Path, agents: list[str]) -> dict[str, RunRecord]:
         store.close()
 
 
+def _iso(timestamp: float | None) -> str | None:
+    """As the gateway writes times: ISO 8601 in UTC with milliseconds."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _run_json(run: RunRecord) -> dict[str, Any]:
     return {
         "runId": run.run_id,
         "trigger": run.trigger,
         "status": run.status,
         "exitCode": run.exit_code,
-        "startedAt": run.started_at,
-        "finishedAt": run.finished_at,
+        "startedAt": _iso(run.started_at),
+        "finishedAt": _iso(run.finished_at),
     }
 
 
