@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,17 @@ def previous_daemon(marker: Path) -> tuple[int | None, int | None]:
     return (pid if isinstance(pid, int) else None), (port if isinstance(port, int) else None)
 
 
+def _still_serving(pid: int) -> bool:
+    """Whether `pid` is a live `al start` other than us (a pid reused since is not)."""
+    if pid == os.getpid() or not alive(pid, None):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no procfs: a live pid is all there is to go by
+    return b"start" in argv and any(arg.endswith(b"al") for arg in argv)
+
+
 @dataclass
 class Adoption:
     """Takes back the runs left in `state.active_runs` for `scheduler`."""
@@ -81,7 +93,7 @@ class Adoption:
         daemon left (its port tells whether adopted runs can still reach the gateway).
         """
         pid, previous_port = previous_daemon(marker)
-        if pid is not None and alive(pid, None):
+        if pid is not None and _still_serving(pid):
             log.warning(
                 "another scheduler (pid %d) runs for this project: its runs are left to it", pid
             )
