@@ -19,7 +19,15 @@ import pytest
 
 from action_llama.runs.store import RunRecord, RunStore
 
-from support import AL, ProjectFactory, kill_processes_of, run_al, run_processes, script_agent
+from support import (
+    AL,
+    ProjectFactory,
+    kill_processes_of,
+    run_al,
+    run_processes,
+    script_agent,
+    script_output,
+)
 
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
 #: (and kill their processes) when they end, which would break a daemon running here.
@@ -266,8 +274,9 @@ def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> No
 
     # Thin: the daemon path loads no pydantic (typer's option parsing would).
     env = {**daemon.env, "PYTHONPROFILEIMPORTTIME": "1"}
-    traced = run_al("run", "three", "-q", "-p", str(daemon.root), env=env)
+    traced = run_al("run", "three", "-q", "--json", f"--project={daemon.root}", env=env)
     assert traced.returncode == 3, traced.stderr
+    assert "three here" in script_output(traced.stdout)
     assert "action_llama.daemon.client" in traced.stderr
     assert "pydantic" not in traced.stderr
 
