@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +31,11 @@ from action_llama.errors import RunNotFound
 from action_llama.runs.store import RunRecord, RunStore, read_log
 from action_llama.state import State
 
-from support import AL, ProjectFactory, script_agent
+from support import AL, ProjectFactory, kill_processes_of, script_agent
+
+#: This module's own run_as user: other test sessions on the machine remove the shared ones
+#: (and kill their processes) when they end, which would kill a run meant to outlive its daemon.
+RESTART_USER = "al-test-restart"
 
 SLOW = (
     "rlock github://o/r/issues/5 >/dev/null || exit 9\n"
@@ -154,6 +160,24 @@ class Daemon:
         return self.output.read_text(errors="replace")
 
 
+@pytest.fixture(scope="module")
+def restart_user() -> Iterator[str]:
+    """A system user for this module's host-user runs, removed after it."""
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
+        pytest.skip("host-user runs need root (to create OS users and to run as them)")
+    try:
+        pwd.getpwnam(RESTART_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/usr/sbin/nologin", RESTART_USER],
+            check=True,
+            capture_output=True,
+        )
+    yield RESTART_USER
+    kill_processes_of(pwd.getpwnam(RESTART_USER).pw_uid)
+    subprocess.run(["userdel", RESTART_USER], check=False, capture_output=True)
+
+
 @pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Callable[[Path, dict[str, str]], Daemon]]:
     made: list[Daemon] = []
@@ -246,14 +270,14 @@ def test_kill_9_then_restart_re_adopts_containers_and_runs_the_queue(
 
 def test_kill_9_then_restart_reattaches_a_host_user_run_through_its_pid_file(
     make_project: ProjectFactory,
-    host_users: tuple[str, ...],
+    restart_user: str,
     runs_root: Path,
     daemon_factory: Callable[[Path, dict[str, str]], Daemon],
 ) -> None:
     """A host-user run outlives a `kill -9` of its daemon; the next daemon finds it through
     its pid file and follows it: the record ends with exit 3, its log holds both lines once,
     its lock is released, and its pid file, log and credentials stage are removed."""
-    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
+    runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{restart_user}"\n'
     root = make_project(script_agent("hosted", SLOW.format(seconds=12), config=runtime))
     daemon = daemon_factory(
         root,
