@@ -311,8 +311,9 @@ def test_ctrl_c_on_al_run_kills_the_run_in_the_daemon(daemon: Daemon) -> None:
 
 
 def test_logs_follow_a_running_run_live_until_it_ends(daemon: Daemon) -> None:
-    """`al logs AGENT -f` on a running run prints its lines as they come and returns when the
-    run ends, with the run's final state; without -f (not a terminal) it returns at once."""
+    """`al logs AGENT -f` follows the agent's running run (even when a newer one has ended),
+    printing its lines as they come, and returns when it ends, with its final state; without
+    -f (not a terminal) `al logs` prints the latest run and returns at once."""
     follower = daemon.popen("run", "slow")
     try:
         wait_for(lambda: any(r.status == "running" for r in daemon.runs("slow")))
@@ -320,7 +321,15 @@ def test_logs_follow_a_running_run_live_until_it_ends(daemon: Daemon) -> None:
         wait_for(lambda: bool(run_processes(run_id)))
         snapshot = daemon.al("logs", "slow", timeout=20)
         assert snapshot.returncode == 0, snapshot.stderr
-        assert "· running" in snapshot.stdout
+        assert f"── run {run_id} · manual · running" in snapshot.stdout
+        # A newer run that has already ended, as a second runner would leave it.
+        store = RunStore(daemon.root / ".al")
+        try:
+            store.start("d0ne0001", "slow", "manual", None, "host-user", None)
+            store.finish("d0ne0001", "completed", 0, None)
+        finally:
+            store.close()
+        assert "── run d0ne0001 · manual · completed" in daemon.al("logs", "slow").stdout
         live = daemon.popen("logs", "slow", "-f")
         time.sleep(1)
         assert live.poll() is None  # still following

@@ -43,8 +43,8 @@ def logs(
         None,
         "--follow/--no-follow",
         "-f",
-        help="Keep printing while the run goes on, until it ends. Default: follow when the "
-        "run shown is still running and the output is a terminal.",
+        help="Follow the agent's running run (the newest, when several run) until it ends. "
+        "Default: follow when the latest run is still running and the output is a terminal.",
         show_default=False,
     ),
     run_id: str | None = typer.Option(None, "--run", help="A run id (default: the latest run)."),
@@ -76,6 +76,10 @@ def logs(
                 typer.echo(f'No runs of "{agent.name}" yet. Start one with: al run {agent.name}')
                 return
             run = recent[0]
+            if follow_run and run.status != "running":
+                # -f is for a live view: an older run still going (scale > 1) beats a done one.
+                running = [r for r in store.runs(agent.name, limit=50) if r.status == "running"]
+                run = running[0] if running else run
         if follow_run is None:
             follow_run = sys.stdout.isatty()
         _show(store, run, lines, follow_run, as_json)
