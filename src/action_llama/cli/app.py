@@ -9,9 +9,7 @@ import typer
 
 from action_llama import __version__
 from action_llama.cli import creds, doctor, image, logs, new, operator, run, start
-from action_llama.cli.follow import fast_path
-from action_llama.cli.render import print_error
-from action_llama.errors import ActionLlamaError
+from action_llama.cli.render import reported
 
 app = typer.Typer(
     name="al",
@@ -52,17 +50,7 @@ def _root(
 
 
 def main() -> None:
-    try:
-        # `al run` while a scheduler runs skips the option parser's costs (see fast_path).
-        code = fast_path(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
-        app()  # standalone: typer itself reports usage errors and exits
-    except ActionLlamaError as exc:
-        if os.environ.get("AL_DEBUG"):
-            raise
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+    # Standalone: typer itself reports usage errors and exits.
+    code = reported(app)
+    if code is not None:
+        sys.exit(code)

@@ -21,17 +21,29 @@ def main() -> None:
     # the youngest generation (not a disabled collector) keeps collections rare all along.
     gc.set_threshold(50_000, 20, 20)
     gc.disable()
+    # `al run` while a scheduler runs for the project is a small HTTP client: it is tried
+    # before the option parser (typer, asyncio: ~0.1 s) loads. None: not that case.
+    from action_llama.cli.follow import fast_path
+    from action_llama.cli.render import reported
+
+    code = reported(lambda: fast_path(sys.argv[1:]))
+    if code is None:
+        code = _parsed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _parsed() -> int:
+    """The command line through the option parser; its exit code."""
     from action_llama.cli.app import main as app_main
 
     gc.freeze()
     gc.enable()
-    code = 0
     try:
         app_main()
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):
             sys.stderr.write(f"{exc.code}\n")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -75,3 +76,18 @@ class QuietEvents:
 
     def line(self, title: str, text: str) -> None:
         pass
+
+
+def reported(action: Callable[[], int | None]) -> int | None:
+    """Run `action`; a user-fixable error becomes `error:`/`hint:` and its exit code, Ctrl-C
+    exit 130 (tracebacks only with --debug / AL_DEBUG)."""
+    try:
+        return action()
+    except ActionLlamaError as exc:
+        if os.environ.get("AL_DEBUG"):
+            raise
+        print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

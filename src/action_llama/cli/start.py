@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ def start(
 ) -> None:
     """Check the project, build its images, then run the scheduler (cron, webhooks, calls) and
     its gateway until Ctrl-C or SIGTERM, picking up edits to the project as they are made."""
+    import asyncio
+
     from action_llama.daemon.main import serve
 
     project = project_at(project_dir)
