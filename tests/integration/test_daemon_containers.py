@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -292,6 +293,13 @@ def test_a_full_queue_drops_its_oldest_item_and_records_it(daemon: Daemon) -> No
         ("manual", "manual prompt: second", "queue full (cap 1)")
     ]
     assert "queue full for agent tiny, oldest event dropped" in daemon.log_text()
+    stat = subprocess.run(
+        [AL, "stat", "-p", str(daemon.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AL_CREDENTIALS_DIR": str(daemon.creds)},
+    )
+    assert re.search(r"tiny\s+manual prompt: second\s+queue full \(cap 1\)", stat.stdout)
     runs = wait_for(
         lambda: (
             (rs := daemon.runs("tiny")) and len(rs) == 2 and all(r.finished_at for r in rs) and rs

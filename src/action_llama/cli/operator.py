@@ -148,6 +148,20 @@ def _render(daemon: Daemon, view: dict[str, Any], last: dict[str, RunRecord]) ->
                 ]
             )
         lines += ["", _table(rows)]
+    drops = view.get("drops", [])
+    if drops:
+        rows = [["DROPPED", "AGENT", "WORK", "WHY"]]
+        for drop in drops:
+            when = datetime.fromisoformat(drop["droppedAt"]).timestamp()
+            rows.append(
+                [
+                    f"{_ago(time.time() - when)} ago",
+                    str(drop.get("agent")),
+                    str(drop.get("summary") or drop.get("type")),
+                    str(drop.get("reason")),
+                ]
+            )
+        lines += ["", _table(rows)]
     return "\n".join(lines)
 
 

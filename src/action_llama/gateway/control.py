@@ -3,7 +3,8 @@
 The key is the `gateway_api_key` credential (made by `al doctor`), read on every request so it
 can be rotated without a restart, and compared in constant time.
 
-    GET  /control/status                    scheduler view + active runs, queues, locks
+    GET  /control/status                    scheduler view + active runs, queues, locks,
+                                            the latest queue drops
     GET  /control/runs                      runs in progress
     GET  /control/locks                     every held lock, with its holder's agent
     GET  /control/calls                     agent calls pending or running
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
 
     from action_llama.gateway.app import GatewayDeps
     from action_llama.gateway.webhook import WebhookDesk
-    from action_llama.state import ActiveRun
+    from action_llama.state import ActiveRun, QueueDrop
     from action_llama.state import Receipt as StoredReceipt
 
 MAX_RECEIPTS = 500
+#: Queue drops `/control/status` lists (newest first).
+RECENT_DROPS = 10
 Routes = tuple[tuple[str, "Callable[..., Awaitable[JSONResponse]]"], ...]
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -70,6 +73,17 @@ def run_json(run: ActiveRun) -> dict[str, Any]:
         "trigger": run.trigger,
         "depth": run.depth,
         "callId": run.call_id,
+    }
+
+
+def drop_json(drop: QueueDrop) -> dict[str, Any]:
+    return {
+        "agent": drop.agent,
+        "type": drop.type,
+        "summary": drop.summary,
+        "receivedAt": iso(drop.received_at),
+        "droppedAt": iso(drop.dropped_at),
+        "reason": drop.reason,
     }
 
 
@@ -137,6 +151,7 @@ class ControlRoutes:
             runs=[run_json(run) for run in self.state.active_runs.list()],
             queues=self.state.queue.lengths(),
             locks=self._locks(),
+            drops=[drop_json(d) for d in self.state.queue.drops(limit=RECENT_DROPS)],
         )
 
     async def runs(self) -> JSONResponse:
