@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from action_llama.gateway.backend import GatewayBackend
 from action_llama.gateway.control import ControlRoutes
+from action_llama.gateway.history import HistoryRoutes
 from action_llama.gateway.http import install_error_handlers
 from action_llama.gateway.runs import RunRoutes
 from action_llama.gateway.settings import GatewaySettings
@@ -60,4 +61,5 @@ def create_app(
     app.include_router(webhook_routes(desk))
     app.include_router(RunRoutes(deps).router())
     app.include_router(ControlRoutes(deps, desk).router())
+    app.include_router(HistoryRoutes(deps).router())
     return app

@@ -16,6 +16,8 @@ can be rotated without a restart, and compared in constant time.
     GET  /control/receipts?limit=&source=   webhook receipts, newest first
     GET  /control/receipts/{id}             one receipt, with its headers and body
     POST /control/receipts/{id}/replay      route a stored delivery again (no signature check)
+
+The run history (`/control/logs/{agent}`, `/control/stats`) is served by `gateway/history.py`.
 """
 
 from __future__ import annotations
