@@ -8,10 +8,7 @@ are skipped unless the tests run as root).
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any
 import pytest
 
 from fakes.model_server import FakeModelServer
-from support import ProjectFactory, cleanup_project, kill_processes_of, write_files
+from support import ProjectFactory, cleanup_project, system_users, write_files
 
 HOST_USERS = ("al-test-a", "al-test-b")
 
@@ -71,25 +68,8 @@ def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def host_users() -> Iterator[tuple[str, ...]]:
     """Two system users with no login shell for host-user runs, removed after the session."""
-    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
-        pytest.skip("host-user runs need root (to create OS users and to run as them)")
-    for name in HOST_USERS:
-        try:
-            pwd.getpwnam(name)  # left by a session that was killed: reuse it
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],
-                check=True,
-                capture_output=True,
-            )
-    yield HOST_USERS
-    for name in HOST_USERS:
-        try:
-            uid = pwd.getpwnam(name).pw_uid
-        except KeyError:
-            continue  # another test session on this machine removed it already
-        kill_processes_of(uid)
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+    with system_users(*HOST_USERS) as names:
+        yield names
 
 
 @pytest.fixture

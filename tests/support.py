@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from action_llama.runs.store import RunRecord
+
     from fakes.model_server import FakeModelServer
 
 AL = str(Path(sys.executable).parent / "al")
@@ -93,6 +96,38 @@ def kill_processes_of(uid: int) -> None:
             continue
 
 
+@contextmanager
+def system_users(*names: str) -> Iterator[tuple[str, ...]]:
+    """OS users with no login shell for host-user runs (reused if a killed session left them);
+    afterwards their processes are killed and they are removed. Skips without root."""
+    import pwd
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
+        pytest.skip("host-user runs need root (to create OS users and to run as them)")
+    for name in names:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+                capture_output=True,
+            )
+    try:
+        yield names
+    finally:
+        for name in names:
+            try:
+                uid = pwd.getpwnam(name).pw_uid
+            except KeyError:
+                continue  # another test session on this machine removed it already
+            kill_processes_of(uid)
+            subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
 def run_processes(run_id: str) -> list[int]:
     """Live processes whose environment carries AL_RUN_ID=<run_id> (those of one run)."""
     tag = f"AL_RUN_ID={run_id}".encode()
@@ -129,3 +164,26 @@ def model_agent(name: str, skill_body: str = "Do the task.\n", config: str = "")
         f"agents/{name}/SKILL.md": f"---\ndescription: session test\n---\n{skill_body}",
         f"agents/{name}/config.toml": config or 'models = ["primary", "backup"]\n',
     }
+
+
+def stored_runs(root: Path, agent: str | None = None, limit: int = 1000) -> list[RunRecord]:
+    """The runs recorded in the project at `root` (of one agent), as `al logs --runs` lists
+    them (newest first)."""
+    from action_llama.runs.store import RunStore
+
+    store = RunStore(root / ".al")
+    try:
+        return store.runs(agent, limit=limit)
+    finally:
+        store.close()
+
+
+def stored_run(root: Path, run_id: str) -> RunRecord:
+    """One recorded run of the project at `root`; RunNotFound until it is recorded."""
+    from action_llama.runs.store import RunStore
+
+    store = RunStore(root / ".al")
+    try:
+        return store.get(run_id)
+    finally:
+        store.close()

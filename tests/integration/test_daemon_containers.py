@@ -27,10 +27,10 @@ import pytest
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
-from action_llama.runs.store import RunRecord, RunStore, read_log
+from action_llama.runs.store import RunRecord, read_log
 from action_llama.state import State
 
-from support import AL, cleanup_project, script_agent, write_files
+from support import AL, cleanup_project, script_agent, stored_run, stored_runs, write_files
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -111,18 +111,10 @@ class Daemon:
         return httpx.post(f"{self.url}/webhooks/gh", content=raw, headers=headers, timeout=30)
 
     def runs(self, agent: str) -> list[RunRecord]:
-        store = RunStore(self.root / ".al")
-        try:
-            return store.runs(agent, limit=100)
-        finally:
-            store.close()
+        return stored_runs(self.root, agent, limit=100)
 
     def run(self, run_id: str) -> RunRecord:
-        store = RunStore(self.root / ".al")
-        try:
-            return store.get(run_id)
-        finally:
-            store.close()
+        return stored_run(self.root, run_id)
 
     def finished(self, run_id: str) -> bool:
         try:

@@ -17,9 +17,8 @@ import httpx2 as httpx
 import pytest
 
 from action_llama.errors import RunNotFound
-from action_llama.runs.store import RunStore
 
-from support import AL, ProjectFactory, write_files
+from support import AL, ProjectFactory, stored_run, stored_runs, write_files
 
 TICK = 'echo "tick of $AL_AGENT"\n'
 
@@ -35,21 +34,14 @@ class Daemon:
         return self.log.read_text()
 
     def runs(self, agent: str) -> int:
-        store = RunStore(self.root / ".al")
-        try:
-            return len(store.runs(agent))
-        finally:
-            store.close()
+        return len(stored_runs(self.root, agent))
 
     def status(self, run_id: str) -> str | None:
         """The run's status; None until the daemon has recorded it."""
-        store = RunStore(self.root / ".al")
         try:
-            return store.get(run_id).status
+            return stored_run(self.root, run_id).status
         except RunNotFound:
             return None
-        finally:
-            store.close()
 
     def wait_for_output(self, text: str, after: int = 0, timeout: float = 30) -> int:
         """Wait until `text` appears in the output past offset `after`; its end offset."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,10 +26,10 @@ from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.staging import stages_of
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import RunNotFound
-from action_llama.runs.store import RunRecord, RunStore, read_log
+from action_llama.runs.store import RunRecord, read_log
 from action_llama.state import State
 
-from support import AL, ProjectFactory, kill_processes_of, script_agent
+from support import AL, ProjectFactory, script_agent, stored_run, stored_runs, system_users
 
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
 #: (and kill their processes) when they end, which would kill a run meant to outlive its daemon.
@@ -125,18 +123,10 @@ class Daemon:
         return self.control(f"trigger/{agent}")
 
     def runs(self, agent: str) -> list[RunRecord]:
-        store = RunStore(self.root / ".al")
-        try:
-            return sorted(store.runs(agent, limit=100), key=lambda r: r.started_at)
-        finally:
-            store.close()
+        return sorted(stored_runs(self.root, agent, limit=100), key=lambda r: r.started_at)
 
     def run(self, run_id: str) -> RunRecord:
-        store = RunStore(self.root / ".al")
-        try:
-            return store.get(run_id)
-        finally:
-            store.close()
+        return stored_run(self.root, run_id)
 
     def records(self, run_id: str) -> list[dict[str, Any]]:
         return list(read_log(self.run(run_id).log_path))
@@ -163,19 +153,8 @@ class Daemon:
 @pytest.fixture(scope="module")
 def restart_user() -> Iterator[str]:
     """A system user for this module's host-user runs, removed after it."""
-    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
-        pytest.skip("host-user runs need root (to create OS users and to run as them)")
-    try:
-        pwd.getpwnam(RESTART_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--shell", "/usr/sbin/nologin", RESTART_USER],
-            check=True,
-            capture_output=True,
-        )
-    yield RESTART_USER
-    kill_processes_of(pwd.getpwnam(RESTART_USER).pw_uid)
-    subprocess.run(["userdel", RESTART_USER], check=False, capture_output=True)
+    with system_users(RESTART_USER):
+        yield RESTART_USER
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import time
@@ -22,11 +20,12 @@ from action_llama.runs.store import RunRecord, RunStore
 from support import (
     AL,
     ProjectFactory,
-    kill_processes_of,
     run_al,
     run_processes,
     script_agent,
     script_output,
+    stored_runs,
+    system_users,
 )
 
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
@@ -61,11 +60,7 @@ class Daemon:
         )
 
     def runs(self, agent: str | None = None) -> list[RunRecord]:
-        store = RunStore(self.root / ".al")
-        try:
-            return store.runs(agent, limit=1000)
-        finally:
-            store.close()
+        return stored_runs(self.root, agent)
 
     def run(self, run_id: str) -> RunRecord:
         return next(r for r in self.runs() if r.run_id == run_id)
@@ -103,19 +98,8 @@ def daemon_env(tmp_path: Path, runs_root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def operator_user() -> Iterator[str]:
     """A system user for this module's host-user runs, removed after it."""
-    if os.geteuid() != 0 or not (shutil.which("useradd") and shutil.which("setpriv")):
-        pytest.skip("host-user runs need root (to create OS users and to run as them)")
-    try:
-        pwd.getpwnam(OPERATOR_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--shell", "/usr/sbin/nologin", OPERATOR_USER],
-            check=True,
-            capture_output=True,
-        )
-    yield OPERATOR_USER
-    kill_processes_of(pwd.getpwnam(OPERATOR_USER).pw_uid)
-    subprocess.run(["userdel", OPERATOR_USER], check=False, capture_output=True)
+    with system_users(OPERATOR_USER):
+        yield OPERATOR_USER
 
 
 @pytest.fixture
