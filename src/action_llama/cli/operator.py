@@ -52,9 +52,10 @@ def stat(
 
 
 def _last_runs(root: Path, agents: list[str]) -> dict[str, RunRecord]:
+    from action_llama.layout import STATE_DIR
     from action_llama.runs.store import RunStore
 
-    store = RunStore(root / ".al")
+    store = RunStore(root / STATE_DIR)
     try:
         return {name: runs[0] for name in agents if (runs := store.runs(name, limit=1))}
     finally:

@@ -2,9 +2,8 @@
 
 Standard library only, on purpose: `al run` through the daemon has to start about as fast as
 `docker run`, so this module loads neither pydantic nor FastAPI nor docker-py (nor the
-`action_llama.state` package, which loads pydantic). That is why it repeats three facts other
-modules own: the marker file `daemon/main.py` writes, the credential holding the operator key
-(`gateway/settings.py`), and the columns of the `runs` table (`state/schema.py`).
+`action_llama.state` package, which loads pydantic). The names it looks for are shared through
+`action_llama.layout`; only the columns of the `runs` table it reads repeat `state/schema.py`.
 
     find_daemon(dir)           the daemon of the project at `dir`, or None (no marker, dead pid)
     require_daemon(dir)        the same, or DaemonUnavailable naming `al start -p DIR`
@@ -12,7 +11,7 @@ modules own: the marker file `daemon/main.py` writes, the credential holding the
         no answer, 401, 503    DaemonUnavailable (with what to do)
         404                    AgentNotFound or RunNotFound
         409                    TriggerRefused (the scheduler's reason)
-    read_run(state_dir, id)    a run's row of the project database, or None
+    RunReader(root).get(id)    a run's row of the project database, or None
 """
 
 from __future__ import annotations
@@ -34,14 +33,11 @@ from action_llama.errors import (
     RunNotFound,
     TriggerRefused,
 )
+from action_llama.layout import API_KEY_FIELD, API_KEY_TYPE, DAEMON_FILE, DB_NAME, STATE_DIR
 
-#: As written by `daemon/main.serve` (`.al/daemon.json`: pid, port, started).
-DAEMON_MARKER = Path(".al") / "daemon.json"
-#: The operator API key, as `gateway/settings.py` keeps it (API_KEY_REF, field API_KEY_FIELD).
-API_KEY_REF = CredentialRef("gateway_api_key")
-API_KEY_FIELD = "key"
-#: The project database, as `state/db.py` names it.
-DB_FILE = Path(".al") / "action-llama.db"
+DAEMON_MARKER = Path(STATE_DIR) / DAEMON_FILE
+API_KEY_REF = CredentialRef(API_KEY_TYPE)
+DB_FILE = Path(STATE_DIR) / DB_NAME
 REQUEST_TIMEOUT = 30.0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from action_llama.credentials.store import CredentialStore
+from action_llama.layout import DAEMON_FILE
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
@@ -31,7 +32,6 @@ from action_llama.runtimes.registry import get_runtime, runtime_name
 if TYPE_CHECKING:
     from action_llama.daemon.view import Board
 
-DAEMON_FILE = "daemon.json"
 SHUTDOWN_GRACE = 60.0
 
 

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
+from action_llama.layout import API_KEY_FIELD, API_KEY_TYPE
 from action_llama.state.locks import DEFAULT_TTL
 
 if TYPE_CHECKING:
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
     from action_llama.project import Project
 
 #: Where the operator API's bearer key lives in the credential store.
-API_KEY_REF = CredentialRef("gateway_api_key")
-API_KEY_FIELD = "key"
+API_KEY_REF = CredentialRef(API_KEY_TYPE)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from action_llama.config import AgentFileConfig, ModelConfig, ProjectConfig, SkillFile
-
-STATE_DIR = ".al"
+from action_llama.layout import STATE_DIR
 
 
 @dataclass(frozen=True)

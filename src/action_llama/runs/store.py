@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from action_llama.errors import RunNotFound
-from action_llama.state.db import DB_NAME, Database
+from action_llama.layout import DB_NAME
+from action_llama.state.db import Database
 from action_llama.state.schema import MIGRATIONS
 
 __all__ = ["MIGRATIONS", "RunRecord", "RunStore", "read_log"]

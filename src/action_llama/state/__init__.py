@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from action_llama.layout import DB_NAME
 from action_llama.state.active import ActiveRun, ActiveRuns
 from action_llama.state.calls import Call, Calls, Refused
-from action_llama.state.db import DB_NAME, Database
+from action_llama.state.db import Database
 from action_llama.state.locks import (
     DEFAULT_TTL,
     Acquired,

@@ -19,10 +19,9 @@ from pathlib import Path
 from types import TracebackType
 
 from action_llama.errors import StateError
+from action_llama.layout import DB_NAME
 from action_llama.state.schema import MIGRATIONS
 
-#: The project database's file name, under the project's `.al/` directory.
-DB_NAME = "action-llama.db"
 #: Seconds a statement waits for another connection's write lock before giving up.
 BUSY_TIMEOUT = 30.0
 #: Backups taken before a schema upgrade that are kept (the oldest are removed beyond this).

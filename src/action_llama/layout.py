@@ -1,0 +1,16 @@
+"""Names under which a project's state is found by other `al` processes.
+
+The daemon writes these and light clients (`al run` / `al stat` through the daemon) read them.
+Standard library only, and nothing else in the package imports it eagerly: the clients load it
+before any of pydantic, docker-py or FastAPI, and must stay fast.
+"""
+
+#: A project's state folder (history database, logs, workspaces, the daemon marker).
+STATE_DIR = ".al"
+#: The project database in STATE_DIR.
+DB_NAME = "action-llama.db"
+#: Written by `al start` into STATE_DIR while it runs: {"pid", "port", "started"}.
+DAEMON_FILE = "daemon.json"
+#: The credential holding the gateway's operator API key, and its field.
+API_KEY_TYPE = "gateway_api_key"
+API_KEY_FIELD = "key"
