@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from support import ProjectFactory, json_records, run_al, script_agent, script_output
+from support import (
+    ProjectFactory,
+    json_records,
+    run_al,
+    script_agent,
+    script_output,
+    stored_runs,
+)
 
 pytestmark = [pytest.mark.docker]
 
@@ -222,9 +230,10 @@ def test_container_is_named_labelled_and_removed_after_its_logs_are_stored(
 def test_hooks_run_around_the_script_in_order(
     make_project: ProjectFactory, base_image: str
 ) -> None:
-    """Pre hooks run before the script and post hooks after, each in /tmp."""
+    """Pre hooks run before the script and post hooks after, each in /tmp; how long each
+    phase took is kept with the run and shown by `al logs --runs`."""
     config = (
-        '[hooks]\npre = ["echo pre-one > /tmp/order", "echo pre-two >> /tmp/order"]\n'
+        '[hooks]\npre = ["echo pre-one > /tmp/order", "sleep 0.3; echo pre-two >> /tmp/order"]\n'
         'post = ["echo post-ran"]\n'
     )
     root = make_project(script_agent("hooked", "cat /tmp/order; echo script-ran", config))
@@ -233,6 +242,13 @@ def test_hooks_run_around_the_script_in_order(
     lines = [r["msg"] for r in json_records(result.stdout)]
     assert lines.index("pre-one") < lines.index("pre-two") < lines.index("script-ran")
     assert lines.index("script-ran") < lines.index("post-ran")
+    (run,) = stored_runs(root, "hooked")
+    assert run.pre_hooks_seconds is not None
+    assert run.pre_hooks_seconds >= 0.3
+    assert run.post_hooks_seconds is not None
+    assert run.post_hooks_seconds < run.pre_hooks_seconds
+    listed = run_al("logs", "hooked", "-p", str(root), "--runs")
+    assert re.search(r"pre hooks 0\.\ds · post hooks 0\.\ds", listed.stdout), listed.stdout
 
 
 def test_failing_pre_hook_stops_the_run_with_exit_1(

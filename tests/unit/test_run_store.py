@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from action_llama.runs.store import MIGRATIONS, RunStore
 
 
@@ -53,5 +55,23 @@ def test_usage_and_return_value_are_stored_with_the_run(tmp_path: Path) -> None:
         assert run.cost == 0.0012
         assert run.turns == 3
         assert run.return_value == "done: 3 files"
+    finally:
+        store.close()
+
+
+def test_hook_times_are_stored_with_the_run(tmp_path: Path) -> None:
+    """The seconds each hook phase took land on the run row; an unknown phase is refused."""
+    store = RunStore(tmp_path)
+    try:
+        store.start("r1", "hello", "manual", None, "docker", None)
+        store.set_hooks_time("r1", "pre", 1.25)
+        assert (store.get("r1").pre_hooks_seconds, store.get("r1").post_hooks_seconds) == (
+            1.25,
+            None,
+        )
+        store.set_hooks_time("r1", "post", 0.5)
+        assert store.get("r1").post_hooks_seconds == 0.5
+        with pytest.raises(ValueError, match="unknown hook phase"):
+            store.set_hooks_time("r1", "middle", 1.0)
     finally:
         store.close()

@@ -555,7 +555,7 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.close()
     state = State.open(tmp_path)
     try:
-        assert schema_version(state.db.conn) == len(MIGRATIONS) == 3
+        assert schema_version(state.db.conn) == len(MIGRATIONS) == 4
         state.queue.push("dev", manual(0))
         runs = RunStore(tmp_path, database=state.db)
         (run,) = runs.runs("dev")
@@ -583,7 +583,7 @@ def test_a_database_from_a_newer_al_is_refused(tmp_path: Path) -> None:
     newer = sqlite3.connect(tmp_path / DB_NAME)
     newer.execute("PRAGMA user_version = 99")
     newer.close()
-    with pytest.raises(StateError, match=r"schema version 99.*\(3\)"):
+    with pytest.raises(StateError, match=rf"schema version 99.*\({len(MIGRATIONS)}\)"):
         Database(tmp_path / DB_NAME)
 
 

@@ -165,6 +165,7 @@ class Invocation:
         if not commands:
             return True
         self.log.info(f"hooks.{phase} starting", count=len(commands))
+        began = time.monotonic()
         for i, command in enumerate(commands, 1):
             self.log.info(f"hooks.{phase} [{i}/{len(commands)}]: {command[:200]}")
             code = self.run(["/bin/sh", "-c", command], f"hooks.{phase}", HOOK_TIMEOUT)
@@ -173,9 +174,14 @@ class Invocation:
                     f"hooks.{phase} [{i}/{len(commands)}] failed with exit {code}",
                     command=command[:200],
                     exitCode=code,
+                    hooks=phase,
+                    seconds=round(time.monotonic() - began, 3),
                 )
                 return False
-        self.log.info(f"hooks.{phase} complete")
+        # `hooks` and `seconds` are what the host records as the run's hook time.
+        self.log.info(
+            f"hooks.{phase} complete", hooks=phase, seconds=round(time.monotonic() - began, 3)
+        )
         return True
 
 

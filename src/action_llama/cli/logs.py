@@ -32,6 +32,12 @@ def _header(run: RunRecord) -> str:
         usage = f" · {tokens:,} tokens"
         if run.cost:
             usage += f" (${run.cost:.4f})"
+    hooks = " · ".join(
+        f"{phase} hooks {seconds:.1f}s"
+        for phase, seconds in (("pre", run.pre_hooks_seconds), ("post", run.post_hooks_seconds))
+        if seconds is not None
+    )
+    usage += f" · {hooks}" if hooks else ""
     return f"── run {run.run_id} · {run.trigger} · {run.status}{code} · {started}{took}{usage}"
 
 

@@ -45,6 +45,8 @@ def history_json(run: RunRecord) -> dict[str, Any]:
         "inputTokens": run.input_tokens,
         "outputTokens": run.output_tokens,
         "cost": run.cost,
+        "preHooksSeconds": run.pre_hooks_seconds,
+        "postHooksSeconds": run.post_hooks_seconds,
     }
 
 

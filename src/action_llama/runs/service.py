@@ -400,6 +400,10 @@ class RunService:
             self.store.set_usage(run_id, record)
         elif msg == "signal-result" and record.get("type") == "return":
             self.store.set_return_value(run_id, str(record.get("value", "")))
+        elif record.get("hooks") in ("pre", "post") and isinstance(
+            record.get("seconds"), int | float
+        ):
+            self.store.set_hooks_time(run_id, record["hooks"], float(record["seconds"]))
 
     async def _pump_logs(
         self,

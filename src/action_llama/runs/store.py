@@ -43,6 +43,8 @@ class RunRecord:
     cost: float | None = None
     turns: int | None = None
     return_value: str | None = None
+    pre_hooks_seconds: float | None = None
+    post_hooks_seconds: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -131,6 +133,14 @@ class RunStore:
                 number("turnCount"),
                 run_id,
             ),
+        )
+
+    def set_hooks_time(self, run_id: str, phase: str, seconds: float) -> None:
+        """How long the run's `pre` or `post` hooks took."""
+        if phase not in ("pre", "post"):
+            raise ValueError(f"unknown hook phase {phase!r}")
+        self._write(
+            f"UPDATE runs SET {phase}_hooks_seconds = ? WHERE run_id = ?", (seconds, run_id)
         )
 
     def set_return_value(self, run_id: str, value: str) -> None:

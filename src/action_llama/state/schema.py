@@ -154,5 +154,11 @@ DAEMON_STATE = """
     );
     """
 
+#: Migration 4: how long each run's pre and post hooks took (failed ones included).
+HOOK_TIMES = """
+    ALTER TABLE runs ADD COLUMN pre_hooks_seconds REAL;
+    ALTER TABLE runs ADD COLUMN post_hooks_seconds REAL;
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
-MIGRATIONS: tuple[str, ...] = (RUNS, RUN_USAGE, DAEMON_STATE)
+MIGRATIONS: tuple[str, ...] = (RUNS, RUN_USAGE, DAEMON_STATE, HOOK_TIMES)
