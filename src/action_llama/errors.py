@@ -17,6 +17,7 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── StateError              the project database cannot be opened, is locked, or is too new
     ├── GatewayError            the gateway cannot listen (port in use, address unavailable)
     ├── DaemonUnavailable       no daemon runs for the project, or it cannot take a request now
+    ├── DaemonRunning           `al start` for a project whose scheduler already runs
     └── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
 """
 
@@ -106,6 +107,10 @@ class GatewayError(ActionLlamaError):
 class DaemonUnavailable(ActionLlamaError):
     """No daemon runs for the project, or it cannot take this request now (starting up,
     shutting down, or it does not accept this user's API key)."""
+
+
+class DaemonRunning(ActionLlamaError):
+    """`al start` for a project that already has a running scheduler (one per project)."""
 
 
 class TriggerRefused(ActionLlamaError):

@@ -184,6 +184,22 @@ def test_stat_shows_agents_next_fire_last_result_and_running_runs(daemon: Daemon
         slow.communicate(timeout=60)
 
 
+def test_a_second_al_start_for_the_project_is_refused_and_the_first_keeps_serving(
+    daemon: Daemon,
+) -> None:
+    """One scheduler per project: a second `al start` exits 1 naming the running one's pid,
+    without a traceback, and leaves the first one (and its marker) alone."""
+    first = json.loads((daemon.root / ".al/daemon.json").read_text())
+    second = daemon.al("start", "--port", "0", "--headless", timeout=60)
+    assert second.returncode == 1
+    assert "A scheduler is already running" in second.stderr
+    assert f"pid {first['pid']}" in second.stderr
+    assert "al stop -p" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    assert json.loads((daemon.root / ".al/daemon.json").read_text()) == first
+    assert daemon.al("stat").returncode == 0
+
+
 def test_pause_stops_cron_runs_and_resume_restarts_them(daemon: Daemon) -> None:
     """`al pause tick` stops its cron runs (and `al run tick` is refused while the scheduler is
     paused); `al resume tick` starts them again."""

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from action_llama.daemon.view import Board
 
 SHUTDOWN_GRACE = 60.0
+#: Held (flock) by the one scheduler of a project, in its state folder.
+LOCK_FILE = "daemon.lock"
 
 
 def daemon_file(project: Project) -> Path:
@@ -50,9 +52,51 @@ async def serve(
 ) -> None:
     """The daemon's whole life; returns after a graceful (or forced) shutdown.
 
-    Raises NotReadyToStart (checks failed) or ImageBuildError before anything starts.
+    Raises DaemonRunning (another scheduler has the project), NotReadyToStart (checks failed)
+    or ImageBuildError before anything starts.
     `live`: redraw a status view on `stream` (a terminal) instead of logging lines to it.
     """
+    claim = _claim(project)
+    try:
+        await _serve(project, port=port, expose=expose, grace=grace, stream=stream, live=live)
+    finally:
+        os.close(claim)
+
+
+def _claim(project: Project) -> int:
+    """One scheduler per project: an exclusive lock on `.al/daemon.lock`, held open for the
+    daemon's life (the kernel drops it however the process ends, `kill -9` included, so a
+    crashed daemon never blocks the next one). Its file descriptor."""
+    import fcntl
+
+    from action_llama.daemon.adoption import previous_daemon
+    from action_llama.errors import DaemonRunning
+
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(project.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pid, port = previous_daemon(daemon_file(project))
+        where = f" (pid {pid}, gateway port {port})" if pid is not None else ""
+        raise DaemonRunning(
+            f"A scheduler is already running for {project.root}{where}.",
+            hint=f"See it with: al stat -p {project.root}; stop it with: al stop -p "
+            f"{project.root}",
+        ) from None
+    return fd
+
+
+async def _serve(
+    project: Project,
+    *,
+    port: int | None,
+    expose: bool,
+    grace: float,
+    stream: TextIO,
+    live: bool,
+) -> None:
     from action_llama.daemon.adoption import Adoption
     from action_llama.daemon.backend import SchedulerBackend
     from action_llama.daemon.preflight import preflight
