@@ -46,6 +46,8 @@ class Request:
     path: str
     query: dict[str, list[str]]
     body: Any
+    #: The X-AL-Secret header (as UTF-8), or None.
+    secret: str | None = None
 
 
 @dataclass
@@ -88,7 +90,11 @@ class FakeGateway:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 url = urlsplit(self.path)
-                gateway.requests.append(Request(self.command, url.path, parse_qs(url.query), body))
+                header = self.headers.get("X-AL-Secret")
+                secret = header.encode("latin-1").decode("utf-8") if header else None
+                gateway.requests.append(
+                    Request(self.command, url.path, parse_qs(url.query), body, secret)
+                )
                 code, reply = gateway.answer(self.command, url.path, body or {})
                 data = json.dumps(reply).encode()
                 self.send_response(code)
@@ -458,9 +464,10 @@ def test_al_subagent_sends_its_stdin_as_context_exactly(outcome: Outcome) -> Non
     assert outcome.step("subagent.409")[0] == 1
 
 
-def test_al_subagent_check_gets_the_call_with_the_secret_url_encoded(outcome: Outcome) -> None:
-    """al-subagent-check GETs /calls/<id>?secret=..., the id and secret URL-encoded; prints
-    the answer; an unknown call exits 2."""
+def test_al_subagent_check_gets_the_call_with_the_secret_in_a_header(outcome: Outcome) -> None:
+    """al-subagent-check GETs /calls/<id> (the id URL-encoded) with the run's secret in the
+    X-AL-Secret header, never in the URL (process lists show URLs); prints the answer; an
+    unknown call exits 2."""
     rc, out = outcome.step("check")
     assert (rc, json.loads(out)) == (0, {"status": "completed", "returnValue": "from done"})
     assert outcome.step("check.missing") == (2, '{"error": "call not found"}')
@@ -468,7 +475,8 @@ def test_al_subagent_check_gets_the_call_with_the_secret_url_encoded(outcome: Ou
     checks = [r for r in outcome.gateway.requests if r.method == "GET"]
     odd = [r for r in checks if unquote(r.path) == "/calls/a/b c?&#"]
     assert len(odd) == 1
-    assert all(r.query == {"secret": [SECRET]} for r in checks)
+    assert all(r.secret == SECRET for r in checks)
+    assert all(r.query == {} for r in checks)
 
 
 def test_al_subagent_wait_polls_until_done_or_exits_8_at_its_timeout(outcome: Outcome) -> None:

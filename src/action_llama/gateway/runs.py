@@ -1,7 +1,9 @@
 """Routes the helper commands of a running run call, authenticated by the run's secret.
 
-The secret (`SHUTDOWN_SECRET` in the run's environment) comes in the JSON body, or as
-`?secret=` on GET. A missing or unknown secret is 403, which the helpers turn into exit 3.
+The secret (`SHUTDOWN_SECRET` in the run's environment) comes in the JSON body, or on GET in
+the `X-AL-Secret` header (what the helpers send: a header never shows in a process list, and
+curl reads it from stdin) or as `?secret=`. A missing or unknown secret is 403, which the
+helpers turn into exit 3.
 The answers and statuses are the ones `/app/bin` documents: 200 → exit 0, 409 → 1, 404 → 2,
 403 → 3, 400 → 4, 503 → 5.
 
@@ -9,9 +11,9 @@ The answers and statuses are the ones `/app/bin` documents: 200 → exit 0, 409 
     POST /locks/acquire         {secret, resourceKey, ttl?}   409 conflict / deadlock, 400 bad key
     POST /locks/release         {secret, resourceKey}         404 not held, 409 held by another
     POST /locks/heartbeat       {secret, resourceKey, ttl?}   as release
-    GET  /locks/list?secret=                                  the run's own locks
+    GET  /locks/list            X-AL-Secret                   the run's own locks
     POST /calls                 {secret, targetAgent, context}
-    GET  /calls/{id}?secret=                                  the caller or the callee only
+    GET  /calls/{id}            X-AL-Secret                   the caller or the callee only
     POST /signals/{status|return|rerun}  {secret, text | value}
 """
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from action_llama.state import ActiveRun, Call
 
 DEFAULT_SHUTDOWN_REASON = "agent requested shutdown"
+SECRET_HEADER = "x-al-secret"
 _SIGNAL_FIELD: dict[str, tuple[SignalName, str | None]] = {
     "status": ("status", "text"),
     "return": ("return", "value"),
@@ -67,6 +70,11 @@ def call_json(call: Call) -> dict[str, Any]:
     if call.error is not None:
         data["errorMessage"] = call.error
     return data
+
+
+def query_secret(request: Request) -> str | None:
+    """A GET's secret: the X-AL-Secret header, else `?secret=`."""
+    return request.headers.get(SECRET_HEADER) or request.query_params.get("secret")
 
 
 class RunRoutes:
@@ -164,7 +172,7 @@ class RunRoutes:
         raise self._not_held(key)
 
     async def list_locks(self, request: Request) -> JSONResponse:
-        run = self.authenticate(request.query_params.get("secret"))
+        run = self.authenticate(query_secret(request))
         return ok(locks=[lock_json(lock) for lock in self.state.locks.list(run.run_id)])
 
     async def call(self, request: Request) -> JSONResponse:
@@ -193,7 +201,7 @@ class RunRoutes:
         return ok(callId=made.call_id, depth=made.depth, **dispatch.to_json())
 
     async def get_call(self, call_id: str, request: Request) -> JSONResponse:
-        run = self.authenticate(request.query_params.get("secret"))
+        run = self.authenticate(query_secret(request))
         found = self.state.calls.get(call_id)
         # Another run's call is "not found" too: call ids are not for others to probe.
         if found is None or run.run_id not in (found.caller_run, found.target_run):

@@ -60,12 +60,17 @@ def test_run_routes_refuse_a_missing_or_unknown_secret_with_403(
     assert backend.calls == []
 
 
-def test_get_run_routes_take_the_secret_from_the_query(client: TestClient) -> None:
-    """GET /locks/list and /calls/{id} read ?secret=; without a good one they are 403."""
+def test_get_run_routes_take_the_secret_from_a_header_or_the_query(client: TestClient) -> None:
+    """GET /locks/list and /calls/{id} read the X-AL-Secret header (what the helpers send) or
+    ?secret=; without a good one they are 403."""
     assert client.get("/locks/list").status_code == 403
     assert client.get("/locks/list?secret=nope").status_code == 403
+    assert client.get("/locks/list", headers={"X-AL-Secret": "nope"}).status_code == 403
     assert client.get(f"/locks/list?secret={as_run('run-a')}").json() == {"ok": True, "locks": []}
+    mine = client.get("/locks/list", headers={"X-AL-Secret": as_run("run-a")})
+    assert mine.json() == {"ok": True, "locks": []}
     assert client.get("/calls/call-x?secret=nope").status_code == 403
+    assert client.get("/calls/call-x", headers={"X-AL-Secret": "nope"}).status_code == 403
 
 
 def test_a_body_that_is_not_a_json_object_is_400(client: TestClient) -> None:

@@ -34,7 +34,7 @@ al_urlencode() {
   python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"
 }
 
-# al_post PATH JSON [SECONDS] / al_get PATH: call the gateway, for at most SECONDS (10; the
+# al_post PATH JSON [SECONDS] / al_get PATH (with this run's secret): call the gateway, for at most SECONDS (10; the
 # connection gets 5 of them). Sets AL_STATUS (the HTTP status, 000 when nothing answered)
 # and AL_BODY (the response body).
 al_post() {
@@ -44,9 +44,11 @@ al_post() {
   _al_response
 }
 
+# The secret goes in a header read from stdin (printf is a shell builtin): never in an argv,
+# where process lists would show it.
 al_get() {
-  _al_out=$(curl -s -g --connect-timeout 5 --max-time 10 -w '\n%{http_code}' \
-    "${GATEWAY_URL%/}$1" </dev/null 2>/dev/null)
+  _al_out=$(printf 'X-AL-Secret: %s\n' "${SHUTDOWN_SECRET-}" | curl -s -g --connect-timeout 5 \
+    --max-time 10 -H @- -w '\n%{http_code}' "${GATEWAY_URL%/}$1" 2>/dev/null)
   _al_response
 }
 
