@@ -158,3 +158,22 @@ def test_board_keeps_only_the_last_lines() -> None:
     for n in range(10):
         board.note(f"line {n}")
     assert board.recent() == ("line 7", "line 8", "line 9")
+
+
+def test_board_starts_from_each_agents_last_recorded_result(tmp_path: Path) -> None:
+    """Runs that ended before the daemon started give the view its "last run" column; a run
+    still recorded as running does not."""
+    from action_llama.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    try:
+        store.start("old", "dev", "manual", None, "docker", None)
+        store.finish("old", "completed", 0, None)
+        store.start("open", "ops", "manual", None, "docker", None)
+        board = Board()
+        board.seed([*store.runs("dev", limit=1), *store.runs("ops", limit=1)])
+    finally:
+        store.close()
+    assert board.last["dev"].run_id == "old"
+    assert board.last["dev"].status == "completed"
+    assert "ops" not in board.last

@@ -133,6 +133,7 @@ async def _serve(
 
         state = State.open(project.state_dir)
         store = RunStore(project.state_dir)
+        board.seed(run for name in project.agents for run in store.runs(name, limit=1))
         housekeeping.at_start(state, store, project.config.history_retention_days)
         services: dict[str, RunService] = {}
 

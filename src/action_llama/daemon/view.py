@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -28,6 +28,7 @@ from action_llama.runs.records import format_record
 if TYPE_CHECKING:
     from action_llama.project import Agent
     from action_llama.runs.service import LineCallback, RunOutcome
+    from action_llama.runs.store import RunRecord
     from action_llama.scheduler.core import Launch, Scheduler
     from action_llama.scheduler.cron import CronLoop
     from action_llama.state import QueueItem
@@ -59,6 +60,13 @@ class Board:
         self.last: dict[str, LastRun] = {}
         # Build threads and the event loop both log here.
         self._lock = threading.Lock()
+
+    def seed(self, runs: Iterable[RunRecord]) -> None:
+        """Last results from the history (runs that ended before this daemon started)."""
+        for run in runs:
+            if run.finished_at is not None and run.agent not in self.last:
+                ended = datetime.fromtimestamp(run.finished_at).astimezone()
+                self.last[run.agent] = LastRun(run.run_id, run.status, ended, run.duration or 0.0)
 
     def note(self, text: str) -> None:
         with self._lock:
