@@ -187,3 +187,17 @@ def stored_run(root: Path, run_id: str) -> RunRecord:
         return store.get(run_id)
     finally:
         store.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy (returned), failing the test after
+    `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
+        time.sleep(0.05)

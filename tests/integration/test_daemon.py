@@ -6,8 +6,7 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -15,14 +14,7 @@ import pytest
 
 from action_llama.runs.store import RunStore
 
-from support import AL, ProjectFactory
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.1)
+from support import AL, ProjectFactory, wait_for
 
 
 @pytest.fixture

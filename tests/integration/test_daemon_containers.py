@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,15 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.runs.store import RunRecord, read_log
 from action_llama.state import State
 
-from support import AL, cleanup_project, script_agent, stored_run, stored_runs, write_files
+from support import (
+    AL,
+    cleanup_project,
+    script_agent,
+    stored_run,
+    stored_runs,
+    wait_for,
+    write_files,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -128,16 +136,6 @@ class Daemon:
 
     def log_text(self) -> str:
         return self.output.read_text(errors="replace")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,15 @@ from action_llama.errors import RunNotFound
 from action_llama.runs.store import RunRecord, read_log
 from action_llama.state import State
 
-from support import AL, ProjectFactory, script_agent, stored_run, stored_runs, system_users
+from support import (
+    AL,
+    ProjectFactory,
+    script_agent,
+    stored_run,
+    stored_runs,
+    system_users,
+    wait_for,
+)
 
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
 #: (and kill their processes) when they end, which would kill a run meant to outlive its daemon.
@@ -42,16 +49,6 @@ SLOW = (
     "echo second\n"
     "exit 3\n"
 )
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
-        time.sleep(0.1)
 
 
 def free_port() -> int:

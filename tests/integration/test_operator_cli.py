@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +26,12 @@ from support import (
     script_output,
     stored_runs,
     system_users,
+    wait_for,
 )
 
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
 #: (and kill their processes) when they end, which would break a daemon running here.
 OPERATOR_USER = "al-test-ops"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.05)
 
 
 @dataclass
