@@ -14,6 +14,7 @@ import pytest
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
+from action_llama.gateway.settings import API_KEY_REF, ensure_api_key
 
 from support import ProjectFactory, run_al, script_agent
 
@@ -85,6 +86,7 @@ def test_good_project_passes(
     )
     store.write(CredentialRef("github_token"), {"token": "t0ken-value"})
     store.write(CredentialRef("github_webhook_secret"), {"secret": "s3cret-value"})
+    ensure_api_key(store)
     result = doctor(root)
     assert result.returncode == 0, result.stdout
     for name in (
@@ -95,6 +97,7 @@ def test_good_project_passes(
         "credentials dev",
         "webhooks dev",
         "webhook secret github",
+        "gateway API key",
     ):
         assert row(result.stdout, name)[0] == "✓", result.stdout
     assert "✗" not in result.stdout
@@ -186,7 +189,7 @@ def test_undefined_webhook_source_fails_with_available_names(
 
 @needs_root
 def test_missing_webhook_secret_warns_unless_unsigned_allowed(
-    doctor: Doctor, make_project: ProjectFactory
+    doctor: Doctor, make_project: ProjectFactory, store: CredentialStore
 ) -> None:
     """A used source without its signing secret is a warning (!), not a failure; a source
     that allows unsigned webhooks needs none."""
@@ -197,6 +200,7 @@ def test_missing_webhook_secret_warns_unless_unsigned_allowed(
         config='[webhooks.gh]\ntype = "github"\ncredential = "org"\n'
         '[webhooks.open]\ntype = "sentry"\nallowUnsigned = true\n',
     )
+    ensure_api_key(store)
     result = doctor(root, docker_host=NO_DOCKER)
     assert result.returncode == 0, result.stdout
     mark, text = row(result.stdout, "webhook secret gh")
@@ -313,3 +317,22 @@ def test_filter_the_source_type_cannot_apply_fails_with_the_fix(
     assert result.returncode == 1
     assert "resources" in result.stdout
     assert "Remove or change those filters" in result.stdout
+
+
+def test_the_gateway_api_key_is_a_warning_until_fix_makes_it(
+    doctor: Doctor, make_project: ProjectFactory, store: CredentialStore
+) -> None:
+    """Without the operator API key doctor warns and names the fix; --fix makes one, kept in
+    the credential store, that later runs report present."""
+    root = make_project({"agents/hello/SKILL.md": "Hello.\n"})
+    first = doctor(root, docker_host=NO_DOCKER)
+    mark, text = row(first.stdout, "gateway API key")
+    assert mark == "!"
+    assert "fix: al doctor --fix" in text
+    assert not store.has(API_KEY_REF)
+    fixed = doctor(root, "--fix", docker_host=NO_DOCKER)
+    assert row(fixed.stdout, "gateway API key")[0] == "✓"
+    key = store.read(API_KEY_REF)["key"]
+    assert len(key) >= 40
+    assert key not in fixed.stdout
+    assert row(doctor(root, docker_host=NO_DOCKER).stdout, "gateway API key")[0] == "✓"

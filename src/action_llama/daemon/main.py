@@ -114,10 +114,10 @@ async def _serve(
     watched = fingerprint(project.root)
     credentials = CredentialStore()
     with _logs_to(board):
+        ensure_api_key(credentials)
         for warning in preflight(project, credentials):
             fix = f" ({warning.fix})" if warning.fix else ""
             board.note(f"warning: {warning.name}: {warning.detail}{fix}")
-        ensure_api_key(credentials)
         if any(a.is_container for a in project.agents.values()):
             board.note("al: building images")
         current = Current(

@@ -54,7 +54,26 @@ def project_checks(project: Project, store: CredentialStore, *, fix: bool = Fals
         checks.append(check_credentials(agent, store))
     checks += check_webhooks(project, store)
     checks += host_user_checks(project, fix=fix)
+    checks.append(check_gateway_key(store, fix=fix))
     return checks
+
+
+def check_gateway_key(store: CredentialStore, *, fix: bool = False) -> Check:
+    """The operator API key (`al stat`, `al stop`... and /control/* need it); --fix makes it."""
+    from action_llama.gateway.settings import API_KEY_REF, ensure_api_key
+
+    name = "gateway API key"
+    if store.has(API_KEY_REF):
+        return Check(name, "ok", f"present ({API_KEY_REF})")
+    if fix:
+        ensure_api_key(store)
+        return Check(name, "ok", f"made one ({API_KEY_REF})")
+    return Check(
+        name,
+        "warn",
+        "none yet: operator commands (al stat, al stop, /control/*) cannot reach al start",
+        "al doctor --fix (al start also makes one)",
+    )
 
 
 def check_project(root: Path) -> tuple[Check, Project | None]:
