@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DEFAULT_INSTANCE = "default"
 
 
-@dataclass(frozen=True, order=True)
-class CredentialRef:
+# A NamedTuple (immutable, ordered, hashable), not a dataclass: the light client of a running
+# scheduler reads the operator key through this module, and dataclasses costs it 10 ms to import.
+class CredentialRef(NamedTuple):
     type: str
     instance: str = DEFAULT_INSTANCE
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.errors import CredentialMissing
@@ -24,8 +24,7 @@ def default_root() -> Path:
     return (Path(home) if home else Path.home() / ".action-llama") / "credentials"
 
 
-@dataclass(frozen=True)
-class StoredCredential:
+class StoredCredential(NamedTuple):
     ref: CredentialRef
     fields: tuple[str, ...]
 

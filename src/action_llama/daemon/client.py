@@ -16,13 +16,11 @@ Standard library only, on purpose: `al run` through the daemon has to start abou
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
@@ -60,8 +58,7 @@ def project_root(project_dir: Path) -> Path:
     return Path(project_dir).resolve()
 
 
-@dataclass(frozen=True)
-class Daemon:
+class Daemon(NamedTuple):
     """A live scheduler: its project, pid and the gateway port on 127.0.0.1."""
 
     root: Path
@@ -83,24 +80,19 @@ class Daemon:
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
         try:
-            conn.request(method, f"/control{path}", body=payload, headers=headers)
-            answer = conn.getresponse()
-            raw = answer.read()
-        except OSError as exc:
+            status, raw = _exchange(self.port, method, f"/control{path}", headers, payload or b"")
+        except (OSError, ValueError) as exc:
             raise self._silent(exc) from exc
-        finally:
-            conn.close()
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:
             data = {"error": raw[:200].decode("utf-8", errors="replace")}
-        if answer.status != 200:
-            raise self._refusal(answer.status, path, data)
+        if status != 200:
+            raise self._refusal(status, path, data)
         return data if isinstance(data, dict) else {"value": data}
 
-    def _silent(self, exc: OSError) -> DaemonUnavailable:
+    def _silent(self, exc: OSError | ValueError) -> DaemonUnavailable:
         what = "stopped answering" if self.alive() else "has exited"
         return DaemonUnavailable(
             f"The scheduler for {self.root} (pid {self.pid}, port {self.port}) {what}: {exc}.",
@@ -125,6 +117,31 @@ class Daemon:
             reason = data.get("reason") or error
             return TriggerRefused(f"The scheduler refused: {reason}.", hint=hint)
         return DaemonUnavailable(f"The scheduler answered {status}: {error}", hint=hint)
+
+
+def _exchange(
+    port: int, method: str, target: str, headers: dict[str, str], body: bytes
+) -> tuple[int, bytes]:
+    """One HTTP/1.0 request to the gateway on 127.0.0.1: (status, body).
+
+    A socket, not http.client: that module (with email and ssl behind it) is a third of this
+    client's start-up, and the gateway is ours: it answers HTTP/1.0 with a whole body and
+    closes the connection. ValueError for an answer that is not HTTP."""
+    import socket
+
+    lines = [f"{method} {target} HTTP/1.0", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, separator, content = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not separator or len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
+        raise ValueError("the answer was not HTTP")
+    return int(status_line[1]), content
 
 
 def _api_key() -> str:
@@ -163,8 +180,7 @@ def require_daemon(project_dir: Path) -> Daemon:
     return daemon
 
 
-@dataclass(frozen=True)
-class RunRow:
+class RunRow(NamedTuple):
     """What `al run` reports of a run the daemon ran (the columns of `runs` it needs)."""
 
     run_id: str
