@@ -18,6 +18,7 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── GatewayError            the gateway cannot listen (port in use, address unavailable)
     ├── DaemonUnavailable       no daemon runs for the project, or it cannot take a request now
     ├── DaemonRunning           `al start` for a project whose scheduler already runs
+    ├── NotReadyToStart         `al start` found problems that would make runs fail
     └── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
 """
 
@@ -111,6 +112,10 @@ class DaemonUnavailable(ActionLlamaError):
 
 class DaemonRunning(ActionLlamaError):
     """`al start` for a project that already has a running scheduler (one per project)."""
+
+
+class NotReadyToStart(ActionLlamaError):
+    """`al start` found problems that would make runs fail (every one listed, with its fix)."""
 
 
 class TriggerRefused(ActionLlamaError):

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
-from action_llama.agent.procs import alive, signal_all
+from action_llama.agent.procs import signal_all
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
 from action_llama.daemon.runner import end_run, resumer
 from action_llama.errors import ActionLlamaError, RunNotFound
@@ -59,17 +58,6 @@ def previous_daemon(marker: Path) -> tuple[int | None, int | None]:
     return (pid if isinstance(pid, int) else None), (port if isinstance(port, int) else None)
 
 
-def _still_serving(pid: int) -> bool:
-    """Whether `pid` is a live `al start` other than us (a pid reused since is not)."""
-    if pid == os.getpid() or not alive(pid, None):
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return True  # no procfs: a live pid is all there is to go by
-    return b"start" in argv and any(arg.endswith(b"al") for arg in argv)
-
-
 @dataclass
 class Adoption:
     """Takes back the runs left in `state.active_runs` for `scheduler`."""
@@ -92,12 +80,8 @@ class Adoption:
         `port` is where this daemon's gateway listens; `marker` is the daemon file the dead
         daemon left (its port tells whether adopted runs can still reach the gateway).
         """
-        pid, previous_port = previous_daemon(marker)
-        if pid is not None and _still_serving(pid):
-            log.warning(
-                "another scheduler (pid %d) runs for this project: its runs are left to it", pid
-            )
-            return []
+        # No other scheduler can be following them: `serve` holds the project's lock.
+        _pid, previous_port = previous_daemon(marker)
         adopted = []
         for left in self.state.active_runs.list():
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from action_llama.errors import ActionLlamaError
+from action_llama.errors import NotReadyToStart
 
 if TYPE_CHECKING:
     from action_llama.credentials.store import CredentialStore
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 #: Doctor only warns about these, but a daemon cannot do its job with them: a webhook source
 #: without its signing secret rejects every delivery, so its agents would never be triggered.
 FATAL_WARNINGS = ("webhook secret ",)
-
-
-class NotReadyToStart(ActionLlamaError):
-    """`al start` found problems that would make runs fail."""
 
 
 def is_fatal(check: Check) -> bool:

@@ -11,6 +11,7 @@ from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunStore
 from action_llama.runtimes.base import RunHandle
+from action_llama.runtimes.registry import runtime_name
 from action_llama.scheduler.core import Launch
 from action_llama.scheduler.launch import run_item
 from action_llama.state import QueueItem, State
@@ -37,7 +38,7 @@ def gateway_launcher(
         state.active_runs.add(
             run_id,
             agent.name,
-            runtime="docker" if agent.is_container else "host-user",
+            runtime=runtime_name(agent),  # what a restarted daemon adopts it through
             secret=secret,
             trigger={"type": item.type},
             call_id=call_id if isinstance(call_id, str) else None,
