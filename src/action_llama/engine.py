@@ -6,10 +6,12 @@ should not pay for importing it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from action_llama.errors import docker_not_running
+from action_llama.errors import RunError, docker_not_running
 
 if TYPE_CHECKING:
     import docker
@@ -53,3 +55,18 @@ def _reason(exc: Exception) -> str | None:
                 return "Permission denied on the Docker socket (add yourself to the docker group)."
             return f"({needle.lower()} on the Docker socket)"
     return None
+
+
+@contextlib.contextmanager
+def engine_errors(what: str) -> Iterator[None]:
+    """Translate what the engine raises while doing `what` ("waiting for run x"): a container
+    that is gone becomes RunError; a lost connection, "Docker is not running"."""
+    from docker.errors import DockerException, NotFound
+    from requests import RequestException
+
+    try:
+        yield
+    except NotFound as exc:
+        raise RunError(f"Docker no longer has it while {what}: {exc.explanation or exc}") from exc
+    except (DockerException, RequestException) as exc:
+        raise docker_not_running(_reason(exc)) from exc

@@ -1,7 +1,10 @@
-"""The Runtime contract, run against every implementation: docker and host-user.
+"""The Runtime contract, run against every implementation: docker, host-user and the fake
+the scheduler's tests rely on (`action_llama.testing.FakeRuntime`).
 
 Each test drives a runtime directly with a RunSpec built here (agent files, staged
-credentials), the way the run service does, and checks what every runtime must do alike.
+credentials), the way the run service does, and checks what every runtime must do alike. What
+a run does is written once (`Script`): a shell script for the real runtimes, a `FakeRun` for
+the fake.
 """
 
 from __future__ import annotations
@@ -21,8 +24,37 @@ from typing import Any
 import pytest
 
 from action_llama.runtimes.base import Limits, RunHandle, RunResult, RunSpec, Runtime
+from action_llama.testing import FakeRun, FakeRuntime
 
 from support import cleanup_project
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a run does: print `first` (and `stderr`), pause, print `then`, exit."""
+
+    first: tuple[str, ...] = ()
+    stderr: tuple[str, ...] = ()
+    pause: float = 0
+    then: tuple[str, ...] = ()
+    exit_code: int = 0
+
+    def bash(self) -> str:
+        steps = [f"echo {line}" for line in self.first]
+        steps += [f"echo {line} >&2" for line in self.stderr]
+        steps += [f"sleep {self.pause:g}"] if self.pause else []
+        steps += [f"echo {line}" for line in self.then]
+        steps += [f"exit {self.exit_code}"] if self.exit_code else []
+        return "; ".join(steps) or "true"
+
+    def fake(self) -> FakeRun:
+        return FakeRun(
+            exit_code=self.exit_code,
+            seconds=self.pause,
+            lines=self.first,
+            stderr=self.stderr,
+            later=self.then,
+        )
 
 
 @dataclass
@@ -40,10 +72,13 @@ class Case:
     scratch: list[Path] = field(default_factory=list)
     #: A new runtime object of the same kind (as a restarted scheduler would make).
     fresh: Callable[[], Runtime] | None = None
+    #: What each fake run does, by run id.
+    plans: dict[str, FakeRun] = field(default_factory=dict)
 
-    def spec(self, script: str, *, entry_timeout: int = 60) -> RunSpec:
+    def spec(self, script: Script, *, entry_timeout: int = 60) -> RunSpec:
         """A run of `script` in script mode; the entry stops it after `entry_timeout` s."""
         run_id = secrets.token_hex(4)
+        self.plans[run_id] = script.fake()
         stage = Path(tempfile.mkdtemp(prefix=f"al-contract-{run_id}-"))
         self.scratch.append(stage)
         static = stage / "static"
@@ -52,7 +87,7 @@ class Case:
         files = {
             "agent-config.json": json.dumps(config),
             "SKILL.md": "---\ndescription: contract\n---\nRun.\n",
-            "test-script.sh": script,
+            "test-script.sh": script.bash(),
         }
         for name, text in files.items():
             (static / name).write_text(text, encoding="utf-8")
@@ -77,6 +112,8 @@ class Case:
 
     def leftovers(self, handle: RunHandle) -> list[str]:
         """What of the run still exists after `remove`."""
+        if isinstance(self.runtime, FakeRuntime):
+            return [handle.run_id] if handle.run_id in self.runtime.running else []
         if self.kind == "docker":
             found = self.docker.api.containers(
                 all=True, filters={"label": f"al.run={handle.run_id}"}
@@ -92,6 +129,7 @@ class Case:
     params=[
         pytest.param("docker", marks=pytest.mark.docker),
         pytest.param("host-user"),
+        pytest.param("fake"),
     ]
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path, runs_root: Path) -> Iterator[Case]:
@@ -105,6 +143,12 @@ def case(request: pytest.FixtureRequest, tmp_path: Path, runs_root: Path) -> Ite
         made = Case("docker", DockerRuntime(client), project, (1000, 1000), image=image)
         made.docker = client
         made.fresh = lambda: DockerRuntime(client)
+    elif request.param == "fake":
+        made = Case("fake", FakeRuntime(), project, (os.geteuid(), os.getegid()))
+        fake = made.runtime
+        assert isinstance(fake, FakeRuntime)
+        fake.behaviour = lambda spec: made.plans[spec.run_id]
+        made.fresh = fake.sibling
     else:
         import pwd
 
@@ -165,7 +209,7 @@ async def _wait_for_line(handle: RunHandle, runtime: Runtime, text: str) -> None
 
 def test_output_streams_in_order_as_protocol_records(case: Case) -> None:
     """Every line arrives, in order, as the entry's JSON records: start, script lines, end."""
-    script = "for i in $(seq 1 30); do echo line-$i; done; echo to-stderr >&2"
+    script = Script(first=tuple(f"line-{i}" for i in range(1, 31)), stderr=("to-stderr",))
     result, lines, _ = asyncio.run(_run(case, case.spec(script), 60))
     assert result == RunResult(exit_code=0, status="completed")
     records = _records(lines)
@@ -183,15 +227,15 @@ def test_output_streams_in_order_as_protocol_records(case: Case) -> None:
 
 def test_exit_code_is_the_scripts(case: Case) -> None:
     """The run's exit code is the script's; non-zero is "failed", 42 is "rerun"."""
-    failed, _, _ = asyncio.run(_run(case, case.spec("echo bye; exit 3"), 60))
+    failed, _, _ = asyncio.run(_run(case, case.spec(Script(first=("bye",), exit_code=3)), 60))
     assert (failed.exit_code, failed.status) == (3, "failed")
-    rerun, _, _ = asyncio.run(_run(case, case.spec("exit 42"), 60))
+    rerun, _, _ = asyncio.run(_run(case, case.spec(Script(exit_code=42)), 60))
     assert (rerun.exit_code, rerun.status) == (42, "rerun")
 
 
 def test_entry_timeout_gives_124_and_timeout(case: Case) -> None:
     """The entry's own timer ends a run past its timeout: exit 124, status timeout, logged."""
-    spec = case.spec("echo started; sleep 60; echo never", entry_timeout=1)
+    spec = case.spec(Script(("started",), pause=60, then=("never",)), entry_timeout=1)
     result, lines, elapsed = asyncio.run(_run(case, spec, 1))
     assert result == RunResult(exit_code=124, status="timeout", timed_out=True)
     assert elapsed < 10
@@ -202,7 +246,7 @@ def test_entry_timeout_gives_124_and_timeout(case: Case) -> None:
 def test_runtime_timeout_stops_a_run_whose_entry_does_not(case: Case) -> None:
     """When the entry's timer is later than the host's, the runtime stops the run at its
     timeout (plus a short grace) and reports exit 124."""
-    spec = case.spec("echo started; sleep 60", entry_timeout=300)
+    spec = case.spec(Script(("started",), pause=60), entry_timeout=300)
     result, lines, elapsed = asyncio.run(_run(case, spec, 1))
     assert result == RunResult(exit_code=124, status="timeout", timed_out=True)
     assert elapsed < 15
@@ -213,7 +257,7 @@ def test_stop_ends_the_run_within_seconds_and_reports_killed(case: Case) -> None
     """`stop` ends a running run promptly; `wait` then reports it killed, with a signal exit."""
 
     async def scenario() -> tuple[RunResult, float, list[str]]:
-        handle = await case.runtime.start(case.spec("echo started; sleep 60", entry_timeout=300))
+        handle = await case.runtime.start(case.spec(Script(("started",), pause=60), entry_timeout=300))
         try:
             await asyncio.wait_for(_wait_for_line(handle, case.runtime, "started"), 30)
             sent = time.monotonic()
@@ -239,7 +283,7 @@ def test_list_runs_shows_a_started_run_and_remove_leaves_nothing(case: Case) -> 
         return [h.run_id for h in await case.runtime.list_runs(project)]
 
     async def scenario() -> dict[str, Any]:
-        handle = await case.runtime.start(case.spec("sleep 1"))
+        handle = await case.runtime.start(case.spec(Script(pause=1)))
         seen = {"run_id": handle.run_id, "running": await listed(case.project)}
         seen["elsewhere"] = await listed(case.project / "other")
         await case.runtime.wait(handle, 30)
@@ -261,7 +305,7 @@ def test_logs_of_an_ended_run_are_complete(case: Case) -> None:
     """Asking for the logs after the run ended still gives every line from the start."""
 
     async def scenario() -> list[str]:
-        handle = await case.runtime.start(case.spec("echo first; echo second"))
+        handle = await case.runtime.start(case.spec(Script(("first", "second"))))
         try:
             await case.runtime.wait(handle, 30)
             return [line async for line in case.runtime.logs(handle)]
@@ -280,7 +324,7 @@ def test_another_runtime_object_adopts_a_run_by_id(case: Case) -> None:
     assert case.fresh is not None
 
     async def scenario() -> tuple[RunHandle | None, RunResult, list[str], list[str]]:
-        spec = case.spec("echo first; sleep 3; echo second; exit 3")
+        spec = case.spec(Script(("first",), pause=3, then=("second",), exit_code=3))
         handle = await case.runtime.start(spec)
         try:
             await asyncio.wait_for(_wait_for_line(handle, case.runtime, "first"), 30)
@@ -307,7 +351,7 @@ def test_an_adopted_run_can_be_stopped(case: Case) -> None:
     assert case.fresh is not None
 
     async def scenario() -> tuple[RunResult, float]:
-        spec = case.spec("echo started; sleep 60", entry_timeout=300)
+        spec = case.spec(Script(("started",), pause=60), entry_timeout=300)
         handle = await case.runtime.start(spec)
         try:
             await asyncio.wait_for(_wait_for_line(handle, case.runtime, "started"), 30)

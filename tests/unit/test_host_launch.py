@@ -11,7 +11,7 @@ import pytest
 
 from action_llama.errors import RunError
 from action_llama.runtimes import host_launch as launch
-from action_llama.runtimes.host_user import HostUserRuntime, RunRecord
+from action_llama.runtimes.host_user import HostUserRuntime, PidFile
 
 USER = launch.RunUser("agent", 5001, 6001, (6001, 6002), group="builders")
 ENTRY = ["/usr/bin/python3", "-s", "-m", "action_llama.agent"]
@@ -134,7 +134,7 @@ def test_list_runs_reads_pid_files_and_skips_broken_ones(tmp_path: Path) -> None
     """`list_runs` comes from the pid files (filtered by project); garbage is ignored."""
     import asyncio
 
-    record = RunRecord(
+    record = PidFile(
         run_id="abcd1234",
         pid=999999,
         pgid=999999,

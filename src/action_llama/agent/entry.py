@@ -31,7 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from action_llama.agent import procs, signals
+from action_llama import procs
+from action_llama.agent import signals
 from action_llama.agent.logproto import Logger
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from action_llama.agent import procs
+from action_llama import procs
 from action_llama.agent.logproto import Logger
 
 MAX_OUTPUT = 30_000

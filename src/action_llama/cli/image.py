@@ -24,6 +24,7 @@ def build(
     from action_llama.engine import connect
     from action_llama.images.build import ChainBuilder
     from action_llama.images.plan import parent_of
+    from action_llama.runtimes.registry import image_agents
 
     project = project_at(project_dir)
     events = QuietEvents() if quiet else ConsoleEvents(verbose=verbose)
@@ -37,7 +38,7 @@ def build(
         mark = "built" if layer.tag in result.built else "up to date"
         short = result.image_ids[layer.tag].removeprefix("sha256:")[:12]
         typer.echo(f"{'   ' * depth}{'└─ ' if depth else ''}{layer.tag}  {short}  ({mark})")
-    plain = [a.name for a in project.agents.values() if a.is_container and a.dockerfile is None]
+    plain = [name for name in image_agents(project) if project.agents[name].dockerfile is None]
     if plain:
         top = (
             result.layers[1].tag

@@ -52,7 +52,7 @@ def run(
     import asyncio
 
     from action_llama.project import get_agent
-    from action_llama.runs.service import RunService, host_user_warnings
+    from action_llama.runs.service import RunService
     from action_llama.runs.store import RunStore
     from action_llama.runtimes.registry import get_runtime, runtime_name
 
@@ -66,16 +66,15 @@ def run(
         store.close()
         raise
     image = None
-    if agent.is_container:
+    if service.runtime.needs_image:
         from action_llama.engine import connect
         from action_llama.images.build import ChainBuilder
 
         events = QuietEvents() if quiet else ConsoleEvents()
         chain = ChainBuilder(connect(), project, events).ensure([agent.name])
         image = chain.image_for(agent.name)
-    else:
-        for warning in host_user_warnings(project, agent):
-            status(f"warning: {warning}")
+    for warning in service.runtime.warnings(project, agent):
+        status(f"warning: {warning}")
     show = record_printer(as_json)
 
     async def supervised() -> RunOutcome:

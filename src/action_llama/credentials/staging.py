@@ -20,11 +20,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from action_llama.agent.procs import alive
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 from action_llama.credentials.types import BUILTIN, provider_key_type
 from action_llama.errors import CredentialMissing, RunError
+from action_llama.procs import alive
 
 #: Providers whose servers often need no key (a local Ollama, vLLM...): staged only if present.
 KEY_OPTIONAL_PROVIDERS = ("openai-compatible",)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
-from action_llama.agent.procs import signal_all
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
 from action_llama.daemon.runner import end_run, resumer
 from action_llama.errors import ActionLlamaError, RunNotFound
+from action_llama.procs import signal_all
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunService
 from action_llama.runs.store import RunRecord, RunStore

@@ -27,7 +27,7 @@ from action_llama.layout import DAEMON_FILE
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
-from action_llama.runtimes.registry import get_runtime, runtime_name
+from action_llama.runtimes.registry import get_runtime, image_agents, runtime_name
 
 if TYPE_CHECKING:
     from action_llama.daemon.view import Board
@@ -118,7 +118,7 @@ async def _serve(
         for warning in preflight(project, credentials):
             fix = f" ({warning.fix})" if warning.fix else ""
             board.note(f"warning: {warning.name}: {warning.detail}{fix}")
-        if any(a.is_container for a in project.agents.values()):
+        if image_agents(project):
             board.note("al: building images")
         current = Current(
             project,
@@ -248,8 +248,8 @@ def _on_signals(stopping: asyncio.Event, scheduler: Any) -> None:
 
 
 def _build_images(project: Project) -> dict[str, str]:
-    """Image ids of the container agents (building what changed); none without such agents."""
-    agents = [a.name for a in project.agents.values() if a.is_container]
+    """Image ids of the agents whose runs need one (building what changed)."""
+    agents = image_agents(project)
     if not agents:
         return {}
     from action_llama.engine import connect

@@ -29,7 +29,8 @@ def is_fatal(check: Check) -> bool:
 
 def preflight(project: Project, store: CredentialStore) -> list[Check]:
     """The warnings to show; raises `NotReadyToStart` listing every fatal problem and its fix."""
-    from action_llama.doctor.checks import Check, project_checks
+    from action_llama.doctor.checks import project_checks
+    from action_llama.doctor.result import Check
 
     checks = project_checks(project, store)
     if not project.agents:

@@ -6,7 +6,6 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
-from action_llama.gateway.bind import url_for_runs
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunStore
@@ -45,14 +44,12 @@ def gateway_launcher(
         )
         if isinstance(call_id, str):
             state.calls.start(call_id, run_id)
-        env = {
-            "GATEWAY_URL": url_for_runs(port(), container=agent.is_container),
-            "SHUTDOWN_SECRET": secret,
-        }
+        service = service_for(agent)
+        env = {"GATEWAY_URL": service.runtime.gateway_url(port()), "SHUTDOWN_SECRET": secret}
         outcome: RunOutcome | None = None
         try:
             outcome = await run_item(
-                service_for(agent),
+                service,
                 agent,
                 item,
                 run_id,

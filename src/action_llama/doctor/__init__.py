@@ -4,6 +4,7 @@ Nothing here prints; `cli/doctor.py` renders the results. A user's mistake (bad 
 down, a missing user) is a failed check, never an exception.
 """
 
-from action_llama.doctor.checks import Check, Status, run_checks
+from action_llama.doctor.checks import run_checks
+from action_llama.doctor.result import Check, Status
 
 __all__ = ["Check", "Status", "run_checks"]

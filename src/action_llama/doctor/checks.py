@@ -5,34 +5,18 @@ a container agent needs them), each agent, credentials, webhook sources, host us
 from __future__ import annotations
 
 import difflib
-import os
-import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from action_llama.credentials.store import CredentialStore
+from action_llama.doctor.result import Check
 from action_llama.errors import ActionLlamaError, ConfigError
 
 if TYPE_CHECKING:
-    import docker
 
     from action_llama.config import WebhookSource
     from action_llama.project import Agent, Project
-
-Status = Literal["ok", "warn", "fail"]
-
-
-@dataclass(frozen=True)
-class Check:
-    """One result: `fix` says what to do about a warning or a failure."""
-
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None
-
 
 def run_checks(
     root: Path, *, fix: bool = False, store: CredentialStore | None = None
@@ -46,14 +30,17 @@ def run_checks(
 
 def project_checks(project: Project, store: CredentialStore, *, fix: bool = False) -> list[Check]:
     """The checks of a loaded project (`al start` makes them too, before it starts anything)."""
-    from action_llama.doctor.users import host_user_checks
+    from action_llama.runtimes.registry import by_runtime, get_runtime
 
-    checks = check_engine(project)
+    checks = [
+        check
+        for name, agents in by_runtime(project.agents.values()).items()
+        for check in get_runtime(name).checks(project, agents, fix=fix)
+    ]
     for agent in project.agents.values():
         checks.append(check_agent(agent))
         checks.append(check_credentials(agent, store))
     checks += check_webhooks(project, store)
-    checks += host_user_checks(project, fix=fix)
     checks.append(check_gateway_key(store, fix=fix))
     return checks
 
@@ -103,75 +90,12 @@ def check_project(root: Path) -> tuple[Check, Project | None]:
     ), project
 
 
-def check_engine(project: Project) -> list[Check]:
-    """Docker answers, and the base image exists or can be built: only for container agents."""
-    from action_llama.engine import connect
-    from action_llama.errors import RuntimeUnavailable
-
-    containers = [a.name for a in project.agents.values() if a.is_container]
-    if not containers:
-        why = "every agent runs as a host user" if project.agents else "no agents"
-        return [Check("docker", "ok", f"not needed ({why})")]
-    try:
-        client = connect(timeout=10)
-    except RuntimeUnavailable as exc:
-        detail = f"{exc.message}\nContainer agents need it: {', '.join(containers)}"
-        return [Check("docker", "fail", detail, exc.hint)]
-    from docker.errors import DockerException
-
-    try:
-        version = str(client.version().get("Version", "?"))
-    except DockerException:
-        version = "?"
-    return [Check("docker", "ok", f"engine {version} reachable"), check_base_image(client, project)]
-
-
-def check_base_image(client: docker.DockerClient, project: Project) -> Check:
-    """`[local].image` exists, or can be built from a Debian image here or with debootstrap.
-
-    Doctor never builds it: `al image build` does, and `al run` builds what is missing.
-    """
-    from docker.errors import APIError, ImageNotFound
-
-    from action_llama.images.osimage import LOCAL_IMAGE, REGISTRY_IMAGE, apt_mirror
-
-    tag = project.config.local.image
-    present: list[str] = []
-    for ref in (tag, REGISTRY_IMAGE, LOCAL_IMAGE):
-        try:
-            client.images.get(ref)
-            present.append(ref)
-        except ImageNotFound:
-            continue
-        except APIError as exc:
-            return Check("base image", "fail", f"Cannot inspect {ref}: {exc.explanation or exc}")
-    if tag in present:
-        return Check("base image", "ok", f"{tag} present")
-    later = "al image build (or the first al run) builds it; doctor does not"
-    if present:
-        return Check("base image", "ok", f"{tag} not built yet: {later}, from {present[0]}")
-    if os.geteuid() == 0 and (shutil.which("debootstrap") or shutil.which("apt-get")):
-        return Check(
-            "base image",
-            "ok",
-            f"{tag} not built yet: {later}, making the Debian layer first with debootstrap "
-            f"from {apt_mirror()} (a few minutes)",
-        )
-    return Check(
-        "base image",
-        "warn",
-        f"{tag} not built yet, and no Debian image is here to build it from: the build will "
-        f"try to pull {REGISTRY_IMAGE}.",
-        f"docker pull {REGISTRY_IMAGE}, or install debootstrap (apt-get install debootstrap) "
-        "and run al image build as root once.",
-    )
-
-
 def check_agent(agent: Agent) -> Check:
     """The agent can run at all (a script, or a model session)."""
     from action_llama.runs.service import check_runnable
+    from action_llama.runtimes.registry import runtime_for
 
-    where = "container" if agent.is_container else f"host user {agent.config.runtime.run_as}"
+    where = runtime_for(agent).describe(agent)
     try:
         check_runnable(agent)
     except ActionLlamaError as exc:

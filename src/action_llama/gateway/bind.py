@@ -21,8 +21,6 @@ from action_llama.errors import GatewayError
 
 LOOPBACK = "127.0.0.1"
 EVERYWHERE = "0.0.0.0"
-#: How runs in containers name the host (the runtime maps it to the bridge gateway).
-CONTAINER_HOST = "host.docker.internal"
 #: The default bridge's interface on Linux, read directly when the engine cannot be asked.
 BRIDGE_INTERFACE = "docker0"
 _SIOCGIFADDR = 0x8915
@@ -122,8 +120,3 @@ def _bind_error(addresses: Sequence[str], port: int, exc: OSError) -> GatewayErr
         f"The gateway cannot listen on {', '.join(addresses)} port {port}: {exc.strerror}.",
         hint="Check the port and the addresses (see al doctor).",
     )
-
-
-def url_for_runs(port: int, *, container: bool) -> str:
-    """The GATEWAY_URL a run gets: through host.docker.internal in a container, else loopback."""
-    return f"http://{CONTAINER_HOST if container else LOOPBACK}:{port}"

@@ -86,13 +86,11 @@ class ChainBuilder:
         self.no_cache = no_cache
 
     def ensure(self, agents: list[str] | None = None) -> ChainResult:
-        """Have every layer the given agents (default: all container agents) need."""
+        """Have every layer the given agents (default: all whose runs need an image) need."""
+        from action_llama.runtimes.registry import image_agents
+
         project = self.project
-        names = (
-            agents
-            if agents is not None
-            else [a.name for a in project.agents.values() if a.is_container]
-        )
+        names = agents if agents is not None else image_agents(project)
         dockerfiles: dict[str, str | None] = {}
         for name in names:
             path = project.agents[name].dockerfile

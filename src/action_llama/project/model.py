@@ -30,10 +30,6 @@ class Agent:
         path = self.path / "test-script.sh"
         return path if path.is_file() else None
 
-    @property
-    def is_container(self) -> bool:
-        return self.config.runtime.type == "container"
-
 
 @dataclass(frozen=True)
 class Project:

@@ -34,11 +34,17 @@ from action_llama.project import Agent, Project
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
 from action_llama.runs.store import RunStore
-from action_llama.runtimes.base import Limits, RunHandle, RunResult, RunSpec, Runtime
+from action_llama.runtimes.base import (
+    Limits,
+    RunHandle,
+    RunIdentity,
+    RunResult,
+    RunSpec,
+    Runtime,
+)
 
 #: How long to keep reading output after the run ended (the engine flushes it promptly).
 LOG_DRAIN_SECONDS = 5
-CONTAINER_UID = 1000
 
 LineCallback = Callable[[dict[str, Any]], None]
 #: Environment variables handed from `al`'s own environment to every run (tuning, not secrets).
@@ -153,38 +159,6 @@ def _write_static(agent: Agent, project: Project, static: Path, trigger: Trigger
         path.chmod(0o400)
 
 
-def host_user_warnings(project: Project, agent: Agent) -> list[str]:
-    """Container settings that do not apply to a host-user agent, said once."""
-    ignored = []
-    if agent.dockerfile is not None:
-        ignored.append(f"agents/{agent.name}/Dockerfile")
-    if project.config.local.model_fields_set:
-        ignored.append("[local] in config.toml")
-    if not ignored:
-        return []
-    return [
-        f"{' and '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to agent "
-        f"{agent.name}: it runs as a host user, not in a container."
-    ]
-
-
-def _owner(agent: Agent) -> tuple[int, int]:
-    """uid and gid that must be able to read the run's staged files."""
-    if agent.is_container:
-        return CONTAINER_UID, CONTAINER_UID
-    import pwd
-
-    try:
-        user = pwd.getpwnam(agent.config.runtime.run_as)
-    except KeyError:
-        raise AgentNotRunnable(
-            f'Agent "{agent.name}" runs as user "{agent.config.runtime.run_as}", which does '
-            "not exist on this machine.",
-            hint="Create it with: al doctor --fix",
-        ) from None
-    return user.pw_uid, user.pw_gid
-
-
 class RunService:
     """Runs agents of one project on one runtime, recording each run in the store."""
 
@@ -207,7 +181,7 @@ class RunService:
         """
         try:
             check_runnable(agent)
-            _owner(agent)
+            self.runtime.identity(agent)
             required, _ = self._refs(agent)
             check_present(self.credentials, agent.name, required)
         except ActionLlamaError as exc:
@@ -257,7 +231,8 @@ class RunService:
         interrupted = False
         self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
         try:
-            owner = _owner(agent)
+            identity = self.runtime.identity(agent)
+            owner = (identity.uid, identity.gid)
             _write_static(
                 agent,
                 self.project,
@@ -269,7 +244,7 @@ class RunService:
             (stage_dir / "static").chmod(0o500)
             required, optional = self._refs(agent)
             staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
-            spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger)
+            spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger, identity)
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self.runtime.start(spec)
@@ -375,6 +350,7 @@ class RunService:
         stage_dir: Path,
         credentials: Path,
         trigger: str,
+        identity: RunIdentity,
     ) -> RunSpec:
         local = self.project.config.local
         return RunSpec(
@@ -387,8 +363,8 @@ class RunService:
             workspace=str(self.project.state_dir / "workspaces" / agent.name),
             limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
             timeout=agent.timeout,
-            user=None if agent.is_container else agent.config.runtime.run_as,
-            groups=tuple(agent.config.runtime.groups),
+            user=identity.user,
+            groups=identity.groups,
             labels={"al.trigger": trigger},
             env={k: os.environ[k] for k in PASSED_THROUGH if k in os.environ},
         )

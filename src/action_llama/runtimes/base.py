@@ -4,22 +4,47 @@ A runtime starts one run from a `RunSpec`, streams its output lines, waits for i
 timeout, stops it, lists the runs it has, and cleans up. It can also find a run again by id
 (`adopt`) after the process that started it died, so a restarted scheduler follows it to its
 end. Engine types and errors never cross this seam.
+
+It also answers what the rest of `al` needs to know about the agents it runs, so nothing
+outside `runtimes/` asks which kind of runtime an agent has: whether runs need an image of
+the chain (`needs_image`), who a run is (`identity`: the owner of its staged files), how a
+run reaches the gateway (`gateway_url`), what of the project does not apply to it
+(`warnings`), how to name where it runs (`describe`) and what `al doctor` checks for it
+(`checks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from action_llama.doctor.result import Check
+    from action_llama.project import Agent, Project
 
 #: Exit code reported for a run stopped at its timeout (as GNU timeout does).
 EXIT_TIMEOUT = 124
 #: Exit code of a process killed by SIGKILL (what the kernel's OOM killer sends).
 EXIT_KILLED = 137
+#: The uid (and gid) of runs in containers: the base image's user `node`.
+CONTAINER_UID = 1000
 
 RunStatus = Literal["completed", "failed", "timeout", "oom", "killed", "rerun"]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is: the uid and gid that must be able to read what is staged for it, and
+    (for runtimes that switch users on this host) the OS user and groups it runs as."""
+
+    uid: int
+    gid: int
+    user: str | None = None
+    groups: tuple[str, ...] = ()
 
 
 class Limits(BaseModel):
@@ -50,7 +75,8 @@ class RunSpec(BaseModel):
     credentials_dir: Path
     #: Where the agent's persistent workspace lives (each runtime decides how to provide it).
     workspace: str
-    #: OS user and groups a host-user run runs as (ignored by container runtimes).
+    #: OS user and groups the run runs as, when its runtime switches users on this host
+    #: (`RunIdentity.user`; None for container runtimes).
     user: str | None = None
     groups: tuple[str, ...] = ()
     limits: Limits
@@ -96,9 +122,37 @@ def status_for(exit_code: int) -> RunStatus:
 
 
 class Runtime(Protocol):
-    """Starts and supervises runs. Implementations: `docker`, `host-user`."""
+    """Starts and supervises runs. Implementations: `docker`, `host-user`, and
+    `action_llama.testing.FakeRuntime` for tests."""
 
     name: str
+    #: Whether runs need an image of the project's chain (`RunSpec.image`).
+    needs_image: ClassVar[bool]
+
+    # -- what callers ask about the agents it runs ------------------------------------------
+
+    def identity(self, agent: Agent) -> RunIdentity:
+        """Who runs of `agent` are; AgentNotRunnable when that cannot be on this machine."""
+        ...
+
+    def gateway_url(self, port: int) -> str:
+        """The gateway's URL as its runs reach it, the gateway listening on `port`."""
+        ...
+
+    def describe(self, agent: Agent) -> str:
+        """Where runs of `agent` happen, in a few words ("container", "host user x")."""
+        ...
+
+    def warnings(self, project: Project, agent: Agent) -> list[str]:
+        """Settings of the project or agent that do not apply to runs on this runtime."""
+        ...
+
+    def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        """What `al doctor` checks for `agents` (those of the project on this runtime; maybe
+        none); with `fix`, repair what can be."""
+        ...
+
+    # -- runs ------------------------------------------------------------------------------
 
     async def start(self, spec: RunSpec) -> RunHandle:
         """Create and start the run; raise RunError when it cannot start."""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from action_llama.errors import RunError, docker_not_running
+from action_llama.engine import engine_errors
+from action_llama.errors import RunError
 from action_llama.runtimes.base import (
+    CONTAINER_UID,
     EXIT_TIMEOUT,
     RunHandle,
+    RunIdentity,
     RunResult,
     RunSpec,
     status_for,
@@ -22,12 +25,17 @@ from action_llama.runtimes.docker_workspace import ensure_workspace
 if TYPE_CHECKING:
     import docker
 
+    from action_llama.doctor.result import Check
+    from action_llama.project import Agent, Project
+
 LABEL_RUN = "al.run"
 LABEL_AGENT = "al.agent"
 LABEL_PROJECT = "al.project"
 #: Extra seconds the host waits past the timeout, so the entry's own timer ends the run first
 #: and says so in the log.
 TIMEOUT_GRACE = 3
+#: How runs name the host; the engine maps it to the bridge's gateway address.
+CONTAINER_HOST = "host.docker.internal"
 
 
 def container_name(agent: str, run_id: str) -> str:
@@ -50,6 +58,25 @@ class DockerRuntime:
     """The `docker` runtime: one container per run, on the local engine."""
 
     name = "docker"
+    needs_image: ClassVar[bool] = True
+
+    def identity(self, agent: Agent) -> RunIdentity:
+        # The image's user `node`: the same uid whoever starts the run.
+        return RunIdentity(uid=CONTAINER_UID, gid=CONTAINER_UID)
+
+    def gateway_url(self, port: int) -> str:
+        return f"http://{CONTAINER_HOST}:{port}"
+
+    def describe(self, agent: Agent) -> str:
+        return "container"
+
+    def warnings(self, project: Project, agent: Agent) -> list[str]:
+        return []
+
+    def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        from action_llama.runtimes.docker_checks import engine_checks
+
+        return engine_checks(project, agents)
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
@@ -65,15 +92,16 @@ class DockerRuntime:
         return self._client
 
     def _create(self, spec: RunSpec) -> RunHandle:
-        from docker.errors import APIError, DockerException
+        from docker.errors import APIError
         from docker.types import Mount
 
         api = self.client.api
         workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
         limits = spec.limits
+        owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
         tmpfs = {
-            "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},uid=1000,gid=1000,mode=1777",
-            "/home/node": f"rw,nosuid,nodev,size={limits.home_bytes},uid=1000,gid=1000,mode=0755",
+            "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},{owner},mode=1777",
+            "/home/node": f"rw,nosuid,nodev,size={limits.home_bytes},{owner},mode=0755",
         }
         mounts = [
             Mount("/app/static", str(spec.static_dir), type="bind", read_only=True),
@@ -92,7 +120,7 @@ class DockerRuntime:
             tmpfs=tmpfs,
             mounts=mounts,
             init=True,
-            extra_hosts={"host.docker.internal": "host-gateway"},
+            extra_hosts={CONTAINER_HOST: "host-gateway"},
         )
         name = container_name(spec.agent, spec.run_id)
         labels = {
@@ -104,24 +132,24 @@ class DockerRuntime:
         env = {**spec.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
         if not workspace.capped:
             env["AL_WORKSPACE_UNCAPPED"] = "1"
-        try:
-            created = api.create_container(
-                spec.image,
-                name=name,
-                user="1000:1000",
-                working_dir="/tmp",
-                environment=env,
-                labels=labels,
-                host_config=host_config,
-            )
-            api.start(created["Id"])
-        except APIError as exc:
-            raise RunError(
-                f"Could not start the container for agent {spec.agent}: {exc.explanation or exc}",
-                hint="Check the image with: al image ls",
-            ) from None
-        except DockerException as exc:
-            raise docker_not_running(str(exc)) from None
+        with engine_errors(f"starting run {spec.run_id}"):
+            try:
+                created = api.create_container(
+                    spec.image,
+                    name=name,
+                    user=f"{CONTAINER_UID}:{CONTAINER_UID}",
+                    working_dir="/tmp",
+                    environment=env,
+                    labels=labels,
+                    host_config=host_config,
+                )
+                api.start(created["Id"])
+            except APIError as exc:
+                raise RunError(
+                    f"Could not start the container for agent {spec.agent}: "
+                    f"{exc.explanation or exc}",
+                    hint="Check the image with: al image ls",
+                ) from None
         return RunHandle(
             run_id=spec.run_id,
             agent=spec.agent,
@@ -157,6 +185,10 @@ class DockerRuntime:
             yield line
 
     async def wait(self, handle: RunHandle, timeout: float) -> RunResult:
+        with engine_errors(f"waiting for run {handle.run_id}"):
+            return await self._wait(handle, timeout)
+
+    async def _wait(self, handle: RunHandle, timeout: float) -> RunResult:
         api = self.client.api
         waiting = asyncio.ensure_future(asyncio.to_thread(api.wait, handle.ref))
         timed_out = False
@@ -186,7 +218,8 @@ class DockerRuntime:
         from docker.errors import APIError
 
         self._stopped.add(handle.ref)
-        with contextlib.suppress(APIError):
+        # Gone or not running is fine (APIError); a lost engine is not.
+        with engine_errors(f"stopping run {handle.run_id}"), contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
 
     async def adopt(self, run_id: str) -> RunHandle | None:
@@ -199,14 +232,10 @@ class DockerRuntime:
         return await self._containers([LABEL_RUN, *of_project])
 
     async def _containers(self, labels: list[str]) -> list[RunHandle]:
-        from docker.errors import DockerException
-
-        try:
+        with engine_errors("listing runs"):
             found = await asyncio.to_thread(
                 self.client.api.containers, all=True, filters={"label": labels}
             )
-        except DockerException as exc:
-            raise docker_not_running(str(exc)) from None
         return [
             RunHandle(
                 run_id=c["Labels"][LABEL_RUN],
@@ -223,7 +252,7 @@ class DockerRuntime:
         from docker.errors import APIError
 
         self._stopped.discard(handle.ref)
-        with contextlib.suppress(APIError):
+        with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
 
     async def close(self) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from action_llama.runtimes.base import CONTAINER_UID
+
 if TYPE_CHECKING:
     import docker
 
@@ -62,7 +64,16 @@ def _make_image(image: Path, size: int) -> None:
         fh.truncate(size)
     # -m 0: no blocks reserved for root, so the agent gets the whole size.
     subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=1000:1000", str(partial)],
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            f"root_owner={CONTAINER_UID}:{CONTAINER_UID}",
+            str(partial),
+        ],
         check=True,
         capture_output=True,
     )

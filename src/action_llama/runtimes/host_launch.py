@@ -31,11 +31,16 @@ from action_llama.errors import RunError
 
 Mode = Literal["setpriv", "runuser", "self", "sudo"]
 
+#: How runs on this host reach the gateway.
+LOOPBACK = "127.0.0.1"
 #: What the agent's processes get as PATH (the entry puts its helper commands first).
 SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: Interpreters tried, in order, when none is configured: the system's before the operator's.
 PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 MIN_PYTHON = (3, 10)
+#: A variable every run keeps through the switch of user (`--preserve-env` under sudo): a
+#: probe keeps it too, so it needs the same permission as runs.
+KEPT_FOR_PROBE = ("AL_RUN_ID",)
 PACKAGE_DIR = Path(action_llama.__file__).resolve().parent
 R, W, X = 4, 2, 1
 

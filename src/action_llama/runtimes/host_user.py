@@ -30,25 +30,30 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from action_llama.agent import procs
-from action_llama.errors import RunError
+from action_llama import procs
+from action_llama.errors import AgentNotRunnable, RunError
 from action_llama.runtimes import host_launch as launch
 from action_llama.runtimes.base import (
     EXIT_KILLED,
     EXIT_TIMEOUT,
     RunHandle,
+    RunIdentity,
     RunResult,
     RunSpec,
     status_for,
 )
+
+if TYPE_CHECKING:
+    from action_llama.doctor.result import Check
+    from action_llama.project import Agent, Project
 
 DEFAULT_USER = "al-agent"
 #: Extra seconds the host waits past the timeout, so the entry's own timer ends the run first
@@ -69,7 +74,7 @@ def default_runs_dir() -> Path:
     return Path("/tmp/al-runs" if os.geteuid() == 0 else f"/tmp/al-runs-{os.geteuid()}")
 
 
-class RunRecord(BaseModel):
+class PidFile(BaseModel):
     """The pid file: what a later process needs to find, watch and clean up a run."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -105,7 +110,7 @@ def _reap() -> None:
 
 @dataclass
 class _Run:
-    record: RunRecord
+    record: PidFile
     #: The process, when we started it ourselves.
     proc: subprocess.Popen[bytes] | None = None
 
@@ -136,6 +141,46 @@ class HostUserRuntime:
     """The `host-user` runtime: one process group per run, as the agent's OS user."""
 
     name = "host-user"
+    needs_image: ClassVar[bool] = False
+
+    def identity(self, agent: Agent) -> RunIdentity:
+        import pwd
+
+        runtime = agent.config.runtime
+        try:
+            user = pwd.getpwnam(runtime.run_as)
+        except KeyError:
+            raise AgentNotRunnable(
+                f'Agent "{agent.name}" runs as user "{runtime.run_as}", which does not exist '
+                "on this machine.",
+                hint="Create it with: al doctor --fix",
+            ) from None
+        return RunIdentity(user.pw_uid, user.pw_gid, runtime.run_as, tuple(runtime.groups))
+
+    def gateway_url(self, port: int) -> str:
+        return f"http://{launch.LOOPBACK}:{port}"
+
+    def describe(self, agent: Agent) -> str:
+        return f"host user {agent.config.runtime.run_as}"
+
+    def warnings(self, project: Project, agent: Agent) -> list[str]:
+        """Container settings, said once: they do not apply to a run without a container."""
+        ignored = []
+        if agent.dockerfile is not None:
+            ignored.append(f"agents/{agent.name}/Dockerfile")
+        if project.config.local.model_fields_set:
+            ignored.append("[local] in config.toml")
+        if not ignored:
+            return []
+        return [
+            f"{' and '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to agent "
+            f"{agent.name}: it runs as a host user, not in a container."
+        ]
+
+    def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        from action_llama.runtimes.host_user_checks import host_user_checks
+
+        return host_user_checks(agents, fix=fix)
 
     def __init__(self, runs_dir: Path | None = None, python: str | None = None):
         self.runs_dir = runs_dir or default_runs_dir()
@@ -235,7 +280,7 @@ class HostUserRuntime:
             raise RunError(f"Could not start agent {spec.agent}: {exc}") from None
         finally:
             os.close(log_fd)
-        record = RunRecord(
+        record = PidFile(
             run_id=spec.run_id,
             pid=proc.pid,
             pgid=proc.pid,
@@ -293,7 +338,7 @@ class HostUserRuntime:
             for path in (work, work / "tmp"):
                 os.chown(path, user.uid, user.gid)
 
-    def _write_record(self, root: Path, record: RunRecord) -> None:
+    def _write_record(self, root: Path, record: PidFile) -> None:
         path = root / f"{record.run_id}.pid"
         partial = root / f".{record.run_id}.pid.partial"
         partial.unlink(missing_ok=True)
@@ -302,7 +347,7 @@ class HostUserRuntime:
             fh.write(record.model_dump_json(indent=2) + "\n")
         partial.replace(path)
 
-    def _handle(self, record: RunRecord) -> RunHandle:
+    def _handle(self, record: PidFile) -> RunHandle:
         return RunHandle(
             run_id=record.run_id,
             agent=record.agent,
@@ -314,12 +359,12 @@ class HostUserRuntime:
 
     # -- finding runs again -----------------------------------------------------------------
 
-    def _read_record(self, run_id: str) -> RunRecord | None:
+    def _read_record(self, run_id: str) -> PidFile | None:
         if not RUN_ID_RE.match(run_id):
             return None
         try:
             text = (self.runs_dir / f"{run_id}.pid").read_text(encoding="utf-8")
-            return RunRecord.model_validate_json(text)
+            return PidFile.model_validate_json(text)
         except (OSError, ValidationError):
             return None
 

@@ -1,18 +1,18 @@
-"""Runtimes by name, imported lazily (a host-user run must not need the docker package)."""
+"""Runtimes by name, imported lazily (a host-user run must not need the docker package).
+
+Everything outside `runtimes/` that depends on where an agent runs asks its runtime (see the
+`Runtime` protocol) through these functions, never the agent's `[runtime] type`.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from action_llama.project import Agent
+    from action_llama.project import Agent, Project
     from action_llama.runtimes.base import Runtime
-
-
-def runtime_name(agent: Agent) -> str:
-    return BY_AGENT_TYPE[agent.config.runtime.type]
-
 
 RUNTIMES = {
     "docker": "action_llama.runtimes.docker:DockerRuntime",
@@ -22,9 +22,39 @@ RUNTIMES = {
 BY_AGENT_TYPE = {"container": "docker", "host-user": "host-user"}
 
 
+def runtime_name(agent: Agent) -> str:
+    return BY_AGENT_TYPE[agent.config.runtime.type]
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The class of the runtime called `name` (KeyError for an unknown name)."""
+    module_name, _, attr = RUNTIMES[name].partition(":")
+    factory: type[Runtime] = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
 def get_runtime(name: str) -> Runtime:
     """A new runtime of the kind `name` (KeyError for an unknown name)."""
-    module_name, _, attr = RUNTIMES[name].partition(":")
-    factory = getattr(importlib.import_module(module_name), attr)
-    runtime: Runtime = factory()
-    return runtime
+    return runtime_class(name)()
+
+
+def runtime_for(agent: Agent) -> Runtime:
+    """A new runtime of the kind `agent` runs on."""
+    return get_runtime(runtime_name(agent))
+
+
+def by_runtime(agents: Iterable[Agent]) -> dict[str, list[Agent]]:
+    """`agents` grouped by the name of their runtime; every runtime is a key, maybe with none."""
+    groups: dict[str, list[Agent]] = {name: [] for name in RUNTIMES}
+    for agent in agents:
+        groups[runtime_name(agent)].append(agent)
+    return groups
+
+
+def image_agents(project: Project) -> list[str]:
+    """The agents of `project` whose runs need an image of the chain, by name."""
+    return [
+        agent.name
+        for agent in project.agents.values()
+        if runtime_class(runtime_name(agent)).needs_image
+    ]

@@ -17,7 +17,6 @@ from action_llama.gateway.bind import (
     interface_address,
     is_local_address,
     listen_addresses,
-    url_for_runs,
 )
 from action_llama.gateway.server import open_server
 from action_llama.gateway.settings import GatewaySettings
@@ -75,12 +74,6 @@ def test_a_taken_port_is_a_gateway_error_naming_the_fix() -> None:
     assert f"Port {port}" in info.value.message
     assert info.value.hint is not None
     assert "--port" in info.value.hint
-
-
-def test_runs_get_the_url_their_runtime_can_reach() -> None:
-    """Containers use host.docker.internal; host-user runs use loopback."""
-    assert url_for_runs(8080, container=True) == "http://host.docker.internal:8080"
-    assert url_for_runs(8080, container=False) == "http://127.0.0.1:8080"
 
 
 def test_the_server_serves_in_the_callers_loop_and_stops(tmp_path) -> None:

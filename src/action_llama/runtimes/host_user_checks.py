@@ -1,4 +1,6 @@
-"""Host-user agents: their user and groups exist, and `al` may start processes as that user.
+"""What `al doctor` checks for host-user agents: their user and groups exist, and `al` may
+start processes as that user, the way runs are started (`host_launch` decides how, here and
+for runs alike, and the check runs `true` that very way).
 
 As root, `al` switches user itself (setpriv/runuser): no sudo rule is needed. Otherwise it runs
 `sudo -n -u <user>`, which needs a rule in /etc/sudoers.d. `--fix` (Linux) creates a missing
@@ -16,13 +18,16 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from action_llama.doctor.checks import Check
+from action_llama.doctor.result import Check
+from action_llama.errors import RunError
+from action_llama.runtimes import host_launch as launch
 
 if TYPE_CHECKING:
-    from action_llama.project import Project
+    from action_llama.project import Agent
 
 #: What useradd accepts by default (and nothing a sudoers line or a shell could misread).
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -30,32 +35,31 @@ SUDOERS_DIR = Path("/etc/sudoers.d")
 COMMAND_TIMEOUT = 30
 
 
-def host_user_checks(project: Project, *, fix: bool = False) -> list[Check]:
-    """For each distinct `run_as` of host-user agents: user, groups, and switching to it."""
+def host_user_checks(agents: Sequence[Agent], *, fix: bool = False) -> list[Check]:
+    """For each distinct `run_as` of host-user `agents`: user, groups, and switching to it
+    with each set of groups its agents' runs have."""
     users: dict[str, list[str]] = {}
     groups: dict[str, list[str]] = {}
-    #: The first configured group of each agent: the runs' primary group (`sudo -g`).
-    primary: dict[str, list[str]] = {}
-    for agent in project.agents.values():
-        if agent.is_container:
-            continue
+    #: The distinct `[runtime] groups` of the user's agents: each is how some run starts.
+    group_sets: dict[str, list[tuple[str, ...]]] = {}
+    for agent in agents:
         runtime = agent.config.runtime
         users.setdefault(runtime.run_as, []).append(agent.name)
         seen = groups.setdefault(runtime.run_as, [])
         seen += [g for g in runtime.groups if g not in seen]
-        firsts = primary.setdefault(runtime.run_as, [])
-        if runtime.groups and runtime.groups[0] not in firsts:
-            firsts.append(runtime.groups[0])
+        sets = group_sets.setdefault(runtime.run_as, [])
+        if tuple(runtime.groups) not in sets:
+            sets.append(tuple(runtime.groups))
     checks: list[Check] = []
-    for user, agents in users.items():
-        exists = check_user(user, agents, fix)
+    for user, names in users.items():
+        exists = check_user(user, names, fix)
         checks.append(exists)
         found = True
         if groups[user]:
             checks.append(check_groups(user, groups[user]))
             found = checks[-1].status == "ok"
         if exists.status != "fail" and found:
-            checks.append(check_switch(user, primary[user], fix))
+            checks.append(check_switch(user, group_sets[user], fix))
     return checks
 
 
@@ -163,47 +167,36 @@ def check_groups(user: str, names: list[str]) -> Check:
     )
 
 
-def _switch_tool() -> str | None:
-    return shutil.which("setpriv") or shutil.which("runuser")
+def _starts(user: launch.RunUser, mode: launch.Mode) -> tuple[bool, str]:
+    """Whether `true` starts as `user` exactly as a run's entry point would (same switch,
+    groups, and kept variables); (worked, its complaint)."""
+    return _run(launch.as_user(user, mode, ["true"], list(launch.KEPT_FOR_PROBE)))
 
 
-def _sudo_works(sudo: str, user: str, groups: list[str]) -> bool:
-    """`sudo -n -u user [-g group] true` works, for each group runs start with."""
-    return all(
-        _run([sudo, "-n", "-u", user, *group, "true"])[0]
-        for group in ([["-g", g] for g in groups] or [[]])
-    )
-
-
-def check_switch(user: str, groups: list[str], fix: bool) -> Check:
-    """al can start processes as `user` (with `groups` as their primary group): as root
-    directly, as that user itself, otherwise through a sudo rule."""
+def check_switch(user: str, group_sets: list[tuple[str, ...]], fix: bool) -> Check:
+    """al can start processes as `user`, with each of `group_sets` (the `[runtime] groups`
+    its agents' runs have): as root directly, as that user itself, else through a sudo rule."""
     name = f"switch to {user}"
-    if os.geteuid() == 0:
-        tool = _switch_tool()
-        if tool is None:
-            return Check(
-                name,
-                "fail",
-                "al runs as root but neither setpriv nor runuser is installed.",
-                "Install util-linux (apt-get install util-linux).",
-            )
-        return Check(name, "ok", f"al runs as root: {Path(tool).name}, no sudo rule needed")
+    try:
+        identities = [launch.resolve_user(user, groups) for groups in group_sets or [()]]
+        mode = launch.privilege_mode(identities[0])
+    except RunError as exc:
+        return Check(name, "fail", exc.message, exc.hint)
+    failed = [(who, output) for who in identities for ok, output in [_starts(who, mode)] if not ok]
+    if not failed:
+        how = {
+            "setpriv": "al runs as root: setpriv, no sudo rule needed",
+            "runuser": "al runs as root: runuser, no sudo rule needed",
+            "self": "al runs as that user: nothing to switch",
+            "sudo": f"sudo -n -u {user} works",
+        }[mode]
+        return Check(name, "ok", how)
+    command = " ".join(launch.as_user(failed[0][0], mode, ["true"]))
+    if mode != "sudo":
+        return Check(name, "fail", f"{command} fails: {failed[0][1]}", None)
     operator = pwd.getpwuid(os.geteuid()).pw_name
-    if operator == user and not groups:
-        return Check(name, "ok", "al runs as that user: nothing to switch")
-    sudo = shutil.which("sudo")
-    if sudo is None:
-        return Check(
-            name,
-            "fail",
-            f"al does not run as root, and sudo (needed to run as {user}) is not installed.",
-            "Install sudo, or run al as root.",
-        )
-    command = f"sudo -n -u {user}{''.join(f' -g {g}' for g in groups[:1])} true"
-    if _sudo_works(sudo, user, groups):
-        return Check(name, "ok", f"{command} works")
-    odd = [n for n in [operator, *groups] if not USER_NAME.match(n)]
+    primaries = [g[0] for g in group_sets if g]
+    odd = [n for n in [operator, *primaries] if not USER_NAME.match(n)]
     if odd:
         return Check(
             name,
@@ -211,6 +204,7 @@ def check_switch(user: str, groups: list[str], fix: bool) -> Check:
             f"{command} fails, and {', '.join(odd)} cannot go in a sudo rule safely.",
             f"Allow {operator} to run commands as {user} in sudoers by hand (visudo).",
         )
+    groups = list(dict.fromkeys(primaries))
     runas = f"{user} : {', '.join(groups)}" if groups else user
     rule = f"{operator} ALL=({runas}) NOPASSWD: ALL"
     target = SUDOERS_DIR / f"al-{user}"
@@ -221,8 +215,9 @@ def check_switch(user: str, groups: list[str], fix: bool) -> Check:
             f"{command} fails: {operator} may not run commands as {user} without a password.",
             f"al doctor --fix writes {target} with:\n{rule}",
         )
+    sudo = shutil.which("sudo") or "sudo"
     problem = write_sudo_rule(sudo, rule, target)
-    if problem is None and _sudo_works(sudo, user, groups):
+    if problem is None and all(_starts(who, mode)[0] for who in identities):
         return Check(name, "ok", f"wrote {target}: {rule}")
     return Check(
         name,
