@@ -15,7 +15,6 @@ from action_llama.runs.store import RunStore
 from action_llama.scheduler.core import Dispatched, Queued, Rejected, Scheduler
 from action_llama.scheduler.cron import CronLoop, next_fire
 from action_llama.scheduler.launch import service_launcher
-from action_llama.scheduler.scale import runner_counts
 from action_llama.state import QueueItem, State
 from action_llama.testing import FakeRun, FakeRuntime
 
@@ -217,14 +216,53 @@ def test_kill_stops_an_agents_runs(harness_factory) -> None:  # type: ignore[no-
     assert h.store.get(killed[0]).status == "killed"
 
 
-def test_project_scale_caps_agents_in_name_order(tmp_path: Path) -> None:
-    """scale = 3 for the project: a gets 2, b gets 1, c gets 0 (not pinned to 1)."""
-    root = project_with(
-        tmp_path,
-        {"a": "scale = 2\n", "b": "scale = 2\n", "c": "", "z": "scale = 0\n"},
-        config="scale = 3\n",
-    )
-    assert runner_counts(load_project(root)) == {"a": 2, "b": 1, "c": 0, "z": 0}
+def test_project_scale_is_a_cap_across_agents_not_a_partition(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """With the project's scale = 2, agents late in the alphabet run too: never more than 2
+    runs at once across the project, the rest queued and started oldest first as runs end,
+    each agent within its own scale; and the gateway refuses no agent's work."""
+    from action_llama.credentials.store import CredentialStore
+    from action_llama.gateway import GatewaySettings
+
+    agents = {"a": "scale = 2\n", "b": "scale = 2\n", "y": "", "z": "scale = 3\n"}
+    h = harness_factory(agents, config="scale = 2\n", run=FakeRun(seconds=0.2))
+    order = ["z", "y", "a", "z", "b", "a", "y", "z"]
+    peak = 0
+
+    async def scenario() -> list[object]:
+        nonlocal peak
+        decisions = [h.scheduler.dispatch(name, QueueItem(type="manual")) for name in order]
+
+        def settled() -> bool:
+            nonlocal peak
+            peak = max(peak, sum(h.runtime.concurrent(n) for n in agents))
+            return h.scheduler.idle() and not any(h.state.queue.lengths().values())
+
+        await eventually(settled)
+        return decisions
+
+    decisions = asyncio.run(scenario())
+    assert [type(d) for d in decisions] == [Dispatched, Dispatched] + [Queued] * 6
+    assert peak == 2
+    # Queued work started in the order it arrived.
+    assert [spec.agent for spec in h.runtime.started] == order
+    assert all(h.runtime.max_concurrent[name] <= 2 for name in agents)
+    settings = GatewaySettings.from_project(h.project, CredentialStore())
+    assert settings.disabled == frozenset()
+
+
+def test_a_project_scale_of_0_disables_every_agent(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """The project's scale = 0: every agent is refused, by the scheduler and the gateway alike."""
+    from action_llama.credentials.store import CredentialStore
+    from action_llama.gateway import GatewaySettings
+
+    h = harness_factory({"a": "scale = 2\n", "b": ""}, config="scale = 0\n")
+    decision = asyncio.run(_dispatch_in_loop(h.scheduler, "a"))
+    assert decision == Rejected("agent a is disabled (the project's scale is 0)")
+    assert GatewaySettings.from_project(h.project, CredentialStore()).disabled == {"a", "b"}
+
+
+async def _dispatch_in_loop(scheduler: Scheduler, agent: str) -> object:
+    return scheduler.dispatch(agent, QueueItem(type="manual"))
 
 
 def test_unknown_and_disabled_agents_are_refused(harness_factory) -> None:  # type: ignore[no-untyped-def]

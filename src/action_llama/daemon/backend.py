@@ -77,7 +77,7 @@ class SchedulerBackend:
     async def status(self) -> dict[str, JsonValue]:
         scheduler = self.scheduler
         agents: dict[str, JsonValue] = {}
-        for name in sorted(scheduler.project.agents):
+        for name, agent in sorted(scheduler.project.agents.items()):
             fire = self.cron.upcoming.get(name)
             state = (
                 "paused"
@@ -86,7 +86,7 @@ class SchedulerBackend:
             )
             agents[name] = {
                 "state": state,
-                "scale": scheduler.scales.get(name, 0),
+                "scale": agent.scale,
                 "running": list(scheduler.running.get(name, {})),
                 "nextFire": fire.isoformat() if isinstance(fire, datetime) else None,
             }

@@ -1,11 +1,13 @@
 """Run the scheduler, its cron loop and its gateway until Ctrl-C / SIGTERM (or `al stop`).
 
-Before anything starts, the project gets `al doctor`'s checks (`daemon.preflight`) and its image
-chain is built. While it runs, edits to the project are hot-reloaded (`daemon.reload`) and what
-happens is shown live in a terminal or logged as plain lines (`daemon.view`). Shutdown is graceful
-and bounded: triggers stop, running runs get `grace` seconds to end, then they are stopped; a
-second signal stops them at once. `.al/daemon.json` tells other `al` commands where the daemon
-listens while it runs.
+`Daemon` owns one project's scheduler for its whole life, as uvicorn's `Server` owns a server:
+`start` (the project's checks, its images, the state database, the scheduler, the gateway, runs
+a killed daemon left), `serve` (until a stop is asked), `replace` (a hot reload swaps the
+project in), `shutdown` (graceful and bounded: triggers stop, running runs get `grace` seconds
+to end, then they are stopped; a second signal stops them at once). Edits to the project are
+watched by `daemon.reload`; what happens is shown live in a terminal or logged as plain lines
+(`daemon.view`). `.al/daemon.json` tells other `al` commands where the daemon listens while it
+runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -26,11 +28,16 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.layout import DAEMON_FILE
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
-from action_llama.runs.store import RunStore
 from action_llama.runtimes.registry import get_runtime, image_agents, runtime_name
 
 if TYPE_CHECKING:
     from action_llama.daemon.view import Board
+    from action_llama.gateway import GatewaySettings
+    from action_llama.gateway.server import GatewayServer
+    from action_llama.runs.store import RunStore
+    from action_llama.scheduler.core import Scheduler
+    from action_llama.scheduler.cron import CronLoop
+    from action_llama.state import State
 
 SHUTDOWN_GRACE = 60.0
 #: Held (flock) by the one scheduler of a project, in its state folder.
@@ -56,11 +63,228 @@ async def serve(
     or ImageBuildError before anything starts.
     `live`: redraw a status view on `stream` (a terminal) instead of logging lines to it.
     """
-    claim = _claim(project)
-    try:
-        await _serve(project, port=port, expose=expose, grace=grace, stream=stream, live=live)
-    finally:
-        os.close(claim)
+    daemon = Daemon(project, port=port, expose=expose, grace=grace, stream=stream, live=live)
+    await daemon.serve()
+
+
+class Daemon:
+    """One project's scheduler, gateway and state, from start to shutdown."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        port: int | None = None,
+        expose: bool = False,
+        grace: float = SHUTDOWN_GRACE,
+        stream: TextIO = sys.stdout,
+        live: bool = False,
+    ):
+        from action_llama.daemon.view import Board, headless_sink
+
+        #: The project runs are started from now; a hot reload replaces it (`replace`).
+        self.project = project
+        #: Image ids of the agents whose runs need one, for `project`.
+        self.image_ids: dict[str, str] = {}
+        self.port = project.config.gateway.port if port is None else port
+        self.expose = expose
+        self.grace = grace
+        self.stream = stream
+        self.live = live
+        self.board = Board(headless_sink(stream))
+        self.credentials = CredentialStore()
+        #: One run service per runtime, made when an agent of that runtime first runs.
+        self.services: dict[str, RunService] = {}
+        self.settings: GatewaySettings
+        self.state: State
+        self.store: RunStore
+        self.scheduler: Scheduler
+        self.cron: CronLoop
+        self.server: GatewayServer
+        self._stopping: asyncio.Event
+        #: What `start` opened, closed by `shutdown` in reverse (also when `start` fails).
+        self._opened = contextlib.AsyncExitStack()
+
+    @property
+    def marker(self) -> Path:
+        return daemon_file(self.project)
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Start, run until a stop is asked (signal, `al stop`), shut down."""
+        claim = _claim(self.project)
+        try:
+            with _logs_to(self.board):
+                self._stopping = asyncio.Event()
+                try:
+                    await self.start()
+                    await self._stopping.wait()
+                finally:
+                    await self.shutdown()
+            self.board.note("al: stopped")
+        finally:
+            os.close(claim)
+
+    async def start(self) -> None:
+        """Everything up to taking requests; raises before anything runs if the project
+        cannot start (checks, images)."""
+        from action_llama.daemon import housekeeping
+        from action_llama.daemon.backend import SchedulerBackend
+        from action_llama.daemon.preflight import preflight
+        from action_llama.daemon.reload import Reloader
+        from action_llama.daemon.runner import gateway_launcher
+        from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
+        from action_llama.gateway.server import open_server
+        from action_llama.runs.store import RunStore
+        from action_llama.scheduler.core import Scheduler
+        from action_llama.scheduler.cron import CronLoop
+        from action_llama.state import State
+
+        project, board = self.project, self.board
+        # Watching starts first, so edits made while the checks and builds run are reloaded.
+        reloader = Reloader(self)
+        ensure_api_key(self.credentials)
+        for warning in preflight(project, self.credentials):
+            fix = f" ({warning.fix})" if warning.fix else ""
+            board.note(f"warning: {warning.name}: {warning.detail}{fix}")
+        if image_agents(project):
+            board.note("al: building images")
+        self.image_ids = await asyncio.to_thread(build_images, project)
+        self.settings = GatewaySettings.from_project(project, self.credentials)
+        opened = self._opened
+        self.state = State.open(project.state_dir)
+        opened.callback(self.state.close)
+        self.store = RunStore(project.state_dir, database=self.state.db)
+        opened.callback(self.store.close)
+        opened.push_async_callback(self._close_runtimes)
+        board.seed(run for name in project.agents for run in self.store.runs(name, limit=1))
+        housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
+        launch = gateway_launcher(
+            self.state,
+            self.store,
+            lambda: self.server.port,
+            self.service_for,
+            self.image_for,
+            board.run_lines,
+        )
+        self.scheduler = Scheduler(project, self.state, board.track(launch))
+        self.cron = CronLoop(self.scheduler)
+        backend = SchedulerBackend(self.scheduler, self.cron, self._stopping.set)
+        app = create_app(self.state, backend, lambda: self.settings)
+        self.server = open_server(app, port=self.port, expose=self.expose)
+        opened.push_async_callback(self.server.stop)
+        # Before the gateway takes requests: runs a killed daemon left hold their runners first.
+        await self._adopt()
+        await self.server.start()
+        marker = self.marker
+        marker.write_text(
+            json.dumps({"pid": os.getpid(), "port": self.server.port, "started": time.time()})
+        )
+        opened.callback(marker.unlink, missing_ok=True)
+        self._on_signals()
+        gateway = ", ".join(f"{a}:{p}" for a, p in self.server.addresses)
+        board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
+        self._background(self.cron.run())
+        self._background(housekeeping.sweep_forever(self.state, self.scheduler))
+        self._background(reloader.watch())
+        if self.live:
+            self._background(self._show_live(gateway))
+        self.scheduler.drain()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` until shutdown."""
+        task = asyncio.create_task(work)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._opened.push_async_callback(cancel)
+
+    async def _close_runtimes(self) -> None:
+        for service in self.services.values():
+            await service.runtime.close()
+
+    async def _adopt(self) -> None:
+        from action_llama.daemon.adoption import Adoption
+
+        adoption = Adoption(
+            self.state,
+            self.store,
+            self.scheduler,
+            self.service_for,
+            self.board.run_lines,
+            self.board.track,
+        )
+        await adoption.adopt_all(self.server.port, self.marker)
+
+    async def _show_live(self, gateway: str) -> None:
+        from rich.console import Console
+
+        from action_llama.daemon.view import headless_sink, show_live, snapshot
+
+        self.board.sink = None  # the live view shows the lines instead
+        frame = lambda: snapshot(self.board, self.scheduler, self.cron, gateway)  # noqa: E731
+        try:
+            await show_live(frame, Console(file=self.stream), asyncio.Event())
+        finally:
+            self.board.sink = headless_sink(self.stream)
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown (as the first Ctrl-C does)."""
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        """No new runs; running ones get `grace` seconds; then close what `start` opened."""
+        if hasattr(self, "scheduler"):
+            self.board.note("al: stopping: no new runs; waiting for running ones")
+            await self.scheduler.shutdown(self.grace)
+        await self._opened.aclose()
+
+    def _on_signals(self) -> None:
+        """First Ctrl-C/SIGTERM: graceful stop. Second: stop the runs now."""
+        loop = asyncio.get_running_loop()
+
+        def handle() -> None:
+            if self._stopping.is_set():
+                for runs in self.scheduler.running.values():
+                    for task in runs.values():
+                        task.cancel()
+            self._stopping.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, handle)
+
+    # -- what runs need --------------------------------------------------------------------
+
+    def service_for(self, agent: Agent) -> RunService:
+        name = runtime_name(agent)
+        if name not in self.services:
+            runtime = get_runtime(name)
+            self.services[name] = RunService(self.project, runtime, self.store, self.credentials)
+        return self.services[name]
+
+    async def image_for(self, agent: Agent) -> str | None:
+        return self.image_ids.get(agent.name)
+
+    # -- hot reload ------------------------------------------------------------------------
+
+    def replace(self, project: Project, image_ids: dict[str, str]) -> None:
+        """Run `project` (with its images) from now on: new work uses it; running runs keep
+        the definition they started with."""
+        from action_llama.gateway import GatewaySettings
+
+        self.project = project
+        self.image_ids = image_ids
+        self.settings = GatewaySettings.from_project(project, self.credentials)
+        for service in self.services.values():
+            service.project = project
+        self.scheduler.replace_project(project)
+        self.cron.reload()
+        if not self.scheduler.stopping:
+            self.scheduler.drain()  # a raised scale (or a returning agent) may take queued work
 
 
 def _claim(project: Project) -> int:
@@ -88,125 +312,6 @@ def _claim(project: Project) -> int:
     return fd
 
 
-async def _serve(
-    project: Project,
-    *,
-    port: int | None,
-    expose: bool,
-    grace: float,
-    stream: TextIO,
-    live: bool,
-) -> None:
-    from action_llama.daemon.adoption import Adoption
-    from action_llama.daemon.backend import SchedulerBackend
-    from action_llama.daemon.preflight import preflight
-    from action_llama.daemon.reload import Current, Reloader, fingerprint
-    from action_llama.daemon.runner import gateway_launcher
-    from action_llama.daemon.view import Board, headless_sink, show_live, snapshot
-    from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
-    from action_llama.gateway.server import open_server
-    from action_llama.scheduler.core import Scheduler
-    from action_llama.scheduler.cron import CronLoop
-    from action_llama.state import State
-
-    board = Board(headless_sink(stream))
-    # Taken first, so edits made while the checks and builds run are reloaded at once.
-    watched = fingerprint(project.root)
-    credentials = CredentialStore()
-    with _logs_to(board):
-        ensure_api_key(credentials)
-        for warning in preflight(project, credentials):
-            fix = f" ({warning.fix})" if warning.fix else ""
-            board.note(f"warning: {warning.name}: {warning.detail}{fix}")
-        if image_agents(project):
-            board.note("al: building images")
-        current = Current(
-            project,
-            await asyncio.to_thread(_build_images, project),
-            GatewaySettings.from_project(project, credentials),
-        )
-
-        async def image_for(agent: Agent) -> str | None:
-            return current.image_ids.get(agent.name)
-
-        from action_llama.daemon import housekeeping
-
-        state = State.open(project.state_dir)
-        store = RunStore(project.state_dir)
-        board.seed(run for name in project.agents for run in store.runs(name, limit=1))
-        housekeeping.at_start(state, store, project.config.history_retention_days)
-        services: dict[str, RunService] = {}
-
-        def service_for(agent: Agent) -> RunService:
-            name = runtime_name(agent)
-            if name not in services:
-                services[name] = RunService(current.project, get_runtime(name), store, credentials)
-            return services[name]
-
-        stopping = asyncio.Event()
-        holder: dict[str, int] = {}
-        launch = gateway_launcher(
-            state, store, lambda: holder["port"], service_for, image_for, board.run_lines
-        )
-        scheduler = Scheduler(project, state, board.track(launch))
-        cron = CronLoop(scheduler)
-        backend = SchedulerBackend(scheduler, cron, stopping.set)
-        app = create_app(state, backend, lambda: current.settings)
-        server = open_server(
-            app, port=project.config.gateway.port if port is None else port, expose=expose
-        )
-        holder["port"] = server.port
-        # Before the gateway takes requests: runs a killed daemon left hold their runners first.
-        await Adoption(
-            state, store, scheduler, service_for, board.run_lines, board.track
-        ).adopt_all(server.port, daemon_file(project))
-        await server.start()
-        marker = daemon_file(project)
-        marker.write_text(
-            json.dumps({"pid": os.getpid(), "port": server.port, "started": time.time()})
-        )
-        _on_signals(stopping, scheduler)
-        gateway = ", ".join(f"{a}:{p}" for a, p in server.addresses)
-        board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
-        reloader = Reloader(
-            current,
-            scheduler=scheduler,
-            cron=cron,
-            services=services,
-            credentials=credentials,
-            build=_build_images,
-            note=board.note,
-            seen=watched,
-        )
-        tasks = [
-            asyncio.create_task(cron.run()),
-            asyncio.create_task(housekeeping.sweep_forever(state, scheduler)),
-            asyncio.create_task(reloader.watch()),
-        ]
-        if live:
-            board.sink = None  # the live view shows the lines instead
-            frame = lambda: snapshot(board, scheduler, cron, gateway)  # noqa: E731
-            tasks.append(asyncio.create_task(show_live(frame, _console(stream), asyncio.Event())))
-        scheduler.drain()
-        try:
-            await stopping.wait()
-            board.note("al: stopping: no new runs; waiting for running ones")
-            await scheduler.shutdown(grace)
-        finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            board.sink = headless_sink(stream)
-            await server.stop()
-            for service in services.values():
-                await service.runtime.close()
-            marker.unlink(missing_ok=True)
-            store.close()
-            state.close()
-        board.note("al: stopped")
-
-
 @contextlib.contextmanager
 def _logs_to(board: Board) -> Iterator[None]:
     """While the daemon runs, its loggers (scheduler, gateway, state) write to the board."""
@@ -226,28 +331,7 @@ def _logs_to(board: Board) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
-def _console(stream: TextIO) -> Any:
-    from rich.console import Console
-
-    return Console(file=stream)
-
-
-def _on_signals(stopping: asyncio.Event, scheduler: Any) -> None:
-    """First Ctrl-C/SIGTERM: graceful stop. Second: stop the runs now."""
-    loop = asyncio.get_running_loop()
-
-    def handle() -> None:
-        if stopping.is_set():
-            for runs in scheduler.running.values():
-                for task in runs.values():
-                    task.cancel()
-        stopping.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handle)
-
-
-def _build_images(project: Project) -> dict[str, str]:
+def build_images(project: Project) -> dict[str, str]:
     """Image ids of the agents whose runs need one (building what changed)."""
     agents = image_agents(project)
     if not agents:
@@ -257,3 +341,4 @@ def _build_images(project: Project) -> dict[str, str]:
 
     chain = ChainBuilder(connect(), project).ensure(agents)
     return {name: chain.image_for(name) for name in agents}
+

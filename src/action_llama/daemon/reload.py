@@ -1,12 +1,15 @@
 """Hot reload: pick up edits to the project while the daemon runs, without a restart.
 
-`Reloader.watch` polls the modification times of `config.toml`, the project `Dockerfile`,
-`agents/` and `shared/` once a second (stdlib only: a handful of `stat` calls, and it works the
-same on every platform and filesystem, network mounts included). When anything changed it loads
-the project again. An invalid project is reported (file and key, as the CLI says it) and the
-daemon keeps running the previous one; so does a project whose images fail to build. Otherwise the
-new project is swapped in whole: scheduler scales, cron times, the gateway's webhook routing, and
-the images of container agents (the chain's content keys make unchanged images free).
+`Reloader.watch` listens for file system events under the project (watchfiles: inotify and
+its equivalents underneath, so an idle daemon costs nothing however many agents it has) on
+`config.toml`, the project `Dockerfile`, `agents/` and `shared/`. When an event comes, the
+watched files' modification times and sizes tell whether anything really changed (an editor
+touching a file without changing it reloads nothing); if so the project is loaded again. An
+invalid project is reported (file and key, as the CLI says it) and the daemon keeps running
+the previous one; so does a project whose images fail to build. Otherwise the new project is
+swapped in whole (`Daemon.replace`): scheduler scales, cron times, the gateway's webhook
+routing, and the images of agents that need one (the chain's content keys make unchanged
+images free).
 
 Runs already going keep the definition they started with. A removed agent's queued items stay in
 the durable queue (nothing accepted is dropped silently): they run if the agent comes back, and
@@ -18,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,15 +29,14 @@ from action_llama.errors import ActionLlamaError
 
 if TYPE_CHECKING:
     from action_llama.credentials.store import CredentialStore
-    from action_llama.gateway import GatewaySettings
+    from action_llama.daemon.main import Daemon
     from action_llama.project import Project
-    from action_llama.runs.service import RunService
-    from action_llama.scheduler.core import Scheduler
-    from action_llama.scheduler.cron import CronLoop
 
 #: What a reload watches, relative to the project root (`.al/` and the like are not in it).
 WATCHED = ("config.toml", "Dockerfile", "agents", "shared")
-POLL_INTERVAL = 1.0
+#: Milliseconds the watcher waits for more events after one, so a save of many files (a
+#: `git checkout`) is one reload, not one each.
+SETTLE_MS = 200
 
 Fingerprint = dict[str, tuple[int, int]]
 
@@ -69,97 +70,94 @@ def fingerprint(root: Path) -> Fingerprint:
 def _add(files: Fingerprint, path: Path) -> None:
     try:
         info = path.stat()
-    except OSError:  # removed between listing and stat: the next poll sees it gone
+    except OSError:  # removed between listing and stat: the next event sees it gone
         return
     files[str(path)] = (info.st_mtime_ns, info.st_size)
 
 
-@dataclass
-class Current:
-    """The project the daemon runs now and what is derived from it; a reload replaces them."""
+def is_watched(root: Path, path: str) -> bool:
+    """Whether an event at `path` concerns the project's definition (not `.al/`, not a
+    hidden file or folder)."""
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return False
+    return bool(parts) and parts[0] in WATCHED and not any(p.startswith(".") for p in parts)
 
-    project: Project
-    image_ids: dict[str, str]
-    settings: GatewaySettings
+
+async def changes(root: Path, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Once per burst of events that concern the project's definition, until `stop`."""
+    from watchfiles import awatch
+
+    async for _ in awatch(
+        root,
+        watch_filter=lambda _change, path: is_watched(root, path),
+        step=SETTLE_MS,
+        stop_event=stop,
+        yield_on_timeout=False,
+    ):
+        yield
 
 
 class Reloader:
     """Applies a changed project to a running daemon (see the module docstring)."""
 
-    def __init__(
-        self,
-        current: Current,
-        *,
-        scheduler: Scheduler,
-        cron: CronLoop,
-        services: dict[str, RunService],
-        credentials: CredentialStore,
-        build: Callable[[Project], dict[str, str]],
-        note: Callable[[str], None],
-        seen: Fingerprint | None = None,
-    ):
-        self.current = current
-        self.scheduler = scheduler
-        self.cron = cron
-        self.services = services
-        self.credentials = credentials
-        self.build = build
-        self.note = note
-        #: The files as `current.project` was loaded from them (or as they are now).
-        self.seen = seen if seen is not None else fingerprint(current.project.root)
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.root = daemon.project.root
+        #: The files as the daemon's project was loaded from them (taken when made, so edits
+        #: made while the daemon checks and builds its project are reloaded once it runs).
+        self.seen = fingerprint(self.root)
 
-    async def watch(self, interval: float = POLL_INTERVAL) -> None:
+    async def watch(self) -> None:
         """Reload whenever the watched files change, until cancelled."""
-        root = self.current.project.root
-        while not self.scheduler.stopping:
-            await asyncio.sleep(interval)
-            now = await asyncio.to_thread(fingerprint, root)
-            if now != self.seen:
-                self.seen = now
-                await self.reload()
+        stop = asyncio.Event()
+        try:
+            await self._check()
+            async for _ in changes(self.root, stop):
+                await self._check()
+        finally:
+            stop.set()
+
+    async def _check(self) -> None:
+        now = await asyncio.to_thread(fingerprint, self.root)
+        if now != self.seen:
+            self.seen = now
+            await self.reload()
 
     async def reload(self) -> bool:
         """Load the project again and swap it in; False (and the reason noted) if it is not
         valid or its images do not build."""
+        from action_llama.daemon.main import build_images
         from action_llama.project import load_project
 
-        old = self.current.project
+        daemon = self.daemon
+        old, old_images = daemon.project, daemon.image_ids
+        note = daemon.board.note
         try:
             new = await asyncio.to_thread(load_project, old.root)
-            image_ids = await asyncio.to_thread(self.build, new)
+            image_ids = await asyncio.to_thread(build_images, new)
         except ActionLlamaError as exc:
             hint = f"\nhint: {exc.hint}" if exc.hint else ""
-            self.note(f"reload: error: {exc}{hint}\nreload: still running the previous project")
+            note(f"reload: error: {exc}{hint}\nreload: still running the previous project")
             return False
         except OSError as exc:
             where = f" {exc.filename}" if exc.filename else ""
-            self.note(f"reload: error: cannot read the project:{where}: {exc.strerror or exc}")
+            note(f"reload: error: cannot read the project:{where}: {exc.strerror or exc}")
             return False
-        self._swap(new, image_ids)
-        self.note("reload: " + describe_changes(old, new, self.current.image_ids, image_ids))
+        daemon.replace(new, image_ids)
+        note("reload: " + describe_changes(old, new, old_images, image_ids))
         self._report_orphans(old, new)
-        self.current.image_ids = image_ids
-        for problem in await asyncio.to_thread(problems_of, new, self.credentials):
-            self.note(f"reload: warning: {problem}")
+        for problem in await asyncio.to_thread(problems_of, new, daemon.credentials):
+            note(f"reload: warning: {problem}")
         return True
 
-    def _swap(self, new: Project, image_ids: dict[str, str]) -> None:
-        from action_llama.gateway import GatewaySettings
-
-        self.current.project = new
-        self.current.settings = GatewaySettings.from_project(new, self.credentials)
-        for service in self.services.values():
-            service.project = new
-        self.scheduler.replace_project(new)
-        self.cron.reload()
-        if not self.scheduler.stopping:
-            self.scheduler.drain()  # a raised scale (or a returning agent) may take queued work
-
     def _report_orphans(self, old: Project, new: Project) -> None:
+        queue = self.daemon.state.queue
         for name in sorted(set(old.agents) - set(new.agents)):
-            waiting = self.scheduler.state.queue.len(name)
+            waiting = queue.len(name)
             if waiting:
-                self.note(
+                self.daemon.board.note(
                     f"reload: {name} was removed with {waiting} item(s) queued: they stay "
                     "queued and run if the agent comes back"
                 )

@@ -161,8 +161,8 @@ def snapshot(board: Board, scheduler: Scheduler, cron: CronLoop, gateway: str) -
     """The scheduler's state now: call on the daemon's event loop."""
     queued = scheduler.state.queue.lengths()
     agents = []
-    for name in sorted(scheduler.project.agents):
-        scale = scheduler.scales.get(name, 0)
+    for name, agent in sorted(scheduler.project.agents.items()):
+        scale = agent.scale
         running = tuple(scheduler.running.get(name, {}))
         if scale == 0:
             state = "disabled"

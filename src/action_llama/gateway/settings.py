@@ -64,18 +64,10 @@ class GatewaySettings:
     ) -> GatewaySettings:
         """The settings of a loaded project (scale = 0 agents are `disabled`)."""
         config = project.config
-        disabled = frozenset(
-            name
-            for name, agent in project.agents.items()
-            if (
-                agent.config.scale if agent.config.scale is not None else config.default_agent_scale
-            )
-            == 0
-        )
         return cls(
             webhooks=dict(config.webhooks),
             agents={name: tuple(a.config.webhooks) for name, a in project.agents.items()},
-            disabled=disabled,
+            disabled=project.disabled,
             credentials=credentials,
             max_call_depth=config.max_call_depth,
             lock_ttl=float(config.resource_lock_timeout),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from action_llama.config import AgentFileConfig, ProjectConfig, SkillFile, SkillFrontmatter
 from action_llama.config.agent import check_agent_name
+from action_llama.config.environment import passed_to_runs
 from action_llama.config.skill import split_frontmatter
 from action_llama.errors import AgentNotFound, ConfigError
 from action_llama.project.errors import describe
@@ -196,9 +197,17 @@ def _load_agent(
             )
     if problems or skill is None or agent_cfg is None:
         return None, problems, hints
-    timeout = agent_cfg.timeout or config.local.timeout
+    scale = config.default_agent_scale if agent_cfg.scale is None else agent_cfg.scale
+    queue_size = agent_cfg.max_work_queue_size
     agent = Agent(
-        name=name, path=path, skill=skill, config=agent_cfg, models=tuple(models), timeout=timeout
+        name=name,
+        path=path,
+        skill=skill,
+        config=agent_cfg,
+        models=tuple(models),
+        timeout=agent_cfg.timeout or config.local.timeout,
+        scale=0 if config.scale == 0 else scale,
+        queue_size=config.work_queue_size if queue_size is None else queue_size,
     )
     return agent, [], []
 
@@ -223,7 +232,7 @@ def load_project(root: Path | str) -> Project:
             agents[agent.name] = agent
     _raise(problems, [h for h in hints if h])
     assert config is not None  # _raise returned, so validation passed
-    return Project(root=root, config=config, agents=agents)
+    return Project(root=root, config=config, agents=agents, run_env=passed_to_runs())
 
 
 def get_agent(project: Project, name: str) -> Agent:

@@ -1,7 +1,13 @@
-"""A loaded, validated project: what every other subsystem receives."""
+"""A loaded, validated project: what every other subsystem receives.
+
+Settings that combine the project's `config.toml` with an agent's (its timeout, scale, queue
+size) are resolved here once, when the project is loaded, so the scheduler, the gateway and
+the runs all see the same values.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +24,13 @@ class Agent:
     skill: SkillFile
     config: AgentFileConfig
     models: tuple[tuple[str, ModelConfig], ...]
+    #: Seconds before a run is stopped: the agent's `timeout`, else `[local].timeout`.
     timeout: int
+    #: Runs at once: the agent's `scale`, else `defaultAgentScale`; 0 (disabled) also when
+    #: the project's `scale` is 0.
+    scale: int
+    #: Items its work queue holds: `maxWorkQueueSize`, else the project's `workQueueSize`.
+    queue_size: int
 
     @property
     def dockerfile(self) -> Path | None:
@@ -38,6 +50,18 @@ class Project:
     root: Path
     config: ProjectConfig
     agents: dict[str, Agent] = field(default_factory=dict)
+    #: Variables of `al`'s own environment every run is given (`config.environment`).
+    run_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cap(self) -> int | None:
+        """The project's `scale`: at most that many runs at once across its agents."""
+        return self.config.scale
+
+    @property
+    def disabled(self) -> frozenset[str]:
+        """Agents that take no work (scale 0): refused, and never matched by webhooks."""
+        return frozenset(name for name, agent in self.agents.items() if agent.scale == 0)
 
     @property
     def dockerfile(self) -> Path | None:

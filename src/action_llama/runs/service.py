@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import time
@@ -47,8 +46,6 @@ from action_llama.runtimes.base import (
 LOG_DRAIN_SECONDS = 5
 
 LineCallback = Callable[[dict[str, Any]], None]
-#: Environment variables handed from `al`'s own environment to every run (tuning, not secrets).
-PASSED_THROUGH = ("AL_MODEL_BACKOFF_SECONDS",)
 
 
 class Trigger(BaseModel):
@@ -366,7 +363,7 @@ class RunService:
             user=identity.user,
             groups=identity.groups,
             labels={"al.trigger": trigger},
-            env={k: os.environ[k] for k in PASSED_THROUGH if k in os.environ},
+            env=dict(self.project.run_env),
         )
 
     def _capture(self, run_id: str, record: dict[str, Any]) -> None:

@@ -1,9 +1,11 @@
 """Dispatch: start a run now, queue it durably, or refuse it, and drain queues as runners free.
 
 Every trigger (cron tick, webhook, manual run, agent call) becomes a `QueueItem` handed to
-`Scheduler.dispatch`. An agent runs at most its scale at once; the rest waits in the project
-database's work queue (oldest dropped when full, the drop recorded), and is drained whenever
-one of its runs ends. Schedule and manual runs that exit 42 rerun, up to `maxReruns`.
+`Scheduler.dispatch`. An agent runs at most its scale at once, and the project at most its
+`scale` (the cap) across all agents; the rest waits in the project database's work queue
+(oldest dropped when an agent's queue is full, the drop recorded). Whenever a run ends, queued
+work starts, oldest first among the agents with a free runner. Schedule and manual runs that
+exit 42 rerun, up to `maxReruns`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunOutcome, new_run_id
-from action_llama.scheduler.scale import runner_counts
 from action_llama.state import QueueDrop, QueueItem, State
 
 log = logging.getLogger("action_llama.scheduler")
@@ -52,7 +53,6 @@ class Scheduler:
         self.project = project
         self.state = state
         self.launch = launch
-        self.scales = runner_counts(project)
         self.paused = False
         self.paused_agents: set[str] = set()
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
@@ -62,6 +62,19 @@ class Scheduler:
 
     def active(self, agent: str) -> int:
         return len(self.running.get(agent, {}))
+
+    def total(self) -> int:
+        """Runs going on across the project."""
+        return sum(len(runs) for runs in self.running.values())
+
+    def _has_room(self, agent: Agent) -> bool:
+        """Whether `agent` may start a run now: its scale and the project's cap allow it."""
+        cap = self.project.cap
+        return (
+            agent.name not in self.paused_agents
+            and self.active(agent.name) < agent.scale
+            and (cap is None or self.total() < cap)
+        )
 
     def idle(self) -> bool:
         return not any(self.running.values())
@@ -77,21 +90,16 @@ class Scheduler:
             return Rejected("the scheduler is stopping")
         if self.paused:
             return Rejected("the scheduler is paused")
-        if self.scales.get(agent_name, 0) == 0:
-            return Rejected(f"agent {agent_name} is disabled (scale = 0)")
-        if (
-            agent_name not in self.paused_agents
-            and self.active(agent_name) < self.scales[agent_name]
-        ):
+        if agent.scale == 0:
+            reason = "the project's scale is 0" if self.project.cap == 0 else "scale = 0"
+            return Rejected(f"agent {agent_name} is disabled ({reason})")
+        if self._has_room(agent):
             return Dispatched(self._start(agent, item))
         return self._enqueue(agent, item)
 
     def _enqueue(self, agent: Agent, item: QueueItem) -> Queued:
-        cap = agent.config.max_work_queue_size
-        if cap is None:
-            cap = self.project.config.work_queue_size
         # The queue records and logs each item it drops to make room.
-        pushed = self.state.queue.push(agent.name, item, cap)
+        pushed = self.state.queue.push(agent.name, item, agent.queue_size)
         return Queued(pushed.item_id, pushed.dropped)
 
     def _start(
@@ -132,7 +140,7 @@ class Scheduler:
         finally:
             self.running.get(agent.name, {}).pop(run_id, None)
             if not self.stopping:
-                self.drain(agent.name)
+                self.drain()
 
     def _should_rerun(
         self, agent: Agent, item: QueueItem, outcome: RunOutcome, reruns: int
@@ -146,29 +154,25 @@ class Scheduler:
             return False
         return True
 
-    def drain(self, agent_name: str | None = None) -> list[str]:
-        """Start queued items while runners are free; the run ids started."""
+    def drain(self) -> list[str]:
+        """Start queued items while runners are free, the oldest item first among the agents
+        with room (so under the project's cap no agent waits behind later work of others);
+        the run ids started."""
         if self.paused or self.stopping:
             return []
         started: list[str] = []
-        names = [agent_name] if agent_name else sorted(self.project.agents)
-        for name in names:
-            agent = self.project.agents.get(name)
-            if agent is None or name in self.paused_agents:
-                continue
-            while self.active(name) < self.scales.get(name, 0):
-                queued = self.state.queue.pop(name)
-                if queued is None:
-                    break
-                started.append(self._start(agent, queued.item))
-        return started
+        while True:
+            ready = [a.name for a in self.project.agents.values() if self._has_room(a)]
+            queued = self.state.queue.pop_oldest(ready) if ready else None
+            if queued is None:
+                return started
+            started.append(self._start(self.project.agents[queued.agent], queued.item))
 
     def replace_project(self, project: Project) -> None:
         """Run `project` from now on (hot reload): its agents and scales take effect for new
         work; running runs keep the definition they started with; pauses, kept by agent
         name, still apply."""
         self.project = project
-        self.scales = runner_counts(project)
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -183,7 +187,7 @@ class Scheduler:
             self.paused = False
         else:
             self.paused_agents.discard(agent)
-        return self.drain(agent)
+        return self.drain()
 
     def kill(self, target: str) -> list[str]:
         """Stop one run (by id) or every run of an agent; the run ids stopped."""

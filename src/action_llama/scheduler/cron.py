@@ -32,7 +32,7 @@ class CronLoop:
         self.schedules: dict[str, str] = {}
 
     def reload(self) -> None:
-        """Follow the scheduler's current project and scales (at start, and on hot reload).
+        """Follow the scheduler's current project (at start, and on hot reload).
 
         An agent whose schedule is unchanged keeps its next fire time, so a reload at the
         moment it is due does not skip it; new or changed schedules count from now; agents
@@ -43,7 +43,7 @@ class CronLoop:
         schedules: dict[str, str] = {}
         for name, agent in self.scheduler.project.agents.items():
             expr = agent.config.schedule
-            if not expr or self.scheduler.scales.get(name, 0) == 0:
+            if not expr or agent.scale == 0:
                 continue
             keep = self.schedules.get(name) == expr and name in self.upcoming
             upcoming[name] = self.upcoming[name] if keep else next_fire(expr, now)

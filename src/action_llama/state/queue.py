@@ -11,7 +11,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -186,6 +186,19 @@ class WorkQueue:
                 "DELETE FROM work_queue WHERE id = "
                 "(SELECT id FROM work_queue WHERE agent = ? ORDER BY id LIMIT 1) RETURNING *",
                 (agent,),
+            ).fetchone()
+        return None if row is None else _queued(row)
+
+    def pop_oldest(self, agents: Collection[str]) -> QueuedItem | None:
+        """Remove and return the oldest item queued for any of `agents` (None when none is)."""
+        names = list(agents)
+        marks = ", ".join("?" * len(names))
+        with self.db.write() as conn:
+            row = conn.execute(
+                "DELETE FROM work_queue WHERE id = "
+                f"(SELECT id FROM work_queue WHERE agent IN ({marks}) ORDER BY id LIMIT 1) "
+                "RETURNING *",
+                names,
             ).fetchone()
         return None if row is None else _queued(row)
 
