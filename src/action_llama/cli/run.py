@@ -22,6 +22,7 @@ from action_llama.errors import ActionLlamaError
 
 if TYPE_CHECKING:
     from action_llama.runs.service import RunOutcome
+    from action_llama.runs.store import RunRecord
 
 
 def run(
@@ -51,49 +52,30 @@ def run(
             raise typer.Exit(in_daemon(daemon, agent_name, prompt, as_json, quiet))
     import asyncio
 
-    from action_llama.project import get_agent
-    from action_llama.runs.service import RunService
-    from action_llama.runs.store import RunStore
-    from action_llama.runtimes.registry import get_runtime, runtime_name
+    from action_llama.runs.local import LocalRun
 
-    project = project_at(project_dir)
-    agent = get_agent(project, agent_name)
-    store = RunStore(project.state_dir)
-    service = RunService(project, get_runtime(runtime_name(agent)), store)
-    try:
-        service.preflight(agent, prompt=prompt)
-    except ActionLlamaError:
-        store.close()
-        raise
-    image = None
-    if service.runtime.needs_image:
-        from action_llama.engine import connect
-        from action_llama.images.build import ChainBuilder
+    prepared = LocalRun.prepare(
+        project_at(project_dir),
+        agent_name,
+        prompt=prompt,
+        events=QuietEvents() if quiet else ConsoleEvents(),
+        warn=lambda text: status(f"warning: {text}"),
+    )
 
-        events = QuietEvents() if quiet else ConsoleEvents()
-        chain = ChainBuilder(connect(), project, events).ensure([agent.name])
-        image = chain.image_for(agent.name)
-    for warning in service.runtime.warnings(project, agent):
-        status(f"warning: {warning}")
-    show = record_printer(as_json)
-
-    async def supervised() -> RunOutcome:
+    async def supervised() -> tuple[RunOutcome, RunRecord]:
         # SIGTERM (systemd, kill) stops the run like Ctrl-C does: the container is stopped,
         # the run recorded as killed, its staging removed.
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await service.run(agent, image=image, prompt=prompt, on_line=show)
+        return await prepared.run(on_line=record_printer(as_json))
 
     try:
-        outcome = asyncio.run(supervised())
-        usage = usage_text(store.get(outcome.run_id))
+        outcome, record = asyncio.run(supervised())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        status(f"{agent.name}: stopped; the run is recorded as killed (al logs {agent.name})")
+        status(f"{agent_name}: stopped; the run is recorded as killed (al logs {agent_name})")
         raise typer.Exit(130) from None
-    finally:
-        store.close()
-    _report(outcome, usage, quiet)
+    _report(outcome, usage_text(record), quiet)
     raise typer.Exit(outcome.result.exit_code)
 
 

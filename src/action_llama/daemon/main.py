@@ -136,6 +136,7 @@ class Daemon:
         from action_llama.daemon.runner import gateway_launcher
         from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
         from action_llama.gateway.server import open_server
+        from action_llama.images.build import build_images
         from action_llama.runs.store import RunStore
         from action_llama.scheduler.core import Scheduler
         from action_llama.scheduler.cron import CronLoop
@@ -329,16 +330,3 @@ def _logs_to(board: Board) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
-
-
-def build_images(project: Project) -> dict[str, str]:
-    """Image ids of the agents whose runs need one (building what changed)."""
-    agents = image_agents(project)
-    if not agents:
-        return {}
-    from action_llama.engine import connect
-    from action_llama.images.build import ChainBuilder
-
-    chain = ChainBuilder(connect(), project).ensure(agents)
-    return {name: chain.image_for(name) for name in agents}
-

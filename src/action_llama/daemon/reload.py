@@ -128,7 +128,7 @@ class Reloader:
     async def reload(self) -> bool:
         """Load the project again and swap it in; False (and the reason noted) if it is not
         valid or its images do not build."""
-        from action_llama.daemon.main import build_images
+        from action_llama.images.build import build_images
         from action_llama.project import load_project
 
         daemon = self.daemon

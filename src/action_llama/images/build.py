@@ -232,3 +232,18 @@ class ChainBuilder:
                 hint=troubleshooting_hint(layer),
             )
         return image_id
+
+
+def build_images(
+    project: Project, agents: list[str] | None = None, events: BuildEvents | None = None
+) -> dict[str, str]:
+    """The image id of each of `agents` (default: every agent whose runs need one), building
+    what changed in the chain; none without such agents (and then no engine is needed)."""
+    from action_llama.engine import connect
+    from action_llama.runtimes.registry import image_agents
+
+    names = image_agents(project) if agents is None else agents
+    if not names:
+        return {}
+    chain = ChainBuilder(connect(), project, events).ensure(names)
+    return {name: chain.image_for(name) for name in names}
