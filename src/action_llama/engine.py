@@ -40,7 +40,7 @@ def _connect(timeout: int) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.api.ping()
     except DockerException as exc:
-        raise docker_not_running(_reason(exc)) from None
+        raise docker_not_running(_reason(exc)) from exc
     return client
 
 

@@ -16,15 +16,32 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── RunError                a run that could not be started or supervised
     ├── StateError              the project database cannot be opened, is locked, or is too new
     ├── GatewayError            the gateway cannot listen (port in use, address unavailable)
+    ├── WebhookRejected         a delivery that cannot be processed (its receipt says why)
     ├── DaemonUnavailable       no daemon runs for the project, or it cannot take a request now
     ├── DaemonRunning           `al start` for a project whose scheduler already runs
     ├── NotReadyToStart         `al start` found problems that would make runs fail
-    └── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
+    ├── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
+    └── RunAborted              inside a run: the in-run entry ends it with `exit_code`,
+        │                       saying why in the run's log
+        ├── SessionConfigError  the agent's models cannot work (13)   agent/models.py
+        ├── ModelsExhausted     every model stayed rate limited (12)  agent/models.py
+        ├── ModelFailed         a model failed otherwise (1)          agent/models.py
+        ├── AuthAbort           too many auth failures in tools (1)   agent/tools.py
+        └── MissingCredential   a listed credential was not staged    agent/credentials.py
+
+Two exceptions stay outside the tree on purpose: `gateway.http.Problem` is how a route answers
+early with an HTTP status it already knows (errors of the tree raised below the gateway are
+turned into those answers), and `agent.tools.ToolError` is a failed tool call the model is told
+about and recovers from, not a failure of `al` or of the run.
 """
 
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from action_llama.webhooks.base import ReceiptReason
 
 
 class ActionLlamaError(Exception):
@@ -105,6 +122,14 @@ class GatewayError(ActionLlamaError):
     """The gateway's HTTP server cannot be started (its port is taken, say)."""
 
 
+class WebhookRejected(ActionLlamaError):
+    """A delivery that cannot be processed; `reason` says which receipt reason it becomes."""
+
+    def __init__(self, message: str, *, reason: ReceiptReason, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason: ReceiptReason = reason
+
+
 class DaemonUnavailable(ActionLlamaError):
     """No daemon runs for the project, or it cannot take this request now (starting up,
     shutting down, or it does not accept this user's API key)."""
@@ -120,6 +145,11 @@ class NotReadyToStart(ActionLlamaError):
 
 class TriggerRefused(ActionLlamaError):
     """The daemon refused to run an agent now; the message carries its reason."""
+
+
+class RunAborted(ActionLlamaError):
+    """Raised inside a run: the in-run entry ends the run with `exit_code` after saying why
+    in its log (the subclasses live with the in-run code that raises them)."""
 
 
 def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:

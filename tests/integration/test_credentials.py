@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -176,5 +175,4 @@ def test_staged_credentials_are_removed_after_the_run_even_when_killed(
     (root / "agents/slow/test-script.sh").write_text("echo quick\n")
     quick = run_al("run", "slow", "-p", str(root), "-q", env=env_for(store))
     assert quick.returncode == 0, quick.stderr
-    time.sleep(0.2)
     assert staged() == before

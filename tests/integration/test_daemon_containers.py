@@ -134,6 +134,12 @@ class Daemon:
         record = self.run(run_id)
         return [r["msg"] for r in read_log(record.log_path) if r.get("source") == "script"]
 
+    def holds_nothing_for(self, agent: str) -> bool:
+        """Whether the scheduler has no run going and no work queued for `agent`: then no
+        run of it can start without a new trigger (dispatch answers only after deciding)."""
+        view = self.control("GET", "/status").json()
+        return not view["scheduler"]["agents"][agent]["running"] and not view["queues"].get(agent)
+
     def log_text(self) -> str:
         return self.output.read_text(errors="replace")
 
@@ -217,7 +223,7 @@ def test_a_signed_github_delivery_starts_its_agent_and_a_forged_one_runs_nothing
     assert forged.json()["reason"] == "validation_failed"
     refused = daemon.control("GET", f"/receipts/{forged.json()['receiptId']}").json()["receipt"]
     assert refused["status"] == "dead-letter"
-    time.sleep(1.5)  # long enough for a wrongly dispatched run to show up
+    assert daemon.holds_nothing_for("hook")
     assert [r.run_id for r in daemon.runs("hook")] == [run_id]
 
 
@@ -298,7 +304,7 @@ def test_a_full_queue_drops_its_oldest_item_and_records_it(daemon: Daemon) -> No
         "two tiny runs",
     )
     assert sorted(r.prompt or "" for r in runs) == ["first", "third"]
-    time.sleep(1)
+    wait_for(lambda: daemon.holds_nothing_for("tiny"), 30, "the scheduler to let go of tiny")
     assert len(daemon.runs("tiny")) == 2
 
 

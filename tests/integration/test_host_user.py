@@ -387,7 +387,7 @@ def test_reattached_run_killed_outright_reports_an_unknown_exit_as_failed(
         started = await first.start(spec_for("echo up; sleep 60"))
         handle = await second.reattach(started.run_id)
         assert handle is not None
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(_printed(second, handle, "up"), 30)
         os.kill(int(handle.ref), signal.SIGKILL)
         reattached = await second.wait(handle, 30)
         own = await first.wait(started, 30)
@@ -397,6 +397,14 @@ def test_reattached_run_killed_outright_reports_an_unknown_exit_as_failed(
     own, reattached = asyncio.run(scenario())
     assert own == RunResult(exit_code=137, status="failed")
     assert reattached == RunResult(exit_code=EXIT_UNKNOWN, status="failed")
+
+
+async def _printed(runtime: HostUserRuntime, handle: RunHandle, text: str) -> None:
+    """Until the run has printed a line holding `text` (its output replays from the start)."""
+    async for line in runtime.logs(handle):
+        if text in line:
+            return
+    raise AssertionError(f"the run ended without printing {text!r}")
 
 
 SPAWNER = """
@@ -422,7 +430,7 @@ def test_every_process_of_the_run_ends_with_it(
         began = time.monotonic()
         try:
             if how == "stop":
-                await asyncio.sleep(1)
+                await asyncio.wait_for(_printed(runtime, handle, "started"), 30)
                 await runtime.stop(handle, grace=3)
             result = await runtime.wait(handle, 1 if how == "runtime timeout" else 2)
             left = run_processes(spec.run_id)

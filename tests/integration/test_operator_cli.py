@@ -204,7 +204,8 @@ def test_pause_stops_cron_runs_and_resume_restarts_them(daemon: Daemon) -> None:
     assert status_json(daemon)["scheduler"]["agents"]["tick"]["state"] == "paused"
     wait_for(lambda: all(r.status != "running" for r in daemon.runs("tick")))
     before = len(daemon.runs("tick"))
-    time.sleep(4.5)  # two fire times pass
+    skipped = daemon.log().count("schedule of tick skipped: paused")
+    wait_for(lambda: daemon.log().count("schedule of tick skipped: paused") >= skipped + 2)
     assert len(daemon.runs("tick")) == before
 
     assert daemon.al("pause").returncode == 0
@@ -325,12 +326,16 @@ def test_logs_follow_a_running_run_live_until_it_ends(daemon: Daemon) -> None:
             store.close()
         assert "── run d0ne0001 · manual · completed" in daemon.al("logs", "slow").stdout
         live = daemon.popen("logs", "slow", "-f")
-        time.sleep(1)
+        assert live.stdout is not None
+        seen = [live.stdout.readline()]
+        while "slow started" not in seen[-1]:
+            assert seen[-1], f"the follower ended early: {seen}"
+            seen.append(live.stdout.readline())
         assert live.poll() is None  # still following
         assert daemon.al("kill", run_id).returncode == 0
-        out, err = live.communicate(timeout=30)
+        rest, err = live.communicate(timeout=30)
+        out = "".join(seen) + rest
         assert live.returncode == 0, err
-        assert "slow started" in out
         assert f"── run {run_id} · manual · killed exit 130" in out
     finally:
         follower.send_signal(signal.SIGINT)

@@ -114,18 +114,27 @@ def test_a_background_job_holding_the_output_does_not_block_the_call(box: Box) -
 
 def test_cancelling_a_call_kills_its_command(box: Box) -> None:
     """A stopped session (its task cancelled) leaves no command running."""
-    marker = box.work / "alive"
+    began, marker = box.work / "began", box.work / "alive"
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(box.tools.bash(f"sleep 2; touch {marker}"))
-        await asyncio.sleep(0.5)
+        task = asyncio.ensure_future(box.tools.bash(f"touch {began}; sleep 2; touch {marker}"))
+        while not began.exists():  # noqa: ASYNC110 (a file appearing sets no event)
+            await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     run(scenario())
-    time.sleep(2.5)
+    # The command is gone, not merely slower than the test: no process is left to touch it.
+    assert not [p for p in Path("/proc").glob("[0-9]*") if str(marker) in _cmdline(p)]
     assert not marker.exists()
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_write_then_read_with_offset_and_limit(box: Box) -> None:

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 from action_llama.credentials.types import BUILTIN
+from action_llama.errors import RunAborted
 
 
-class MissingCredential(Exception):
-    """A listed credential is not in the staged directory."""
+class MissingCredential(RunAborted):
+    """A listed credential is not in the staged directory (its message is the ref)."""
 
 
 def _parse(ref: str) -> tuple[str, str]:

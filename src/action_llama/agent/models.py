@@ -44,6 +44,7 @@ from pydantic_ai.settings import ModelSettings, ThinkingLevel
 
 from action_llama.agent.logproto import Logger
 from action_llama.credentials.types import provider_key_type
+from action_llama.errors import RunAborted
 
 PASSES = 4
 BASE_DELAY = 30.0
@@ -65,17 +66,16 @@ SUPPORTED_PROVIDERS = ("anthropic", "openai", "openrouter", *KEYLESS, *OPENAI_CO
 MAX_PROVIDER_MESSAGE = 300
 
 
-class SessionConfigError(Exception):
+class SessionConfigError(RunAborted):
     """The agent's model configuration cannot work (exit 13)."""
 
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    exit_code = 13
 
 
-class ModelsExhausted(Exception):
+class ModelsExhausted(RunAborted):
     """Every model stayed rate limited through every pass (exit 12)."""
+
+    exit_code = 12
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class ModelEntry:
         return self.base_url or OPENAI_COMPATIBLE_ENDPOINTS.get(self.provider)
 
 
-class ModelFailed(Exception):
+class ModelFailed(RunAborted):
     """A model failed with something other than a rate limit (exit 1)."""
 
     def __init__(self, entry: ModelEntry, cause: Exception, has_key: bool = True):

@@ -27,6 +27,7 @@ from typing import Any
 
 from action_llama import procs
 from action_llama.agent.logproto import Logger
+from action_llama.errors import RunAborted
 
 MAX_OUTPUT = 30_000
 DEFAULT_TIMEOUT = 300
@@ -56,14 +57,16 @@ BASH_PRELUDE = (
 
 
 class ToolError(Exception):
-    """A tool call failed; the model is told `message` (session.py maps it to the library's)."""
+    """A tool call failed; the model is told `message` (session.py maps it to the library's).
+
+    Not in `al`'s error tree: the model recovers from it; it is no failure of the run."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
 
 
-class AuthAbort(Exception):
+class AuthAbort(RunAborted):
     """Too many auth/permission failures: the run must end (exit 1)."""
 
 
@@ -181,7 +184,7 @@ class Toolbox:
                 raise self._fail("read", args, started, f"{path}: not a file (or not found)")
             data = target.read_bytes()
         except OSError as exc:
-            raise self._fail("read", args, started, f"{path}: {exc.strerror or exc}") from None
+            raise self._fail("read", args, started, f"{path}: {exc.strerror or exc}") from exc
         if b"\0" in data[:8192]:
             raise self._fail("read", args, started, f"{path}: binary file, not shown")
         lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
@@ -211,7 +214,7 @@ class Toolbox:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")
         except OSError as exc:
-            raise self._fail("write", args, started, f"{path}: {exc.strerror or exc}") from None
+            raise self._fail("write", args, started, f"{path}: {exc.strerror or exc}") from exc
         self._logged("write", args, started, 0, "")
         return f"Wrote {len(content.encode())} bytes to {path}"
 
@@ -236,7 +239,7 @@ class Toolbox:
             text = target.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not a UTF-8 text file"
-            raise self._fail("edit", args, started, f"{path}: {reason or exc}") from None
+            raise self._fail("edit", args, started, f"{path}: {reason or exc}") from exc
         count = text.count(old_text)
         if count == 0:
             raise self._fail("edit", args, started, f"old_text was not found in {path}")
@@ -251,7 +254,7 @@ class Toolbox:
         try:
             target.write_text(text.replace(old_text, new_text), encoding="utf-8")
         except OSError as exc:
-            raise self._fail("edit", args, started, f"{path}: {exc.strerror or exc}") from None
+            raise self._fail("edit", args, started, f"{path}: {exc.strerror or exc}") from exc
         self._logged("edit", args, started, 0, "")
         return f"Edited {path}: replaced {count if replace_all else 1} occurrence(s)"
 

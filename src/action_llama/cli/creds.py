@@ -64,7 +64,7 @@ def add(
         raise CredentialInvalid(
             f"Cannot write to the credential store {store.root}: {exc.strerror or exc}.",
             hint="Fix its permissions, or set AL_CREDENTIALS_DIR to a folder you own.",
-        ) from None
+        ) from exc
     typer.echo(f'Credential "{ref}" saved.')
 
 
@@ -133,7 +133,7 @@ def rm(
     try:
         ref = CredentialRef.parse(ref_text)
     except ValueError as exc:
-        raise CredentialInvalid(str(exc), hint="See what is stored with: al creds ls") from None
+        raise CredentialInvalid(str(exc), hint="See what is stored with: al creds ls") from exc
     CredentialStore().remove(ref)
     typer.echo(f'Credential "{ref}" removed.')
 

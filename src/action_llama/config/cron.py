@@ -16,4 +16,4 @@ def check_cron(expr: str) -> None:
     try:
         croniter(expr, second_at_beginning=len(fields) == 6)
     except (ValueError, KeyError) as exc:
-        raise ValueError(f'"{expr}" is not a valid cron expression ({exc})') from None
+        raise ValueError(f'"{expr}" is not a valid cron expression ({exc})') from exc

@@ -48,8 +48,8 @@ class CredentialStore:
         path = self._dir(ref)
         try:
             return path.is_dir() and any(p.is_file() for p in path.iterdir())
-        except PermissionError:
-            raise self._unreadable() from None
+        except PermissionError as exc:
+            raise self._unreadable() from exc
 
     def read(self, ref: CredentialRef) -> dict[str, str]:
         """Every field of `ref`; CredentialMissing (with the command that adds it) if absent."""
@@ -64,8 +64,8 @@ class CredentialStore:
                 for p in sorted(self._dir(ref).iterdir())
                 if p.is_file()
             }
-        except PermissionError:
-            raise self._unreadable() from None
+        except PermissionError as exc:
+            raise self._unreadable() from exc
 
     def write(self, ref: CredentialRef, values: dict[str, str]) -> None:
         """Store `values` as the fields of `ref`, replacing the instance as a whole."""

@@ -20,7 +20,7 @@ def parse_ref(text: str) -> CredentialRef:
     try:
         ref = CredentialRef.parse(text)
     except ValueError as exc:
-        raise CredentialInvalid(str(exc), hint="See the types with: al creds types") from None
+        raise CredentialInvalid(str(exc), hint="See the types with: al creds types") from exc
     credential_type(ref.type)
     return ref
 

@@ -301,7 +301,7 @@ def _claim(project: Project) -> int:
     fd = os.open(project.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as exc:
         os.close(fd)
         pid, port = previous_daemon(daemon_file(project))
         where = f" (pid {pid}, gateway port {port})" if pid is not None else ""
@@ -309,7 +309,7 @@ def _claim(project: Project) -> int:
             f"A scheduler is already running for {project.root}{where}.",
             hint=f"See it with: al stat -p {project.root}; stop it with: al stop -p "
             f"{project.root}",
-        ) from None
+        ) from exc
     return fd
 
 

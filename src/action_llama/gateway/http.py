@@ -49,7 +49,10 @@ _WEBHOOK_STATUS = {"too_large": 413, "validation_failed": 401, "parse_error": 40
 
 
 class Problem(Exception):
-    """A non-200 answer, raised to end a route early: `{"ok": false, "error": ..., **extra}`."""
+    """A non-200 answer, raised to end a route early: `{"ok": false, "error": ..., **extra}`.
+
+    Not in `al`'s error tree (`action_llama.errors`): it already is an HTTP answer; errors of
+    the tree raised below the gateway become one through `status_for`."""
 
     def __init__(
         self, status: int, error: str, *, headers: dict[str, str] | None = None, **extra: JsonValue
@@ -139,8 +142,8 @@ async def read_json(request: Request, limit: int = MAX_JSON_BODY) -> dict[str, A
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "invalid JSON body") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid JSON body") from exc
     if not isinstance(data, dict):
         raise Problem(400, "the JSON body must be an object")
     return data

@@ -80,7 +80,7 @@ class WebhookDesk:
             if exc.status != 413:
                 raise
             reason = "too_large: body over 10 MiB"
-            raise self._unread(source, config.type, headers, now, 413, reason) from None
+            raise self._unread(source, config.type, headers, now, 413, reason) from exc
         try:
             secrets = load_secrets(config, settings.credentials)
         except ActionLlamaError as exc:  # an unreadable store: ours to fix, the sender retries

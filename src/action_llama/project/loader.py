@@ -37,9 +37,9 @@ def _read_toml(path: Path, root: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{_label(path, root)}: invalid TOML: {exc}",
             hint="Fix the syntax at that line (strings need quotes, tables need [brackets]).",
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from None
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from exc
 
 
 def _keys(model: type[BaseModel]) -> set[str]:

@@ -149,7 +149,7 @@ class DockerRuntime:
                     f"Could not start the container for agent {spec.agent}: "
                     f"{exc.explanation or exc}",
                     hint="Check the image with: al image ls",
-                ) from None
+                ) from exc
         return RunHandle(
             run_id=spec.run_id,
             agent=spec.agent,

@@ -62,20 +62,20 @@ class RunUser:
 def resolve_user(name: str, groups: tuple[str, ...] = ()) -> RunUser:
     try:
         entry = pwd.getpwnam(name)
-    except KeyError:
+    except KeyError as exc:
         raise RunError(
             f'The host-user run needs OS user "{name}", which does not exist on this machine.',
             hint="Create it with: al doctor --fix",
-        ) from None
+        ) from exc
     extra = []
     for group in groups:
         try:
             extra.append(grp.getgrnam(group).gr_gid)
-        except KeyError:
+        except KeyError as exc:
             raise RunError(
                 f'Group "{group}" (in [runtime].groups) does not exist on this machine.',
                 hint=f"Create it (groupadd {group}) or remove it from the agent's config.toml.",
-            ) from None
+            ) from exc
     gid = extra[0] if extra else entry.pw_gid
     gids = tuple(dict.fromkeys([gid, *os.getgrouplist(name, entry.pw_gid), *extra]))
     return RunUser(name, entry.pw_uid, gid, gids, groups[0] if groups else None)

@@ -149,12 +149,12 @@ class HostUserRuntime:
         runtime = agent.config.runtime
         try:
             user = pwd.getpwnam(runtime.run_as)
-        except KeyError:
+        except KeyError as exc:
             raise AgentNotRunnable(
                 f'Agent "{agent.name}" runs as user "{runtime.run_as}", which does not exist '
                 "on this machine.",
                 hint="Create it with: al doctor --fix",
-            ) from None
+            ) from exc
         return RunIdentity(user.pw_uid, user.pw_gid, runtime.run_as, tuple(runtime.groups))
 
     def gateway_url(self, port: int) -> str:
@@ -262,7 +262,7 @@ class HostUserRuntime:
         try:
             log_fd = os.open(log_path, flags, 0o600)
         except OSError as exc:
-            raise RunError(f"Cannot create the run's log {log_path}: {exc.strerror}") from None
+            raise RunError(f"Cannot create the run's log {log_path}: {exc.strerror}") from exc
         try:
             # cwd: a directory the user can read and that holds nothing but the package, since
             # `python -m` puts the cwd first on sys.path.
@@ -277,7 +277,7 @@ class HostUserRuntime:
             )
         except OSError as exc:
             log_path.unlink(missing_ok=True)
-            raise RunError(f"Could not start agent {spec.agent}: {exc}") from None
+            raise RunError(f"Could not start agent {spec.agent}: {exc}") from exc
         finally:
             os.close(log_fd)
         record = PidFile(
@@ -331,8 +331,8 @@ class HostUserRuntime:
             return
         try:
             work.mkdir(mode=0o700)
-        except FileExistsError:
-            raise RunError(f"A run with id {work.name} already exists in {work.parent}.") from None
+        except FileExistsError as exc:
+            raise RunError(f"A run with id {work.name} already exists in {work.parent}.") from exc
         (work / "tmp").mkdir(mode=0o700)
         if mode != "self":
             for path in (work, work / "tmp"):

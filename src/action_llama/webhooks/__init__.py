@@ -9,7 +9,8 @@ generic source's wire format is documented in `action_llama.webhooks.generic`.
 
 from __future__ import annotations
 
-from action_llama.webhooks.base import Ignored, Provider, ReceiptReason, WebhookRejected
+from action_llama.errors import WebhookRejected
+from action_llama.webhooks.base import Ignored, Provider, ReceiptReason
 from action_llama.webhooks.context import WebhookContext, WebhookEvent
 from action_llama.webhooks.intake import MAX_BODY, MAX_STORED_BODY, Receipt, intake, replay
 from action_llama.webhooks.match import MatchResult, match, match_all, unsupported_filters

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qs
 
-from action_llama.errors import ActionLlamaError
+from action_llama.errors import WebhookRejected
 
 if TYPE_CHECKING:
     from action_llama.webhooks.context import WebhookEvent
@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 ReceiptReason = Literal[
     "validation_failed", "parse_error", "no_match", "too_large", "duplicate", "ignored"
 ]
-
-
-class WebhookRejected(ActionLlamaError):
-    """A delivery that cannot be processed; `reason` says which receipt reason it becomes."""
-
-    def __init__(self, message: str, *, reason: ReceiptReason, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.reason: ReceiptReason = reason
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from action_llama.errors import WebhookRejected
 from action_llama.webhooks.base import (
     Ignored,
-    WebhookRejected,
     dig,
     first_text,
     header,

@@ -29,9 +29,9 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from action_llama.errors import WebhookRejected
 from action_llama.webhooks.base import (
     Ignored,
-    WebhookRejected,
     header,
     hmac_sha256_matches,
     load_object,

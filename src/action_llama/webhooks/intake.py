@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from action_llama.webhooks.base import Ignored, ReceiptReason, WebhookRejected
+from action_llama.errors import WebhookRejected
+from action_llama.webhooks.base import Ignored, ReceiptReason
 from action_llama.webhooks.context import WebhookContext, iso_now
 from action_llama.webhooks.match import match_all
 from action_llama.webhooks.registry import get_provider, secret_ref
