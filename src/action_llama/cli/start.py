@@ -26,8 +26,8 @@ def start(
     its gateway until Ctrl-C or SIGTERM, picking up edits to the project as they are made."""
     import asyncio
 
-    from action_llama.daemon.main import serve
+    from action_llama.daemon.main import Daemon
 
     project = project_at(project_dir)
     live = not headless and sys.stdout.isatty()
-    asyncio.run(serve(project, port=port, expose=expose, live=live))
+    asyncio.run(Daemon(project, port=port, expose=expose, live=live).serve())

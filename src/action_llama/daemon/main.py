@@ -48,27 +48,13 @@ def daemon_file(project: Project) -> Path:
     return project.state_dir / DAEMON_FILE
 
 
-async def serve(
-    project: Project,
-    *,
-    port: int | None = None,
-    expose: bool = False,
-    grace: float = SHUTDOWN_GRACE,
-    stream: TextIO = sys.stdout,
-    live: bool = False,
-) -> None:
-    """The daemon's whole life; returns after a graceful (or forced) shutdown.
-
-    Raises DaemonRunning (another scheduler has the project), NotReadyToStart (checks failed)
-    or ImageBuildError before anything starts.
-    `live`: redraw a status view on `stream` (a terminal) instead of logging lines to it.
-    """
-    daemon = Daemon(project, port=port, expose=expose, grace=grace, stream=stream, live=live)
-    await daemon.serve()
-
-
 class Daemon:
-    """One project's scheduler, gateway and state, from start to shutdown."""
+    """One project's scheduler, gateway and state, from start to shutdown.
+
+    `serve` is its whole life; it raises DaemonRunning (another scheduler has the project),
+    NotReadyToStart (checks failed) or ImageBuildError before anything starts. `live`: redraw
+    a status view on `stream` (a terminal) instead of logging lines to it.
+    """
 
     def __init__(
         self,
