@@ -195,12 +195,11 @@ def test_layer_key_keeps_input_boundaries() -> None:
 # --- troubleshooting_hint -----------------------------------------------------------------------
 
 
-def test_base_build_hint_says_apt_get_not_apk() -> None:
-    """A failed base build suggests --verbose and apt-get (Debian), not apk."""
+def test_base_build_hint_says_verbose_and_apt_get() -> None:
+    """A failed base build suggests --verbose and apt-get (the base is Debian)."""
     hint = troubleshooting_hint(Layer("base", BASE))
     assert "al image build --verbose" in hint
     assert "apt-get" in hint
-    assert "apk" in hint
 
 
 @pytest.mark.parametrize(
@@ -211,8 +210,17 @@ def test_base_build_hint_says_apt_get_not_apk() -> None:
     ],
 )
 def test_layer_build_hint_names_the_file_and_from_line(layer: Layer, where: str) -> None:
-    """A failed project or agent layer names its Dockerfile, FROM al-agent:latest and apt-get."""
+    """A failed project or agent layer names its Dockerfile, FROM al-agent:latest, USER root,
+    and says both apt-get and apk (translated) work."""
     hint = troubleshooting_hint(layer)
     assert f"Check that {where} starts with FROM al-agent:latest" in hint
-    assert "apt-get install" in hint
-    assert "not apk add" in hint
+    assert "USER root" in hint
+    assert "apt-get install works, and so does apk add" in hint
+    assert "Node.js" not in hint
+
+
+def test_layer_build_hint_offers_node_when_the_log_says_npm_is_missing() -> None:
+    """A build that failed on `npm: not found` is told how to add Node.js."""
+    layer = Layer("agent", "al-dev:latest", "RUN npm i -g x", "dev")
+    hint = troubleshooting_hint(layer, "/bin/sh: 1: npm: not found")
+    assert "RUN apk add --no-cache nodejs npm" in hint

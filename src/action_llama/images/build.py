@@ -229,7 +229,7 @@ class ChainBuilder:
                 f"{error or 'the builder returned no image'}",
                 layer=layer.kind,
                 log_tail="\n".join(tail[-20:]),
-                hint=troubleshooting_hint(layer),
+                hint=troubleshooting_hint(layer, "\n".join(tail)),
             )
         return image_id
 

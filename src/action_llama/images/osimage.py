@@ -155,9 +155,13 @@ def build_with_debootstrap(client: docker.DockerClient, events: BuildEvents) -> 
                 hint="Check that the mirror is reachable (set AL_DEBIAN_MIRROR to use another), "
                 f"or load the image: docker pull {REGISTRY_IMAGE}",
             )
-        # Keep the image small and its apt usable from containers.
+        # Keep the image small (the package lists alone are 50 MB; builds that install
+        # packages fetch fresh ones) and its apt usable from containers.
         shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
         (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        for listed in (root / "var/lib/apt/lists").glob("*"):
+            if listed.is_file():
+                listed.unlink()
         events.layer(TITLE, "importing into Docker")
         archive = Path(tmp) / "root.tar"
         subprocess.run(["tar", "-C", str(root), "-cf", str(archive), "."], check=True)

@@ -116,20 +116,27 @@ def parent_of(layer: Layer, layers: list[Layer]) -> Layer | None:
     return project_base
 
 
-def troubleshooting_hint(layer: Layer) -> str:
-    """The seed's advice for a failed build of this layer."""
+def troubleshooting_hint(layer: Layer, log_tail: str = "") -> str:
+    """The advice for a failed build of this layer (`log_tail`: the build's last lines)."""
     if layer.kind == "base":
         return (
             "See the full build output with: al image build --verbose\n"
-            "The base image is Debian bookworm: install packages with apt-get, not apk."
+            "The base image is Debian bookworm: install packages with apt-get."
         )
     where = (
         "the project Dockerfile"
         if layer.kind == "project-base"
         else (f"agents/{layer.agent}/Dockerfile")
     )
-    return (
+    hint = (
         f"Check that {where} starts with FROM al-agent:latest (al rewrites it to the right "
-        "parent) and that package names are spelled correctly. The base is Debian bookworm: "
-        "use apt-get install (switch to USER root first), not apk add."
+        "parent), switches to USER root before installing packages, and spells package names "
+        "correctly. The base is Debian bookworm: apt-get install works, and so does apk add "
+        "(al translates Alpine names to Debian ones; see the apk (al) lines above)."
     )
+    if re.search(r"\b(node|npm|npx|yarn): (command )?not found", log_tail):
+        hint += (
+            "\nThe base image has no Node.js (the original's did): add "
+            "RUN apk add --no-cache nodejs npm before the line that needs it."
+        )
+    return hint

@@ -74,9 +74,10 @@ class DockerRuntime:
         return []
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        from action_llama.doctor.dockerfiles import check_dockerfiles
         from action_llama.runtimes.docker_checks import engine_checks
 
-        return engine_checks(project, agents)
+        return engine_checks(project, agents) + check_dockerfiles(project, agents)
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client

@@ -1,5 +1,5 @@
 """What `al doctor` checks for container agents: the engine answers, the base image exists or
-can be built."""
+can be built (and, from `doctor.dockerfiles`, what their Dockerfiles install)."""
 
 from __future__ import annotations
 
