@@ -276,12 +276,26 @@ def test_failing_post_hook_keeps_the_scripts_exit_code(
 
 
 def test_prompt_reaches_the_script(make_project: ProjectFactory, base_image: str) -> None:
-    """`al run --prompt` hands the task to the run (PROMPT in script mode)."""
-    root = make_project(script_agent("asked", 'echo "task=$PROMPT"'))
+    """A script-mode run gets the text a model session gets last: `al run --prompt` as the
+    <user-prompt> block in PROMPT (the trigger as JSON in AL_TRIGGER_FILE); without a prompt,
+    the manual-run sentence."""
+    script = 'printf "%s\\n" "$PROMPT"\necho "file: $(cat "$AL_TRIGGER_FILE")"\n'
+    root = make_project(script_agent("asked", script))
     result = run_al(
         "run", "asked", "-p", str(root), "--prompt", 'fix issue #7 "now"', "--json", "-q"
     )
-    assert 'task=fix issue #7 "now"' in script_output(result.stdout)
+    assert script_output(result.stdout) == [
+        "<user-prompt>",
+        'fix issue #7 "now"',
+        "</user-prompt>",
+        "",
+        "You have been given a specific task. Complete the task described above.",
+        'file: {"type":"manual","prompt":"fix issue #7 \\"now\\""}',
+    ]
+    plain = run_al("run", "asked", "-p", str(root), "--json", "-q")
+    assert script_output(plain.stdout)[0] == (
+        "You have been triggered manually. Check for new work and act on anything you find."
+    )
 
 
 def test_every_output_line_is_a_structured_record(

@@ -50,9 +50,14 @@ PUSH_SOURCE = '[[webhooks]]\nsource = "gh"\nevents = ["push"]\n'
 
 AGENTS = {
     # Fires every 5 s until its test has seen a run, then is paused.
-    **script_agent("tick", "echo tick\n", config='schedule = "*/5 * * * * *"\n'),
+    **script_agent("tick", 'echo tick\necho "$PROMPT"\n', config='schedule = "*/5 * * * * *"\n'),
+    # Script mode gets the trigger as a model session would: text in PROMPT, JSON in a file.
     **script_agent(
-        "hook", "echo hooked\n", config='[[webhooks]]\nsource = "gh"\nevents = ["issues"]\n'
+        "hook",
+        'echo hooked\nprintf "%s\\n" "$PROMPT" | sed -n "1p;\\$p"\n'
+        "jq -r '[.type, .context.event, .context.action, .context.receiptId] | join(\" \")' "
+        '"$AL_TRIGGER_FILE"\n',
+        config='[[webhooks]]\nsource = "gh"\nevents = ["issues"]\n',
     ),
     **script_agent("pair", "sleep 3\n", config="scale = 2\n" + PUSH_SOURCE),
     **script_agent("tiny", "sleep 4\n", config="scale = 1\nmaxWorkQueueSize = 1\n"),
@@ -197,13 +202,17 @@ def test_a_seconds_cron_schedule_fires_container_runs(daemon: Daemon) -> None:
     assert {r.trigger for r in runs} == {"schedule"}
     assert all(r.runtime == "docker" for r in runs)
     done = next(r for r in runs if r.status == "completed")
-    assert daemon.script_lines(done.run_id) == ["tick"]
+    assert daemon.script_lines(done.run_id) == [
+        "tick",
+        "You are running on a schedule. Check for new work and act on anything you find.",
+    ]
 
 
 def test_a_signed_github_delivery_starts_its_agent_and_a_forged_one_runs_nothing(
     daemon: Daemon,
 ) -> None:
-    """A valid X-Hub-Signature-256 starts the matching agent (its receipt says so); a bad
+    """A valid X-Hub-Signature-256 starts the matching agent (its receipt says so), whose
+    script gets the <webhook-trigger> text in PROMPT and the event in AL_TRIGGER_FILE; a bad
     signature is refused with 401, recorded as a dead letter, and starts no run."""
     answer = daemon.deliver("issues")
     assert answer.status_code == 200, answer.text
@@ -214,7 +223,13 @@ def test_a_signed_github_delivery_starts_its_agent_and_a_forged_one_runs_nothing
     wait_for(lambda: daemon.finished(run_id), 60, "the hook run")
     assert daemon.run(run_id).status == "completed"
     assert daemon.run(run_id).trigger == "webhook"
-    assert daemon.script_lines(run_id) == ["hooked"]
+    assert daemon.script_lines(run_id) == [
+        "hooked",
+        "<webhook-trigger>",
+        "A webhook event just fired. Review the trigger context above and take appropriate "
+        "action.",
+        f"webhook issues opened {body['receiptId']}",
+    ]
     receipt = daemon.control("GET", f"/receipts/{body['receiptId']}").json()["receipt"]
     assert receipt["matchedAgents"] == ["hook"]
 

@@ -80,6 +80,7 @@ def al_env(
 
 
 PROBE = r"""
+store=$(printf '%s\n' "$PROMPT" | sed -n 2p)  # the --prompt, line 2 of the <user-prompt> block
 fact() { echo "$1=$2"; }
 can() { if eval "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
 fact uid "$(id -u)"
@@ -93,8 +94,8 @@ fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
 fact python "$(readlink /proc/$PPID/exe)"
 fact token_exported "$(test -n "$GITHUB_TOKEN" && echo yes || echo no)"
 fact operator_env "${AL_TEST_OPERATOR_ONLY:-absent}"
-fact store_readable "$(can "cat '$PROMPT/github_token/default/token'")"
-fact store_listable "$(can "ls '$PROMPT'")"
+fact store_readable "$(can "cat '$store/github_token/default/token'")"
+fact store_listable "$(can "ls '$store'")"
 fact runs_root_listable "$(can "ls '$(dirname "$AL_WORK_DIR")'")"
 fact lib_writable "$(can "touch '$PYTHONPATH/probe'")"
 fact static_writable "$(can "touch '$AL_STATIC_DIR/probe'")"
@@ -179,7 +180,7 @@ echo released
 """
 
 INTRUDER = r"""
-set -- $PROMPT
+set -- $(printf '%s\n' "$PROMPT" | sed -n 2p)
 creds=$1 work=$2 run=$3 pid=$4 root=$(dirname "$2")
 try() { if eval "$2" >/dev/null 2>&1; then echo "$1=yes"; else echo "$1=no"; fi; }
 try creds_list "ls '$creds'"

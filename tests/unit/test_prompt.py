@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +202,35 @@ def test_user_prompt_puts_the_blocks_in_order() -> None:
     assert "</agent-config>\n\n<credential-context>" in text
     assert "expires 10 minutes after" in text
     assert "expires 30 minutes after" in user_prompt({}, Layout(), None)
+
+
+def test_a_script_gets_the_trigger_text_in_prompt_and_the_json_in_a_file(tmp_path: Path) -> None:
+    """Script mode (the entry as a process, no container): a webhook run's test-script.sh sees
+    in PROMPT the <webhook-trigger> text a model session gets last, and AL_TRIGGER_FILE names
+    the trigger JSON."""
+    static, work = tmp_path / "static", tmp_path / "work"
+    static.mkdir()
+    work.mkdir()
+    trigger = {"type": "webhook", "context": {"source": "slack", "event": "app_mention"}}
+    (static / "trigger.json").write_text(json.dumps(trigger))
+    (static / "agent-config.json").write_text(json.dumps({"name": "t", "timeout": 60}))
+    (static / "test-script.sh").write_text(
+        'printf "%s\\n" "$PROMPT" > "$AL_WORK_DIR/prompt"\ncp "$AL_TRIGGER_FILE" "$AL_WORK_DIR/t"\n'
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "AL_STATIC_DIR": str(static),
+        "AL_WORK_DIR": str(work),
+        "AL_CREDENTIALS_PATH": str(tmp_path / "none"),
+        "HOME": str(work),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "action_llama.agent"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert (work / "prompt").read_text() == trigger_suffix(trigger) + "\n"
+    assert json.loads((work / "t").read_text()) == trigger

@@ -10,7 +10,8 @@ Layout it expects (overridable for host-user runs through the environment):
 
 It exports to everything it starts: AL_SIGNAL_DIR (<work>/signals), AL_ENV_FILE
 (<work>/.al-env.sh, where `setenv` keeps variables), AL_BIN_DIR, AL_ENTRY_PID (the entry's pid:
-`al-shutdown` sends it SIGTERM, which stops the run within seconds) and PROMPT.
+`al-shutdown` sends it SIGTERM, which stops the run within seconds), PROMPT (the trigger's
+text, the last block of a model session's prompt) and AL_TRIGGER_FILE (trigger.json).
 
 Host-user runs also set AL_SHARED_PGROUP=1 (children stay in the entry's process group, so
 the host stops the whole run with one signal; there is no container to end stragglers) and
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from action_llama import procs
-from action_llama.agent import signals
+from action_llama.agent import signals, trigger
 from action_llama.agent.logproto import Logger
 
 if TYPE_CHECKING:
@@ -197,9 +198,12 @@ def _environment(static: Path, work: Path) -> dict[str, str]:
     env["AL_SIGNAL_DIR"] = str(signal_dir)
     env.setdefault("AL_ENV_FILE", str(work / ".al-env.sh"))
     env["AL_ENTRY_PID"] = str(os.getpid())
-    prompt = static / "prompt.txt"
-    if prompt.is_file():
-        env["PROMPT"] = prompt.read_text(encoding="utf-8")
+    # What the original gave scripts too: the trigger's text (a model session's last prompt
+    # block) and the trigger itself as JSON.
+    env["PROMPT"] = trigger.trigger_text(static)
+    trigger_file = static / trigger.TRIGGER_FILE
+    if trigger_file.is_file():
+        env["AL_TRIGGER_FILE"] = str(trigger_file)
     return env
 
 
@@ -341,14 +345,6 @@ def _invoke(inv: Invocation, config: dict[str, Any]) -> int:
     return code
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _session(inv: Invocation, config: dict[str, Any]) -> int:
     """Context injection, the prompt, then a model session (pydantic-ai is imported here)."""
     from action_llama.agent import prompt, session, tools
@@ -370,9 +366,7 @@ def _session(inv: Invocation, config: dict[str, Any]) -> int:
         credentials_dir=credentials,
         workspace_capped=not os.environ.get("AL_WORKSPACE_UNCAPPED"),
     )
-    text = prompt.user_prompt(
-        config, layout, _read_json(inv.static / "trigger.json"), inv.env.get("PROMPT")
-    )
+    text = prompt.user_prompt(config, layout, None, suffix=inv.env["PROMPT"])
     toolbox = tools.Toolbox(
         inv.log,
         inv.work,

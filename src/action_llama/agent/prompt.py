@@ -20,8 +20,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from action_llama.agent.trigger import MANUAL, SCHEDULE, trigger_suffix
 from action_llama.credentials.types import BUILTIN
 from action_llama.frontmatter import split_frontmatter
+
+__all__ = ["MANUAL", "SCHEDULE", "trigger_suffix"]
 
 #: `!`command``: replaced by the command's output before the model sees the body.
 CONTEXT_COMMAND = re.compile(r"!`([^`]+)`")
@@ -190,60 +193,24 @@ def lock_block(ttl_seconds: int = DEFAULT_LOCK_TIMEOUT) -> str:
     )
 
 
-SCHEDULE = "You are running on a schedule. Check for new work and act on anything you find."
-MANUAL = "You have been triggered manually. Check for new work and act on anything you find."
-
-
-def trigger_suffix(trigger: Mapping[str, Any] | None, prompt: str | None = None) -> str:
-    """The last part of the prompt, saying why this run happens (reference §6.3).
-
-    `trigger` is trigger.json ({"type", "prompt"?, "context"?, "caller"?}); without one, a
-    manual run, with `prompt` (prompt.txt) as its task when given.
-    """
-    kind = (trigger or {}).get("type", "manual")
-    if kind == "schedule":
-        return SCHEDULE
-    if kind == "webhook":
-        event = json.dumps((trigger or {}).get("context"), indent=2, ensure_ascii=False)
-        return (
-            f"<webhook-trigger>\n{event}\n</webhook-trigger>\n\nA webhook event just fired. "
-            "Review the trigger context above and take appropriate action."
-        )
-    if kind == "agent-call":
-        caller = str((trigger or {}).get("caller") or "unknown")
-        context = (trigger or {}).get("context")
-        call = json.dumps(
-            {"caller": caller, "context": context},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        return (
-            f'<agent-call>\n{call}\n</agent-call>\n\nYou were called by the "{caller}" agent. '
-            "Review the call context above, do the requested work, and use `al-return` to send "
-            "back your result."
-        )
-    text = ((trigger or {}).get("prompt") or prompt or "").strip()
-    if text:
-        return (
-            f"<user-prompt>\n{text}\n</user-prompt>\n\n"
-            "You have been given a specific task. Complete the task described above."
-        )
-    return MANUAL
-
-
 def user_prompt(
     config: Mapping[str, Any],
     layout: Layout,
     trigger: Mapping[str, Any] | None,
     prompt: str | None = None,
+    *,
+    suffix: str | None = None,
 ) -> str:
-    """The whole user prompt for agent-config.json `config` (params, credentials, lockTimeout)."""
+    """The whole user prompt for agent-config.json `config` (params, credentials, lockTimeout).
+
+    The last block is `suffix` when given (the run's `$PROMPT`), else made from `trigger`.
+    """
     ttl = config.get("lockTimeout")
     blocks = (
         agent_config_block(config.get("params")),
         credential_block(list(config.get("credentials") or []), layout.credentials_dir),
         environment_block(layout),
         lock_block(int(ttl) if ttl else DEFAULT_LOCK_TIMEOUT),
-        trigger_suffix(trigger, prompt),
+        suffix if suffix is not None else trigger_suffix(trigger, prompt),
     )
     return "\n\n".join(blocks)

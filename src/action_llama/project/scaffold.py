@@ -84,7 +84,10 @@ HELLO_SCRIPT = """\
 # Script mode: when this file exists, al runs it instead of a model session. No API key needed.
 set -e
 echo "Hello from agent $AL_AGENT (run $AL_RUN_ID), running as $(id -un) in $(pwd)"
-if [ -n "$PROMPT" ]; then echo "You asked: $PROMPT"; fi
+# Why this run happens: $PROMPT has it as text (what a model session is told last), and the
+# file $AL_TRIGGER_FILE as JSON (a webhook's event, a caller's context, al run --prompt's task).
+task=$(jq -r '.prompt // empty' "$AL_TRIGGER_FILE")
+if [ -n "$task" ]; then echo "You asked: $task"; fi
 if [ -f /workspace/last-run ]; then
   echo "My previous run was $(cat /workspace/last-run); /workspace keeps files between runs."
 else
