@@ -9,7 +9,8 @@ import pytest
 
 from action_llama.doctor.dockerfiles import check_dockerfiles, run_commands, usage_of
 from action_llama.doctor.result import Check
-from action_llama.images.apk import parse_command, translate
+from action_llama.images.apk import parse_command
+from action_llama.images.apk_names import translate
 from action_llama.project import load_project
 
 from support import script_agent, write_files

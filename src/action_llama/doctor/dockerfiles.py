@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from action_llama.doctor.result import Check
-from action_llama.images.apk import Translation, parse_command, translate
+from action_llama.images.apk import parse_command
+from action_llama.images.apk_names import Translation, translate
 
 if TYPE_CHECKING:
     from action_llama.project import Agent, Project
