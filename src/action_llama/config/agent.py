@@ -61,6 +61,8 @@ class WebhookTrigger(Strict):
     guilds: list[str] | None = None
     channels: list[str] | None = None
     commands: list[str] | None = None
+    users: list[str] | None = None
+    team_ids: list[str] | None = None
 
 
 class AgentFileConfig(Strict):

@@ -27,7 +27,17 @@ PROVIDERS = (
     "openrouter",
     "custom",
 )
-WEBHOOK_TYPES = ("github", "sentry", "linear", "mintlify", "discord", "twitter", "generic", "test")
+WEBHOOK_TYPES = (
+    "github",
+    "sentry",
+    "linear",
+    "mintlify",
+    "discord",
+    "twitter",
+    "slack",
+    "generic",
+    "test",
+)
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}

@@ -2,8 +2,8 @@
 
 The gateway hands `intake` a source name, the raw body bytes and the headers, and gets a
 `Receipt` back: matched agents and the `WebhookContext` their runs are told, or why none
-ran. Providers (github, sentry, linear, mintlify, discord, twitter, generic, test) are
-looked up by source type with `get_provider` and imported only when first used. The
+ran. Providers (github, sentry, linear, mintlify, discord, twitter, slack, generic, test)
+are looked up by source type with `get_provider` and imported only when first used. The
 generic source's wire format is documented in `action_llama.webhooks.generic`.
 """
 

@@ -66,7 +66,8 @@ class Provider(Protocol):
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         """True when the delivery is signed by any of `secrets` (timing-safe, length-checked).
 
-        Raises WebhookRejected when this process cannot check the signature at all.
+        Raises WebhookRejected when this process cannot check the signature at all, or when
+        the delivery is refused whatever its signature (a stale Slack timestamp).
         """
         ...
 
@@ -78,8 +79,9 @@ class Provider(Protocol):
         """
         ...
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
-        """The sender's unique id of this delivery (for dedupe), when it sends one."""
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """The sender's unique id of this delivery (for dedupe), when it sends one (in the
+        headers, or for Slack in the body)."""
         ...
 
 

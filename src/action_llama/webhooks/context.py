@@ -2,7 +2,8 @@
 
 The fields are declared in the order of the prompt's JSON (reference §6.3): `source`,
 `event`, `action`, `repo`, `sender`, `timestamp`, then `number`, `title`, `body`, `url`,
-`author`, `assignee`, `labels`, `branch`, `conclusion`, `comment`, and `receiptId` last.
+`author`, `assignee`, `labels`, `branch`, `conclusion`, `comment`, then Slack's `channel` and
+`thread`, and `receiptId` last.
 Fields without a value are left out of the JSON, as the original's JSON.stringify did.
 """
 
@@ -55,6 +56,9 @@ class WebhookEvent(BaseModel):
     branch: str | None = None
     conclusion: str | None = None
     comment: str | None = None
+    #: Slack: the channel id, and the `ts` to reply to in a thread.
+    channel: str | None = None
+    thread: str | None = None
 
     @field_validator("body", "comment")
     @classmethod

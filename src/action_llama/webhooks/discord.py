@@ -130,7 +130,7 @@ class DiscordProvider:
         message = timestamp.encode("utf-8") + body
         return any(check(key, signature, message) for key in keys)
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "x-interaction-id") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

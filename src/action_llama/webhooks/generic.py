@@ -97,7 +97,7 @@ class GenericProvider:
         signature = header(headers, "x-al-signature-256")
         return hmac_sha256_matches(body, signature, secrets, prefix="sha256=")
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "x-al-delivery") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:
@@ -117,7 +117,7 @@ class TestProvider:
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         return True
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "x-al-delivery") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

@@ -136,7 +136,7 @@ class GitHubProvider:
         signature = header(headers, "x-hub-signature-256")
         return hmac_sha256_matches(body, signature, secrets, prefix="sha256=")
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "x-github-delivery") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

@@ -63,7 +63,7 @@ class LinearProvider:
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         return hmac_sha256_matches(body, header(headers, "linear-signature"), secrets)
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "linear-delivery") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

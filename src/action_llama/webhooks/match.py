@@ -130,6 +130,13 @@ FILTERS: dict[str, dict[str, Rule]] = {
     },
     # X events carry the subscribed user id in `repo`.
     "twitter": {"events": _EVENTS, "repos": _REPOS},
+    # Slack events carry the team (workspace) in `repo` and the user (or bot) in `sender`.
+    "slack": {
+        "events": _EVENTS,
+        "channels": _one_of("channel"),
+        "users": _one_of("sender"),
+        "team_ids": _REPOS,
+    },
     "test": {"events": _EVENTS, "actions": _ACTIONS, "repos": _REPOS},
 }
 _FIELDS = tuple(name for name in WebhookTrigger.model_fields if name != "source")

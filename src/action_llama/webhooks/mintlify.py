@@ -40,7 +40,7 @@ class MintlifyProvider:
         signature = header(headers, "x-mintlify-signature") or header(headers, "mintlify-signature")
         return hmac_sha256_matches(body, signature, secrets)
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

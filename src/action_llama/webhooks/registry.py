@@ -21,6 +21,7 @@ PROVIDERS = {
     "mintlify": "action_llama.webhooks.mintlify:MintlifyProvider",
     "discord": "action_llama.webhooks.discord:DiscordProvider",
     "twitter": "action_llama.webhooks.twitter:TwitterProvider",
+    "slack": "action_llama.webhooks.slack:SlackProvider",
     "generic": "action_llama.webhooks.generic:GenericProvider",
     "test": "action_llama.webhooks.generic:TestProvider",
 }
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from action_llama.webhooks.linear import LinearProvider
     from action_llama.webhooks.mintlify import MintlifyProvider
     from action_llama.webhooks.sentry import SentryProvider
+    from action_llama.webhooks.slack import SlackProvider
     from action_llama.webhooks.twitter import TwitterProvider
 
     _CONFORMING: tuple[Provider, ...] = (
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
         MintlifyProvider(),
         DiscordProvider(),
         TwitterProvider(),
+        SlackProvider(),
         GenericProvider(),
         TestProvider(),
     )

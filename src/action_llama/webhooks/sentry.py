@@ -64,7 +64,7 @@ class SentryProvider:
     def verify(self, body: bytes, headers: Mapping[str, str], secrets: Sequence[str]) -> bool:
         return hmac_sha256_matches(body, header(headers, "sentry-hook-signature"), secrets)
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return header(headers, "request-id") or None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:

@@ -106,7 +106,7 @@ class TwitterProvider:
         signature = header(headers, "x-twitter-webhooks-signature")
         return hmac_sha256_matches(body, signature, secrets, prefix="sha256=", encoding="base64")
 
-    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str | None:
         return None
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | Ignored:
