@@ -20,6 +20,7 @@ uses. Only ``action_llama.cli`` turns them into text; everything else raises.
     ├── DaemonUnavailable       no daemon runs for the project, or it cannot take a request now
     ├── DaemonRunning           `al start` for a project whose scheduler already runs
     ├── NotReadyToStart         `al start` found problems that would make runs fail
+    ├── InstallError            `al add` / `al update`: a source that cannot be fetched or used
     ├── TriggerRefused          the daemon refused a manual run (paused, disabled, stopping)
     └── RunAborted              inside a run: the in-run entry ends it with `exit_code`,
         │                       saying why in the run's log
@@ -141,6 +142,10 @@ class DaemonRunning(ActionLlamaError):
 
 class NotReadyToStart(ActionLlamaError):
     """`al start` found problems that would make runs fail (every one listed, with its fix)."""
+
+
+class InstallError(ActionLlamaError):
+    """`al add` or `al update` cannot fetch its source, find the agent in it, or install it."""
 
 
 class TriggerRefused(ActionLlamaError):

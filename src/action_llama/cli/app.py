@@ -8,7 +8,7 @@ import sys
 import typer
 
 from action_llama import __version__
-from action_llama.cli import creds, doctor, image, logs, new, operator, run, start
+from action_llama.cli import creds, doctor, image, install, logs, new, operator, run, start
 from action_llama.cli.render import reported
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.command("new")(new.new)
 app.command("run")(run.run)
 app.command("logs")(logs.logs)
 app.command("doctor")(doctor.doctor)
+app.command("add")(install.add)
+app.command("update")(install.update)
 app.command("start")(start.start)
 app.command("stat")(operator.stat)
 app.command("pause")(operator.pause)

@@ -45,6 +45,26 @@ def project_checks(project: Project, store: CredentialStore, *, fix: bool = Fals
     return checks
 
 
+def agent_checks(root: Path, name: str, store: CredentialStore | None = None) -> list[Check]:
+    """The checks that concern agent `name` (al add makes them for the agent it installed):
+    the project loads with it, its runtime's checks (for a container agent: Docker, the base
+    image, its Dockerfiles), model or script, credentials and webhooks."""
+    from action_llama.runtimes.registry import runtime_for
+
+    first, project = check_project(root)
+    if project is None or name not in project.agents:
+        return [first]
+    store = store or CredentialStore()
+    agent = project.agents[name]
+    checks = [first, *runtime_for(agent).checks(project, [agent], fix=False)]
+    checks += [check_agent(agent), check_credentials(agent, store)]
+    sources = {f"webhook secret {t.source}" for t in agent.config.webhooks}
+    checks += [
+        c for c in check_webhooks(project, store) if c.name in sources | {f"webhooks {name}"}
+    ]
+    return checks
+
+
 def check_gateway_key(store: CredentialStore, *, fix: bool = False) -> Check:
     """The operator API key (`al stat`, `al stop`... and /control/* need it); --fix makes it."""
     from action_llama.gateway.settings import API_KEY_REF, ensure_api_key

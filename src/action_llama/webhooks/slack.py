@@ -24,9 +24,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from action_llama.errors import WebhookRejected
 from action_llama.webhooks.base import (
     Ignored,
-    WebhookRejected,
     dig,
     first_text,
     header,

@@ -1,0 +1,1 @@
+"""Installing agents from git repositories and folders (`al add`, `al update`)."""
