@@ -17,9 +17,16 @@ from typing import Any
 import pytest
 
 from fakes.model_server import FakeModelServer
-from support import ProjectFactory, cleanup_project, system_users, write_files
+from support import (
+    HOST_USER_A,
+    HOST_USER_B,
+    ProjectFactory,
+    cleanup_project,
+    system_users,
+    write_files,
+)
 
-HOST_USERS = ("al-test-a", "al-test-b")
+HOST_USERS = (HOST_USER_A, HOST_USER_B)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -94,6 +95,12 @@ def kill_processes_of(uid: int) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError):
             continue
+
+
+#: The OS users host-user tests run as, unique to this test session: sessions on one machine
+#: (developers' worktrees) never remove or kill each other's.
+_SESSION = secrets.token_hex(2)
+HOST_USER_A, HOST_USER_B = f"al-t{_SESSION}-a", f"al-t{_SESSION}-b"
 
 
 @contextmanager

@@ -25,7 +25,16 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.runtimes.base import EXIT_TIMEOUT, Limits, RunHandle, RunResult, RunSpec
 from action_llama.runtimes.host_user import EXIT_UNKNOWN, HostUserRuntime
 
-from support import AL, ProjectFactory, json_records, run_al, run_processes, script_agent
+from support import (
+    AL,
+    HOST_USER_A,
+    HOST_USER_B,
+    ProjectFactory,
+    json_records,
+    run_al,
+    run_processes,
+    script_agent,
+)
 
 TOKEN = "ghp_hostUserSecret0123456789"
 SpecFactory = Callable[..., RunSpec]
@@ -113,7 +122,7 @@ def _facts(stdout: str) -> dict[str, str]:
 def probed(
     make_project: ProjectFactory, al_env: dict[str, str], store_dir: Path
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
-    root = make_project(host_agent("probe", PROBE, "al-test-a"))
+    root = make_project(host_agent("probe", PROBE, HOST_USER_A))
     result = run_al(
         "run", "probe", "-p", str(root), "--json", "-q", "--prompt", str(store_dir), env=al_env
     )
@@ -126,7 +135,7 @@ def test_al_run_needs_no_docker_engine_nor_the_docker_package(
     """With DOCKER_HOST at a dead socket and `import docker` failing, a host-user agent runs."""
     result, facts = probed
     assert result.returncode == 0, result.stderr
-    assert facts["user"] == "al-test-a"
+    assert facts["user"] == HOST_USER_A
     assert "warning" not in result.stderr
 
 
@@ -138,7 +147,7 @@ def test_agent_runs_as_its_user_in_a_private_home(
     _, facts = probed
     assert facts["home"] == facts["cwd"] == facts["work"]
     assert Path(facts["work"]).parent == runs_root
-    assert facts["work_mode"] == "700 al-test-a"
+    assert facts["work_mode"] == f"700 {HOST_USER_A}"
     assert facts["no_new_privs"] == "1"
     assert facts["bin_dir_first"] == "yes"
     assert not facts["python"].startswith("/root")
@@ -198,13 +207,13 @@ try own_home_write "touch '$AL_WORK_DIR/mine'"
 def test_a_run_cannot_reach_another_concurrent_runs_credentials_home_or_log(
     make_project: ProjectFactory, al_env: dict[str, str], runs_root: Path
 ) -> None:
-    """While agent alpha (al-test-a) runs holding github_token, agent beta (al-test-b),
+    """While agent alpha (user a) runs holding github_token, agent beta (user b),
     given alpha's paths, can neither list nor read alpha's staged credentials, home, log
     or pid file, cannot list the runs root and cannot signal alpha's processes."""
     root = make_project(
         {
-            **host_agent("alpha", WAITER, "al-test-a"),
-            **host_agent("beta", INTRUDER, "al-test-b"),
+            **host_agent("alpha", WAITER, HOST_USER_A),
+            **host_agent("beta", INTRUDER, HOST_USER_B),
         }
     )
     alpha = subprocess.Popen(
@@ -259,7 +268,7 @@ def test_no_secret_appears_in_any_process_arguments(
     """While a run holding a credential is live, no process on the machine has the secret
     in its command line."""
     script = 'echo ready; i=0; while [ ! -e "$AL_WORK_DIR/release" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done'
-    root = make_project(host_agent("holder", script, "al-test-a"))
+    root = make_project(host_agent("holder", script, HOST_USER_A))
     proc = subprocess.Popen(
         [AL, "run", "holder", "-p", str(root), "--json", "-q"],
         stdout=subprocess.PIPE,
@@ -299,7 +308,7 @@ def test_container_settings_beside_a_host_user_agent_get_one_warning(
 ) -> None:
     """A Dockerfile and [local] settings do not apply to a host-user agent: `al run` says so
     once, builds nothing, and runs the agent."""
-    files = host_agent("solo", "echo ran", "al-test-a")
+    files = host_agent("solo", "echo ran", HOST_USER_A)
     files["agents/solo/Dockerfile"] = "FROM al-agent:latest\n"
     root = make_project(files, config='[local]\nmemory = "1g"\n')
     result = run_al("run", "solo", "-p", str(root), "-q", env=al_env)
@@ -317,7 +326,7 @@ def test_container_settings_beside_a_host_user_agent_get_one_warning(
 
 @pytest.fixture
 def spec_for(host_users: tuple[str, ...], tmp_path: Path) -> Iterator[SpecFactory]:
-    """Build RunSpecs of a script, run as al-test-a (credentials: an empty staged dir)."""
+    """Build RunSpecs of a script, run as user a (credentials: an empty staged dir)."""
     import pwd
     import secrets
 
@@ -457,7 +466,7 @@ def test_timeout_of_al_run_is_exit_124_with_the_timeout_hint(
     """A host-user run past its timeout is stopped, exit 124, with the same message and hint
     as a container run; nothing of it is left in the runs root."""
     root = make_project(
-        host_agent("sleepy", "echo start; sleep 60; echo never", "al-test-a", "timeout = 1\n")
+        host_agent("sleepy", "echo start; sleep 60; echo never", HOST_USER_A, "timeout = 1\n")
     )
     result = run_al("run", "sleepy", "-p", str(root), env=al_env, timeout=60)
     assert result.returncode == 124
@@ -472,7 +481,7 @@ def test_interrupting_al_run_stops_the_host_user_run_and_records_it_killed(
 ) -> None:
     """Ctrl-C during `al run` of a host-user agent ends the run's processes within seconds,
     records the run as killed, and removes its files."""
-    root = make_project(host_agent("long", "echo started; sleep 120", "al-test-a"))
+    root = make_project(host_agent("long", "echo started; sleep 120", HOST_USER_A))
     proc = subprocess.Popen(
         [AL, "run", "long", "-p", str(root), "--json", "-q"],
         stdout=subprocess.PIPE,
