@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from action_llama.errors import StateError
 from action_llama.runs.store import MIGRATIONS, RunStore
 
 
@@ -25,7 +26,7 @@ def test_a_store_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> Non
         (run,) = store.runs("hello")
         assert run.run_id == "old1"
         assert run.input_tokens is None
-        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+        version = store.database.conn.execute("PRAGMA user_version").fetchone()[0]
         assert version == len(MIGRATIONS)
     finally:
         store.close()
@@ -73,5 +74,52 @@ def test_hook_times_are_stored_with_the_run(tmp_path: Path) -> None:
         assert store.get("r1").post_hooks_seconds == 0.5
         with pytest.raises(ValueError, match="unknown hook phase"):
             store.set_hooks_time("r1", "middle", 1.0)
+    finally:
+        store.close()
+
+
+def test_the_history_of_a_running_scheduler_is_read_as_it_is(tmp_path: Path) -> None:
+    """`RunStore.existing` reads a database another process keeps; it never creates one."""
+    with pytest.raises(StateError, match="Cannot open the project database"):
+        RunStore.existing(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    writer = RunStore(tmp_path)
+    reader = RunStore.existing(tmp_path)
+    try:
+        assert reader.find("r1") is None
+        writer.start("r1", "hello", "manual", "hi", "docker", None)
+        assert reader.find("r1") == writer.get("r1")
+        writer.finish("r1", "failed", 3, "boom")
+        found = reader.find("r1")
+        assert found is not None
+        assert (found.status, found.exit_code, found.error, found.prompt) == (
+            "failed",
+            3,
+            "boom",
+            "hi",
+        )
+        assert found.log_path == writer.log_path("hello", "r1")
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_stats_group_an_agents_runs_by_status(tmp_path: Path) -> None:
+    """Per agent: runs counted by status, tokens and cost summed, the mean duration of the runs
+    that ended; runs that started before `since` are left out."""
+    store = RunStore(tmp_path)
+    try:
+        for run_id, status in (("a", "completed"), ("b", "failed"), ("c", "running")):
+            store.start(run_id, "hello", "manual", None, "docker", None)
+            store.set_usage(run_id, {"inputTokens": 10, "outputTokens": 5, "cost": 0.5})
+            if status != "running":
+                store.finish(run_id, status, 0, None)
+        store.start("old", "other", "schedule", None, "docker", None)
+        store.database.conn.execute("UPDATE runs SET started_at = 1 WHERE run_id = 'old'")
+        (stats,) = store.stats(since=100).values()
+        assert (stats.runs, stats.by_status) == (3, {"completed": 1, "failed": 1, "running": 1})
+        assert (stats.tokens, stats.cost) == (45, 1.5)
+        assert stats.mean_duration is not None and stats.mean_duration >= 0
+        assert set(store.stats(since=0)) == {"hello", "other"}
     finally:
         store.close()

@@ -483,7 +483,8 @@ def test_active_runs_keep_only_a_hash_of_the_secret(tmp_path: Path, db: Database
 
 
 def test_prune_forgets_old_history_but_not_active_runs(tmp_path: Path) -> None:
-    """Runs, call edges, receipts and drops older than N days go; the pruned logs are listed."""
+    """Runs (with their logs), call edges, receipts and drops older than N days go; active
+    runs stay."""
     state = State.open(tmp_path)
     runs = RunStore(tmp_path, database=state.db)
     try:
@@ -506,16 +507,22 @@ def test_prune_forgets_old_history_but_not_active_runs(tmp_path: Path) -> None:
         state.queue.clock = Clock(T0 - 30 * DAY)
         state.queue.push("dev", manual(1), cap=0)
 
+        for run_id in age:
+            runs.log_path("dev", run_id).parent.mkdir(parents=True, exist_ok=True)
+            runs.log_path("dev", run_id).write_text("{}\n")
+
+        pruned_runs = runs.prune(T0, 14)
         pruned = state.prune(T0, 14)
 
-        assert [(r.run_id, r.log_path) for r in pruned.runs] == [
-            ("old", runs.log_path("dev", "old"))
-        ]
+        assert [r.run_id for r in pruned_runs] == ["old"]
+        assert not runs.log_path("dev", "old").exists()
+        assert runs.log_path("dev", "old-active").exists()
         assert (pruned.call_edges, pruned.receipts, pruned.queue_drops) == (2, 1, 1)
         assert [e.target_agent for e in state.calls.edges()] == ["qa"]
         assert sorted(r.run_id for r in runs.runs()) == ["new", "old-active"]
         assert [r.id for r in state.receipts.recent()] == ["r-new"]
-        assert prune(state.db, T0, 14).runs == []
+        assert runs.prune(T0, 14) == []
+        assert prune(state.db, T0, 14) == type(pruned)(0, 0, 0)
     finally:
         runs.close()
         state.close()

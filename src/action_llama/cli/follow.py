@@ -1,14 +1,13 @@
-"""Following runs as they happen, without the option parser: a run's log file read as it
-grows, and `al run` through the scheduler running for the project.
+"""Following runs as they happen, without the option parser: a run's log read as it grows
+(`action_llama.runs.store.LogTail`), and `al run` through the scheduler running for the project.
 
-Nothing here imports typer, pydantic, docker-py or the `action_llama.state` package: `al run`
-with a scheduler running takes this path before the option parser loads (`fast_path`), so
-its start-up costs about what the interpreter's does.
+Nothing here imports typer, pydantic or docker-py: `al run` with a scheduler running takes this
+path before the option parser loads (`fast_path`), so its start-up costs about what the
+interpreter's does.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -19,43 +18,10 @@ from action_llama.cli.render import print_error, record_printer, status
 from action_llama.errors import ActionLlamaError, DaemonUnavailable, RunError
 
 if TYPE_CHECKING:
-    from action_llama.daemon.client import Daemon, RunReader, RunRow
-    from action_llama.runs.store import RunRecord
+    from action_llama.daemon.client import Daemon
+    from action_llama.runs.store import LogTail, RunRecord, RunStore
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-class LogTail:
-    """Reads a run's log file (JSON lines) incrementally: each `read` returns the records
-    completed since the last one, holding back a line still being written."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fh: Any = None
-        self._partial = ""
-
-    def read(self) -> list[dict[str, Any]]:
-        if self._fh is None:
-            try:
-                self._fh = self.path.open(encoding="utf-8")
-            except FileNotFoundError:
-                return []  # the run has not written its first line yet
-        chunk = self._fh.read()
-        if not chunk:
-            return []
-        lines = (self._partial + chunk).split("\n")
-        self._partial = lines.pop()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
 
 
 def follow(tail: LogTail, running: Callable[[], bool], emit: Emit, poll: float) -> None:
@@ -72,11 +38,11 @@ def follow(tail: LogTail, running: Callable[[], bool], emit: Emit, poll: float) 
             time.sleep(poll)
 
 
-def usage_text(run: RunRecord | RunRow) -> str:
+def usage_text(run: RunRecord) -> str:
     """`, 1,234 tokens ($0.0021), returned '...'`, or what of it is known."""
     text = ""
-    if run.input_tokens is not None or run.output_tokens is not None:
-        text += f", {(run.input_tokens or 0) + (run.output_tokens or 0):,} tokens"
+    if run.tokens is not None:
+        text += f", {run.tokens:,} tokens"
         if run.cost:
             text += f" (${run.cost:.4f})"
     if run.return_value:
@@ -141,19 +107,19 @@ def in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, qui
     run_id = str(answer["runId"])
     if not quiet:
         status(f"{agent}: running in the scheduler for {daemon.root} (run {run_id})")
-    from action_llama.daemon.client import RunReader
+    from action_llama.runs.store import RunStore
 
-    reader = RunReader(daemon.root)
+    store = RunStore.existing(daemon.state_dir)
     # SIGTERM (systemd, kill) stops the run like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        row = _follow(daemon, reader, agent, run_id, record_printer(as_json))
+        row = _follow(daemon, store, agent, run_id, record_printer(as_json))
     except KeyboardInterrupt:
-        _kill(daemon, reader, run_id)
+        _kill(daemon, store, run_id)
         status(f"{agent}: stopped; the run is recorded as killed (al logs {agent})")
         return 130
     finally:
-        reader.close()
+        store.close()
     if row.error:
         hint = f"See its log with: al logs {agent} --run {run_id}"
         print_error(ActionLlamaError(f"{row.error} (run {run_id})", hint=hint))
@@ -169,16 +135,18 @@ def in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, qui
 
 
 def _follow(
-    daemon: Daemon, reader: RunReader, agent: str, run_id: str, show: Callable[..., None]
-) -> RunRow:
+    daemon: Daemon, store: RunStore, agent: str, run_id: str, show: Callable[..., None]
+) -> RunRecord:
     """Stream the run's log records until its record is closed; the closed record."""
-    row = reader.get(run_id)
+    from action_llama.runs.store import LogTail
+
+    row = store.find(run_id)
     checked = time.monotonic()
     while row is None:
         # The record appears once the run is staged; a run that fails before that only
         # leaves the scheduler's list of running runs.
         time.sleep(DAEMON_POLL)
-        row = reader.get(run_id)
+        row = store.find(run_id)
         if row is None and time.monotonic() - checked > 0.5:
             checked = time.monotonic()
             agents = daemon.get("/status").get("scheduler", {}).get("agents", {})
@@ -187,10 +155,10 @@ def _follow(
                     f"The scheduler could not start run {run_id} of {agent}.",
                     hint="Its reason is in the output of al start.",
                 )
-    latest: list[RunRow] = [row]
+    latest: list[RunRecord] = [row]
 
     def running() -> bool:
-        current = reader.get(run_id)
+        current = store.find(run_id)
         if current is not None:
             latest[0] = current
         if latest[0].status == "running" and not daemon.alive():
@@ -208,7 +176,7 @@ def _follow(
     return latest[0]
 
 
-def _kill(daemon: Daemon, reader: RunReader, run_id: str) -> None:
+def _kill(daemon: Daemon, store: RunStore, run_id: str) -> None:
     """Stop the run through the scheduler and wait (boundedly) until it is recorded."""
     try:
         daemon.post(f"/kill/{run_id}")
@@ -216,7 +184,7 @@ def _kill(daemon: Daemon, reader: RunReader, run_id: str) -> None:
         return  # it ended meanwhile, or the scheduler is gone: nothing left to stop
     deadline = time.monotonic() + KILL_WAIT
     while time.monotonic() < deadline:
-        row = reader.get(run_id)
+        row = store.find(run_id)
         if row is None or row.status != "running":
             return
         time.sleep(DAEMON_POLL * 5)

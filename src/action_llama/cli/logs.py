@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from action_llama.cli.common import ProjectOption, project_at
-from action_llama.cli.follow import LogTail, follow
+from action_llama.cli.follow import follow
 from action_llama.cli.render import record_printer
 from action_llama.errors import RunNotFound
 
 if TYPE_CHECKING:
-    # Imported when used: the run store loads pydantic, and `al run` imports this module.
+    # Imported when used (sqlite3 and all): every command's start-up imports this module.
     from action_llama.runs.store import RunRecord, RunStore
 
 FOLLOW_POLL = 0.1
@@ -27,9 +27,8 @@ def _header(run: RunRecord) -> str:
     took = f", {run.duration:.1f}s" if run.duration is not None else ""
     code = f" exit {run.exit_code}" if run.exit_code is not None else ""
     usage = ""
-    if run.input_tokens is not None or run.output_tokens is not None:
-        tokens = (run.input_tokens or 0) + (run.output_tokens or 0)
-        usage = f" · {tokens:,} tokens"
+    if run.tokens is not None:
+        usage = f" · {run.tokens:,} tokens"
         if run.cost:
             usage += f" (${run.cost:.4f})"
     hooks = " · ".join(
@@ -77,11 +76,11 @@ def logs(
                     hint=f"al logs {run.agent} --run {run_id}",
                 )
         else:
-            recent = store.runs(agent.name, limit=1)
-            if not recent:
+            latest = store.latest(agent.name)
+            if latest is None:
                 typer.echo(f'No runs of "{agent.name}" yet. Start one with: al run {agent.name}')
                 return
-            run = recent[0]
+            run = latest
             if follow_run and run.status != "running":
                 # -f is for a live view: an older run still going (scale > 1) beats a done one.
                 running = [r for r in store.runs(agent.name, limit=50) if r.status == "running"]
@@ -94,6 +93,8 @@ def logs(
 
 
 def _show(store: RunStore, run: RunRecord, lines: int, live: bool, as_json: bool) -> None:
+    from action_llama.runs.store import LogTail
+
     emit = record_printer(as_json)
 
     if not as_json:

@@ -43,7 +43,7 @@ def stat(
     """Show the running scheduler: agents, runs, queues, next cron fire, last result, locks."""
     daemon = _daemon(project_dir)
     view = daemon.get("/status")
-    last = _last_runs(daemon.root, list(view.get("scheduler", {}).get("agents", {})))
+    last = _last_runs(daemon, list(view.get("scheduler", {}).get("agents", {})))
     if as_json:
         view["lastRuns"] = {name: _run_json(run) for name, run in last.items()}
         typer.echo(json.dumps(view, indent=2))
@@ -51,13 +51,12 @@ def stat(
     typer.echo(_render(daemon, view, last))
 
 
-def _last_runs(root: Path, agents: list[str]) -> dict[str, RunRecord]:
-    from action_llama.layout import STATE_DIR
+def _last_runs(daemon: Daemon, agents: list[str]) -> dict[str, RunRecord]:
     from action_llama.runs.store import RunStore
 
-    store = RunStore(root / STATE_DIR)
+    store = RunStore.existing(daemon.state_dir)
     try:
-        return {name: runs[0] for name in agents if (runs := store.runs(name, limit=1))}
+        return {name: run for name in agents if (run := store.latest(name)) is not None}
     finally:
         store.close()
 

@@ -27,7 +27,7 @@ from typing import get_args
 
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
 from action_llama.daemon.runner import end_run, resumer
-from action_llama.errors import ActionLlamaError, RunNotFound
+from action_llama.errors import ActionLlamaError
 from action_llama.procs import signal_all
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunService
@@ -97,7 +97,7 @@ class Adoption:
         return adopted
 
     async def _adopt(self, left: ActiveRun) -> bool:
-        record = self._record(left.run_id)
+        record = self.store.find(left.run_id)
         if record is None or record.status != "running":
             await self._forget_ended(left, record)
             return False
@@ -127,12 +127,6 @@ class Adoption:
         )
         return True
 
-    def _record(self, run_id: str) -> RunRecord | None:
-        try:
-            return self.store.get(run_id)
-        except RunNotFound:
-            return None
-
     async def _forget_ended(self, left: ActiveRun, record: RunRecord | None) -> None:
         """The run was recorded as ended (or never started): only its bookkeeping is left."""
         await self._remove(left)
@@ -146,7 +140,7 @@ class Adoption:
     async def _give_up(self, left: ActiveRun, why: str) -> None:
         """Stop whatever is left of a run no one can follow, record it as an error, forget it."""
         await self._remove(left)
-        record = self._record(left.run_id)
+        record = self.store.find(left.run_id)
         if record is not None and record.status == "running":
             self.store.finish(left.run_id, "error", None, why)
         end_run(self.state, self.store, left.run_id, left.call_id, None, why)

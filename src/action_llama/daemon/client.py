@@ -1,9 +1,9 @@
 """Talk to the scheduler running for a project (`al start`): find it, ask it, watch its runs.
 
 Standard library only, on purpose: `al run` through the daemon has to start about as fast as
-`docker run`, so this module loads neither pydantic nor FastAPI nor docker-py (nor the
-`action_llama.state` package, which loads pydantic). The names it looks for are shared through
-`action_llama.layout`; only the columns of the `runs` table it reads repeat `state/schema.py`.
+`docker run`, so this module loads neither pydantic nor FastAPI nor docker-py. The names it
+looks for are shared through `action_llama.layout`; the run it follows is read from the run
+history (`action_llama.runs.store`, as light).
 
     find_daemon(dir)           the daemon of the project at `dir`, or None (no marker, dead pid)
     require_daemon(dir)        the same, or DaemonUnavailable naming `al start -p DIR`
@@ -11,14 +11,12 @@ Standard library only, on purpose: `al run` through the daemon has to start abou
         no answer, 401, 503    DaemonUnavailable (with what to do)
         404                    AgentNotFound or RunNotFound
         409                    TriggerRefused (the scheduler's reason)
-    RunReader(root).get(id)    a run's row of the project database, or None
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,11 +29,10 @@ from action_llama.errors import (
     RunNotFound,
     TriggerRefused,
 )
-from action_llama.layout import API_KEY_FIELD, API_KEY_TYPE, DAEMON_FILE, DB_NAME, STATE_DIR
+from action_llama.layout import API_KEY_FIELD, API_KEY_TYPE, DAEMON_FILE, STATE_DIR
 
 DAEMON_MARKER = Path(STATE_DIR) / DAEMON_FILE
 API_KEY_REF = CredentialRef(API_KEY_TYPE)
-DB_FILE = Path(STATE_DIR) / DB_NAME
 REQUEST_TIMEOUT = 30.0
 
 
@@ -64,6 +61,11 @@ class Daemon(NamedTuple):
     root: Path
     pid: int
     port: int
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's state folder, where the daemon keeps the run history."""
+        return self.root / STATE_DIR
 
     def alive(self) -> bool:
         return _alive(self.pid)
@@ -178,57 +180,3 @@ def require_daemon(project_dir: Path) -> Daemon:
             hint=f"Start one with: al start -p {root}",
         )
     return daemon
-
-
-class RunRow(NamedTuple):
-    """What `al run` reports of a run the daemon ran (the columns of `runs` it needs)."""
-
-    run_id: str
-    agent: str
-    status: str
-    exit_code: int | None
-    error: str | None
-    started_at: float
-    finished_at: float | None
-    log_path: Path
-    input_tokens: int | None
-    output_tokens: int | None
-    cost: float | None
-    return_value: str | None
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
-
-
-_COLUMNS = (
-    "run_id, agent, status, exit_code, error, started_at, finished_at, log_path, "
-    "input_tokens, output_tokens, cost, return_value"
-)
-
-
-class RunReader:
-    """Reads run rows straight from the project database (WAL: never blocks the daemon)."""
-
-    def __init__(self, root: Path):
-        self.path = root / DB_FILE
-        self._conn: sqlite3.Connection | None = None
-
-    def get(self, run_id: str) -> RunRow | None:
-        if self._conn is None:
-            if not self.path.is_file():
-                return None
-            self._conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        values = list(row)
-        values[7] = Path(values[7])
-        return RunRow(*values)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None

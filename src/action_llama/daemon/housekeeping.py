@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 
 from action_llama.runs.store import RunStore
 from action_llama.scheduler.core import Scheduler
@@ -23,9 +22,9 @@ SWEEP_EVERY = 30.0
 
 def at_start(state: State, store: RunStore, retention_days: int) -> None:
     """Prune history older than `retention_days` (runs still active are kept)."""
-    pruned = state.prune(time.time(), retention_days)
-    for old in pruned.runs:
-        Path(old.log_path).unlink(missing_ok=True)
+    now = time.time()
+    store.prune(now, retention_days)
+    state.prune(now, retention_days)
 
 
 def sweep(state: State, scheduler: Scheduler) -> None:

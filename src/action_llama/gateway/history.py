@@ -11,6 +11,7 @@ Both read the history the runs write (`action_llama.runs.store`), so they answer
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -51,13 +52,14 @@ def history_json(run: RunRecord) -> dict[str, Any]:
 
 
 class HistoryRoutes:
+    """The history routes. The run store's SQLite and log-file reads block, so they run in a
+    worker thread, never on the event loop the gateway and the scheduler share."""
+
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
-
-    def _store(self) -> RunStore:
         # Shares the gateway's open database (in the state folder): nothing to close.
-        db = self.deps.state.db
-        return RunStore(db.path.parent, database=db)
+        db = deps.state.db
+        self.store = RunStore(db.path.parent, database=db)
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/control", dependencies=[Depends(operator_auth(self.deps))])
@@ -68,45 +70,33 @@ class HistoryRoutes:
     async def logs(self, agent: str, run: str | None = None, lines: int = 100) -> JSONResponse:
         if not 1 <= lines <= MAX_LINES:
             raise Problem(400, f"lines must be between 1 and {MAX_LINES}")
-        store = self._store()
+        record, tail = await asyncio.to_thread(self._tail, agent, run, lines)
+        return ok(run=history_json(record), records=tail)
+
+    def _tail(self, agent: str, run: str | None, lines: int) -> tuple[RunRecord, list[Any]]:
         if run is None:
-            latest = store.runs(agent, limit=1)
-            if not latest:
+            record = self.store.latest(agent)
+            if record is None:
                 raise Problem(404, f"no runs of {agent} are recorded")
-            record = latest[0]
         else:
-            record = store.get(run)  # RunNotFound → 404
+            record = self.store.get(run)  # RunNotFound → 404
             if record.agent != agent:
                 raise RunNotFound(f'Run "{run}" is not a run of {agent}.')
-        tail = deque(read_log(record.log_path), maxlen=lines)
-        return ok(run=history_json(record), records=list(tail))
+        return record, list(deque(read_log(record.log_path), maxlen=lines))
 
     async def stats(self, hours: float = 24) -> JSONResponse:
         if not 0 < hours <= MAX_HOURS:
             raise Problem(400, f"hours must be more than 0 and at most {MAX_HOURS}")
         since = time.time() - hours * 3600
-        with self.deps.state.db.read() as conn:
-            rows = conn.execute(
-                "SELECT agent, status, count(*) AS n, count(finished_at) AS ended, "
-                "sum(finished_at - started_at) AS took, "
-                "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
-                "sum(coalesce(cost, 0)) AS cost "
-                "FROM runs WHERE started_at >= ? GROUP BY agent, status",
-                (since,),
-            ).fetchall()
-        agents: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            entry = agents.setdefault(
-                row["agent"],
-                {"runs": 0, "byStatus": {}, "tokens": 0, "cost": 0.0, "_took": 0.0, "_ended": 0},
-            )
-            entry["runs"] += row["n"]
-            entry["byStatus"][row["status"]] = row["n"]
-            entry["tokens"] += row["tokens"] or 0
-            entry["cost"] += row["cost"] or 0.0
-            entry["_took"] += row["took"] or 0.0
-            entry["_ended"] += row["ended"]
-        for entry in agents.values():
-            took, ended = entry.pop("_took"), entry.pop("_ended")
-            entry["meanDuration"] = took / ended if ended else None
+        stats = await asyncio.to_thread(self.store.stats, since)
+        agents = {
+            name: {
+                "runs": entry.runs,
+                "byStatus": entry.by_status,
+                "tokens": entry.tokens,
+                "cost": entry.cost,
+                "meanDuration": entry.mean_duration,
+            }
+            for name, entry in stats.items()
+        }
         return ok(since=iso(since), hours=hours, agents=agents)

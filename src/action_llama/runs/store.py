@@ -1,35 +1,49 @@
-"""Run history in SQLite (WAL) and each run's log lines in a JSON-lines file, under `.al/`.
+"""The run history: the one reader and writer of the `runs` table, and of the runs' log files.
 
-.al/action-llama.db              runs: one row per run (schema: `action_llama.state.schema`)
-.al/logs/<agent>/<run id>.jsonl  the run's log records, in order
+    .al/action-llama.db              runs: one row per run (schema: `action_llama.state.schema`)
+    .al/logs/<agent>/<run id>.jsonl  the run's log records, in order
+
+Writers: the run service (a run's start, usage, return value, hook times and end), the daemon
+(runs it can no longer follow), housekeeping (retention). Readers: `al logs`, `al stat`, `al
+run` following a run in the scheduler, and the gateway's history routes.
+
+Standard library only, on purpose (`state.db` is too): `al run` through a running scheduler
+follows its run here and has to start about as fast as `docker run`, so importing this module
+loads neither pydantic nor FastAPI nor docker-py, and `RunRecord` is a NamedTuple (building a
+dataclass costs start-up time).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typing compiles every string annotation of a
+# NamedTuple's fields, which made defining RunRecord five times slower.
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from action_llama.errors import RunNotFound
 from action_llama.layout import DB_NAME
 from action_llama.state.db import Database
 from action_llama.state.schema import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "RunRecord", "RunStore", "read_log"]
+__all__ = ["MIGRATIONS", "AgentStats", "LogTail", "RunRecord", "RunStore", "read_log"]
+
+DAY = 86400.0
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
+    """One run, as recorded: what started it, how it ended, what it used and returned."""
+
     run_id: str
     agent: str
+    #: What started it: manual, schedule, webhook or agent-call.
     trigger: str
     prompt: str | None
+    #: The runtime's registry name (docker, host-user, ...).
     runtime: str
     image: str | None
+    #: running, completed, rerun, failed, error, timeout, oom or killed.
     status: str
     exit_code: int | None
     error: str | None
@@ -50,6 +64,34 @@ class RunRecord:
     def duration(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
 
+    @property
+    def tokens(self) -> int | None:
+        """Input plus output tokens, when the run reported any."""
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+class AgentStats(NamedTuple):
+    """One agent's runs over a period (`RunStore.stats`)."""
+
+    runs: int
+    by_status: dict[str, int]
+    tokens: int
+    cost: float
+    #: Mean duration of the runs that ended; None when none did.
+    mean_duration: float | None
+
+
+#: Columns read, by name: a database migrated by a newer al may have more.
+_COLUMNS = ", ".join(RunRecord._fields)
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    values = list(row)
+    values[RunRecord._fields.index("log_path")] = Path(row["log_path"])
+    return RunRecord(*values)
+
 
 class RunStore:
     """The project's run history.
@@ -62,8 +104,18 @@ class RunStore:
         self.state_dir = state_dir
         self._owned = database is None
         self.database = Database(state_dir / DB_NAME) if database is None else database
-        #: The raw connection (autocommit), for callers that query the history directly.
-        self.db: sqlite3.Connection = self.database.conn
+
+    @classmethod
+    def existing(cls, state_dir: Path) -> "RunStore":
+        """The history of a project whose scheduler runs, opened as that scheduler keeps it
+        (never created, never migrated from here).
+
+        Raises:
+            StateError: the project has no database.
+        """
+        store = cls(state_dir, database=Database.existing(state_dir / DB_NAME))
+        store._owned = True
+        return store
 
     def close(self) -> None:
         if self._owned:
@@ -75,6 +127,8 @@ class RunStore:
         with self.database.write() as conn:
             conn.execute(sql, args)
 
+    # -- logs -------------------------------------------------------------------------------
+
     def log_path(self, agent: str, run_id: str) -> Path:
         return self.state_dir / "logs" / agent / f"{run_id}.jsonl"
 
@@ -82,6 +136,8 @@ class RunStore:
         path = self.log_path(agent, run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("a", encoding="utf-8")
+
+    # -- writing ----------------------------------------------------------------------------
 
     def start(
         self,
@@ -146,29 +202,84 @@ class RunStore:
     def set_return_value(self, run_id: str, value: str) -> None:
         self._write("UPDATE runs SET return_value = ? WHERE run_id = ?", (value, run_id))
 
-    @staticmethod
-    def _record(row: sqlite3.Row) -> RunRecord:
-        data = dict(row)
-        data["log_path"] = Path(data["log_path"])
-        return RunRecord(**data)
+    def prune(self, now: float, days: float) -> list[RunRecord]:
+        """Forget runs that started more than `days` days before `now`, and delete their logs;
+        the runs forgotten. Runs the daemon still tracks as active are kept, whatever their
+        age (see `action_llama.state.active`)."""
+        if days < 0:
+            raise ValueError(f"history retention must be >= 0 days, got {days}")
+        with self.database.write() as conn:
+            rows = conn.execute(
+                f"DELETE FROM runs WHERE started_at < ? "
+                f"AND run_id NOT IN (SELECT run_id FROM active_runs) RETURNING {_COLUMNS}",
+                (now - days * DAY,),
+            ).fetchall()
+        pruned = sorted((_record(row) for row in rows), key=lambda run: run.run_id)
+        for run in pruned:
+            run.log_path.unlink(missing_ok=True)
+        return pruned
+
+    # -- reading ----------------------------------------------------------------------------
 
     def runs(self, agent: str | None = None, limit: int = 20) -> list[RunRecord]:
         """Most recent first."""
         where, args = ("WHERE agent = ?", [agent]) if agent else ("", [])
         with self.database.read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM runs {where} ORDER BY started_at DESC LIMIT ?", (*args, limit)
+                f"SELECT {_COLUMNS} FROM runs {where} ORDER BY started_at DESC LIMIT ?",
+                (*args, limit),
             ).fetchall()
-        return [self._record(r) for r in rows]
+        return [_record(r) for r in rows]
+
+    def latest(self, agent: str) -> RunRecord | None:
+        """The agent's most recent run, or None when it never ran."""
+        found = self.runs(agent, limit=1)
+        return found[0] if found else None
+
+    def find(self, run_id: str) -> RunRecord | None:
+        """The run with this id, or None (yet) when there is none."""
+        with self.database.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else _record(row)
 
     def get(self, run_id: str) -> RunRecord:
-        with self.database.read() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
+        """The run with this id; RunNotFound when there is none."""
+        run = self.find(run_id)
+        if run is None:
             raise RunNotFound(
                 f'No run with id "{run_id}".', hint="List recent runs with: al logs <agent> --runs"
             )
-        return self._record(row)
+        return run
+
+    def stats(self, since: float) -> dict[str, AgentStats]:
+        """Per agent, the runs that started at `since` or later (a run still going counts,
+        but adds no duration)."""
+        with self.database.read() as conn:
+            rows = conn.execute(
+                "SELECT agent, status, count(*) AS n, count(finished_at) AS ended, "
+                "sum(finished_at - started_at) AS took, "
+                "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
+                "sum(coalesce(cost, 0)) AS cost "
+                "FROM runs WHERE started_at >= ? GROUP BY agent, status",
+                (since,),
+            ).fetchall()
+        grouped: dict[str, list[sqlite3.Row]] = {}
+        for row in rows:
+            grouped.setdefault(row["agent"], []).append(row)
+        stats = {}
+        for agent, statuses in grouped.items():
+            ended = sum(row["ended"] for row in statuses)
+            took = sum(row["took"] or 0.0 for row in statuses)
+            stats[agent] = AgentStats(
+                runs=sum(row["n"] for row in statuses),
+                by_status={row["status"]: row["n"] for row in statuses},
+                tokens=sum(row["tokens"] or 0 for row in statuses),
+                cost=sum(row["cost"] or 0.0 for row in statuses),
+                mean_duration=took / ended if ended else None,
+            )
+        return stats
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:
@@ -181,3 +292,36 @@ def read_log(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+class LogTail:
+    """Reads a run's log file incrementally: each `read` returns the records completed since
+    the last one, holding back a line still being written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh: Any = None
+        self._partial = ""
+
+    def read(self) -> list[dict[str, Any]]:
+        if self._fh is None:
+            try:
+                self._fh = self.path.open(encoding="utf-8")
+            except FileNotFoundError:
+                return []  # the run has not written its first line yet
+        chunk = self._fh.read()
+        if not chunk:
+            return []
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()

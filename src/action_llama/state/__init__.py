@@ -6,36 +6,76 @@
     calls.py      Calls: agent-to-agent calls with depth and cycle checks, and their history
     receipts.py   Receipts: one per webhook delivery, deduplicated by delivery id
     active.py     ActiveRuns: the daemon's running runs, so a restart can re-adopt them
-    retention.py  prune: history older than `historyRetentionDays`
+    retention.py  prune: history older than `historyRetentionDays` (the run history's own
+                  retention is `action_llama.runs.store`'s)
+    stores.py     State: all of the above over one `Database`
 
 Every method is synchronous and short; each runs in its own transaction, so one `Database`
 can be shared by threads and several processes can use the same file.
+
+The names below are imported from their modules on first use: `action_llama.state.db` is
+standard library only, and the run history (`action_llama.runs.store`), which `al run`
+reads through a running scheduler, must not load pydantic by importing this package.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from action_llama.layout import DB_NAME
-from action_llama.state.active import ActiveRun, ActiveRuns
-from action_llama.state.calls import Call, Calls, Refused
-from action_llama.state.db import Database
-from action_llama.state.locks import (
-    DEFAULT_TTL,
-    Acquired,
-    AcquireResult,
-    Conflict,
-    Deadlock,
-    InvalidKey,
-    Lock,
-    Locks,
-)
-from action_llama.state.queue import PushResult, QueuedItem, QueueDrop, QueueItem, WorkQueue
-from action_llama.state.receipts import Duplicate, Inserted, Receipt, Receipts
-from action_llama.state.retention import Pruned, prune
+
+if TYPE_CHECKING:
+    from action_llama.state.active import ActiveRun, ActiveRuns
+    from action_llama.state.calls import Call, Calls, Refused
+    from action_llama.state.db import Database
+    from action_llama.state.locks import (
+        DEFAULT_TTL,
+        Acquired,
+        AcquireResult,
+        Conflict,
+        Deadlock,
+        InvalidKey,
+        Lock,
+        Locks,
+    )
+    from action_llama.state.queue import PushResult, QueuedItem, QueueDrop, QueueItem, WorkQueue
+    from action_llama.state.receipts import Duplicate, Inserted, Receipt, Receipts
+    from action_llama.state.retention import Pruned, prune
+    from action_llama.state.stores import State
+
+#: Exported name -> the module of this package that defines it.
+_HOMES = {
+    "ActiveRun": "active",
+    "ActiveRuns": "active",
+    "Call": "calls",
+    "Calls": "calls",
+    "Refused": "calls",
+    "Database": "db",
+    "DEFAULT_TTL": "locks",
+    "Acquired": "locks",
+    "AcquireResult": "locks",
+    "Conflict": "locks",
+    "Deadlock": "locks",
+    "InvalidKey": "locks",
+    "Lock": "locks",
+    "Locks": "locks",
+    "PushResult": "queue",
+    "QueuedItem": "queue",
+    "QueueDrop": "queue",
+    "QueueItem": "queue",
+    "WorkQueue": "queue",
+    "Duplicate": "receipts",
+    "Inserted": "receipts",
+    "Receipt": "receipts",
+    "Receipts": "receipts",
+    "Pruned": "retention",
+    "prune": "retention",
+    "State": "stores",
+}
 
 __all__ = [
     "DB_NAME",
+    "DEFAULT_TTL",
     "AcquireResult",
     "Acquired",
     "ActiveRun",
@@ -64,25 +104,12 @@ __all__ = [
 ]
 
 
-class State:
-    """Every state store of one project, over one shared `Database`."""
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    def __init__(self, db: Database, *, lock_ttl: float = DEFAULT_TTL) -> None:
-        self.db = db
-        self.queue = WorkQueue(db)
-        self.locks = Locks(db, default_ttl=lock_ttl)
-        self.calls = Calls(db)
-        self.receipts = Receipts(db)
-        self.active_runs = ActiveRuns(db)
-
-    @classmethod
-    def open(cls, state_dir: Path, *, lock_ttl: float = DEFAULT_TTL) -> State:
-        """Open (creating and migrating as needed) the state of the project at `state_dir`."""
-        return cls(Database.for_project(state_dir), lock_ttl=lock_ttl)
-
-    def prune(self, now: float, days: float) -> Pruned:
-        """Forget history older than `days` days (see `action_llama.state.retention`)."""
-        return prune(self.db, now, days)
-
-    def close(self) -> None:
-        self.db.close()
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

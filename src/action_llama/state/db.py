@@ -11,10 +11,9 @@ event loop.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import TracebackType
 
@@ -153,14 +152,43 @@ class Database:
     """
 
     def __init__(self, path: Path, *, timeout: float = BUSY_TIMEOUT) -> None:
+        # Imported here: light clients open `existing` databases, and start faster without it.
+        import threading
+
         self.path = path
         self.conn = connect(path, timeout=timeout)
-        self._lock = threading.RLock()
+        self._lock: AbstractContextManager[object] = threading.RLock()
 
     @classmethod
     def for_project(cls, state_dir: Path) -> Database:
         """The database of the project whose state directory (`.al/`) is `state_dir`."""
         return cls(state_dir / DB_NAME)
+
+    @classmethod
+    def existing(cls, path: Path, *, timeout: float = BUSY_TIMEOUT) -> Database:
+        """The database another process made and keeps (a running scheduler), as it is: not
+        created when missing, not migrated (that process's schema is the one to read). For
+        one thread only: it takes no lock.
+
+        Raises:
+            StateError: there is no database at `path`, or it cannot be opened.
+        """
+        try:
+            conn = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=rw",
+                uri=True,
+                timeout=timeout,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"Cannot open the project database {path}: {exc}.",
+                hint="It is made by al start (or the first al run): check the project path.",
+            ) from exc
+        conn.row_factory = sqlite3.Row
+        database = cls.__new__(cls)
+        database.path, database.conn, database._lock = path, conn, nullcontext()
+        return database
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
