@@ -119,7 +119,8 @@ def test_stats_group_an_agents_runs_by_status(tmp_path: Path) -> None:
         (stats,) = store.stats(since=100).values()
         assert (stats.runs, stats.by_status) == (3, {"completed": 1, "failed": 1, "running": 1})
         assert (stats.tokens, stats.cost) == (45, 1.5)
-        assert stats.mean_duration is not None and stats.mean_duration >= 0
+        assert stats.mean_duration is not None
+        assert stats.mean_duration >= 0
         assert set(store.stats(since=0)) == {"hello", "other"}
     finally:
         store.close()

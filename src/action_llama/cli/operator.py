@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -21,7 +21,7 @@ from action_llama.errors import DaemonUnavailable
 
 if TYPE_CHECKING:
     from action_llama.daemon.client import Daemon
-    from action_llama.runs.store import RunRecord
+    from action_llama.payloads import RunPayload, StatusPayload
 
 STOP_TIMEOUT = 120.0
 
@@ -42,42 +42,17 @@ def stat(
 ) -> None:
     """Show the running scheduler: agents, runs, queues, next cron fire, last result, locks."""
     daemon = _daemon(project_dir)
-    view = daemon.get("/status")
-    last = _last_runs(daemon, list(view.get("scheduler", {}).get("agents", {})))
+    # The gateway's payload (`action_llama.payloads.StatusPayload`), printed as it came.
+    answer = daemon.get("/status")
     if as_json:
-        view["lastRuns"] = {name: _run_json(run) for name, run in last.items()}
-        typer.echo(json.dumps(view, indent=2))
+        typer.echo(json.dumps(answer, indent=2))
         return
-    typer.echo(_render(daemon, view, last))
+    typer.echo(_render(daemon, cast("StatusPayload", answer)))
 
 
-def _last_runs(daemon: Daemon, agents: list[str]) -> dict[str, RunRecord]:
-    from action_llama.runs.store import RunStore
-
-    store = RunStore.existing(daemon.state_dir)
-    try:
-        return {name: run for name in agents if (run := store.latest(name)) is not None}
-    finally:
-        store.close()
-
-
-def _iso(timestamp: float | None) -> str | None:
-    """As the gateway writes times: ISO 8601 in UTC with milliseconds."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _run_json(run: RunRecord) -> dict[str, Any]:
-    return {
-        "runId": run.run_id,
-        "trigger": run.trigger,
-        "status": run.status,
-        "exitCode": run.exit_code,
-        "startedAt": _iso(run.started_at),
-        "finishedAt": _iso(run.finished_at),
-    }
+def _moment(text: str | None) -> float | None:
+    """A payload's ISO 8601 time as seconds since the epoch."""
+    return datetime.fromisoformat(text).timestamp() if text else None
 
 
 def _ago(seconds: float) -> str:
@@ -92,17 +67,20 @@ def _ago(seconds: float) -> str:
 
 
 def _next_fire(text: str | None) -> str:
-    if not text:
+    when = _moment(text)
+    if when is None:
         return "-"
-    when = datetime.fromisoformat(text)
-    return f"in {_ago(when.timestamp() - time.time())} ({when.astimezone():%H:%M:%S})"
+    local = datetime.fromtimestamp(when).astimezone()
+    return f"in {_ago(when - time.time())} ({local:%H:%M:%S})"
 
 
-def _last(run: RunRecord | None) -> str:
+def _last(run: RunPayload | None) -> str:
     if run is None:
         return "-"
-    code = f" {run.exit_code}" if run.exit_code is not None and run.status != "completed" else ""
-    return f"{run.status}{code} {_ago(time.time() - (run.finished_at or run.started_at))} ago"
+    status, code = run["status"], run["exitCode"]
+    shown = f" {code}" if code is not None and status != "completed" else ""
+    ended = _moment(run["finishedAt"] or run["startedAt"]) or time.time()
+    return f"{status}{shown} {_ago(time.time() - ended)} ago"
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -113,52 +91,48 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
-def _render(daemon: Daemon, view: dict[str, Any], last: dict[str, RunRecord]) -> str:
-    scheduler = view.get("scheduler", {})
-    mode = "stopping" if scheduler.get("stopping") else "paused" if scheduler.get("paused") else ""
+def _render(daemon: Daemon, view: StatusPayload) -> str:
+    scheduler = view["scheduler"]
+    mode = "stopping" if scheduler["stopping"] else "paused" if scheduler["paused"] else ""
     lines = [f"scheduler for {daemon.root} (pid {daemon.pid}, port {daemon.port}) {mode}".rstrip()]
-    queues = view.get("queues", {})
     rows = [["AGENT", "STATE", "SCALE", "RUNNING", "QUEUED", "NEXT FIRE", "LAST RUN"]]
-    for name, agent in scheduler.get("agents", {}).items():
-        running = agent.get("running", [])
+    for name, agent in scheduler["agents"].items():
+        running = agent["running"]
         rows.append(
             [
                 name,
-                str(agent.get("state", "?")),
-                str(agent.get("scale", "?")),
+                agent["state"],
+                str(agent["scale"]),
                 ", ".join(running) if running else "-",
-                str(queues.get(name, 0)),
-                _next_fire(agent.get("nextFire")),
-                _last(last.get(name)),
+                str(view["queues"].get(name, 0)),
+                _next_fire(agent["nextFire"]),
+                _last(view["lastRuns"].get(name)),
             ]
         )
     lines += ["", _table(rows)] if len(rows) > 1 else ["", "no agents"]
-    locks = view.get("locks", [])
-    if locks:
+    if view["locks"]:
         rows = [["LOCK", "HELD BY", "AGENT", "EXPIRES"]]
-        for lock in locks:
-            expires = lock.get("expiresAt")
-            left = datetime.fromisoformat(expires).timestamp() - time.time() if expires else None
+        for lock in view["locks"]:
+            expires = _moment(lock["expiresAt"])
             rows.append(
                 [
-                    str(lock.get("resourceKey")),
-                    str(lock.get("holder")),
-                    str(lock.get("agent") or "-"),
-                    f"in {_ago(left)}" if left is not None else "-",
+                    lock["resourceKey"],
+                    lock["holder"],
+                    lock["agent"] or "-",
+                    f"in {_ago(expires - time.time())}" if expires is not None else "-",
                 ]
             )
         lines += ["", _table(rows)]
-    drops = view.get("drops", [])
-    if drops:
+    if view["drops"]:
         rows = [["DROPPED", "AGENT", "WORK", "WHY"]]
-        for drop in drops:
-            when = datetime.fromisoformat(drop["droppedAt"]).timestamp()
+        for drop in view["drops"]:
+            when = _moment(drop["droppedAt"]) or time.time()
             rows.append(
                 [
                     f"{_ago(time.time() - when)} ago",
-                    str(drop.get("agent")),
-                    str(drop.get("summary") or drop.get("type")),
-                    str(drop.get("reason")),
+                    drop["agent"],
+                    drop["summary"] or drop["type"],
+                    drop["reason"],
                 ]
             )
         lines += ["", _table(rows)]

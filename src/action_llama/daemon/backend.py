@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
+from action_llama import payloads
 from action_llama.errors import AgentNotFound, RunNotFound
 from action_llama.gateway.backend import Dispatch, SignalName
 from action_llama.scheduler.core import Decision, Dispatched, Queued, Scheduler
 from action_llama.state import QueueItem
 
 if TYPE_CHECKING:
+    from action_llama.payloads import SchedulerPayload
     from action_llama.scheduler.cron import CronLoop
     from action_llama.state import Call
     from action_llama.webhooks import Receipt
@@ -74,9 +76,9 @@ class SchedulerBackend:
     async def signal(self, run_id: str, name: SignalName, value: str | None) -> None:
         log.info("run %s: %s %s", run_id, name, (value or "")[:200])
 
-    async def status(self) -> dict[str, JsonValue]:
+    async def status(self) -> SchedulerPayload:
         scheduler = self.scheduler
-        agents: dict[str, JsonValue] = {}
+        agents = {}
         for name, agent in sorted(scheduler.project.agents.items()):
             fire = self.cron.upcoming.get(name)
             state = (
@@ -84,12 +86,12 @@ class SchedulerBackend:
                 if scheduler.paused or name in scheduler.paused_agents
                 else ("running" if scheduler.active(name) else "idle")
             )
-            agents[name] = {
-                "state": state,
-                "scale": agent.scale,
-                "running": list(scheduler.running.get(name, {})),
-                "nextFire": fire.isoformat() if isinstance(fire, datetime) else None,
-            }
+            agents[name] = payloads.agent_state(
+                state,
+                agent.scale,
+                scheduler.running.get(name, {}),
+                fire.timestamp() if isinstance(fire, datetime) else None,
+            )
         return {"paused": scheduler.paused, "stopping": scheduler.stopping, "agents": agents}
 
     async def pause(self, agent: str | None) -> None:

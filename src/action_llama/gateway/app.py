@@ -15,16 +15,20 @@ from action_llama.gateway.http import install_error_handlers
 from action_llama.gateway.runs import RunRoutes
 from action_llama.gateway.settings import GatewaySettings
 from action_llama.gateway.webhook import WebhookDesk, webhook_routes
+from action_llama.runs.store import RunStore
 from action_llama.state import State
 
 
 @dataclass(frozen=True)
 class GatewayDeps:
-    """What every route works with: the project's state, the daemon, the current settings."""
+    """What every route works with: the project's state and run history, the daemon, the
+    current settings."""
 
     state: State
     backend: GatewayBackend
     settings: Callable[[], GatewaySettings]
+    #: Over the state's database (nothing to close).
+    runs: RunStore
 
 
 def create_app(
@@ -44,7 +48,8 @@ def create_app(
     `action_llama.gateway.server`.
     """
     current = settings if callable(settings) else (lambda: settings)
-    deps = GatewayDeps(state=state, backend=backend, settings=current)
+    runs = RunStore(state.db.path.parent, database=state.db)
+    deps = GatewayDeps(state=state, backend=backend, settings=current, runs=runs)
     app = FastAPI(
         title="action-llama gateway",
         openapi_url=None,  # nothing here is for browsing; no schema to serve unauthenticated

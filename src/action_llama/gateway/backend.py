@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pydantic import JsonValue
-
 if TYPE_CHECKING:
+    from action_llama.payloads import SchedulerPayload
     from action_llama.state import Call
     from action_llama.webhooks import Receipt
 
@@ -52,15 +51,6 @@ class Dispatch:
     def accepted(self) -> bool:
         """True when the work will run (now or from the queue)."""
         return self.outcome != "refused"
-
-    def to_json(self) -> dict[str, JsonValue]:
-        """The camelCase JSON the gateway answers with (None fields left out)."""
-        data: dict[str, JsonValue] = {"agent": self.agent, "outcome": self.outcome}
-        if self.run_id is not None:
-            data["runId"] = self.run_id
-        if self.reason is not None:
-            data["reason"] = self.reason
-        return data
 
 
 class GatewayBackend(Protocol):
@@ -101,10 +91,11 @@ class GatewayBackend(Protocol):
         these let the daemon show them while the run goes on."""
         ...
 
-    async def status(self) -> dict[str, JsonValue]:
-        """The scheduler's view for `al stat`: agents, their state, next cron fire, last run.
+    async def status(self) -> SchedulerPayload:
+        """The scheduler's view for `al stat`: agents, their state, scale, running runs, next
+        cron fire.
 
-        The gateway adds active runs, queue lengths and locks from `State` itself.
+        The gateway adds active runs, queue lengths, locks, drops and last runs itself.
         """
         ...
 

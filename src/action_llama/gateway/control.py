@@ -4,7 +4,7 @@ The key is the `gateway_api_key` credential (made by `al doctor`), read on every
 can be rotated without a restart, and compared in constant time.
 
     GET  /control/status                    scheduler view + active runs, queues, locks,
-                                            the latest queue drops
+                                            the latest queue drops, each agent's last run
     GET  /control/runs                      runs in progress
     GET  /control/locks                     every held lock, with its holder's agent
     GET  /control/calls                     agent calls pending or running
@@ -18,26 +18,27 @@ can be rotated without a restart, and compared in constant time.
     POST /control/receipts/{id}/replay      route a stored delivery again (no signature check)
 
 The run history (`/control/logs/{agent}`, `/control/stats`) is served by `gateway/history.py`.
+What each answer holds is `action_llama.payloads`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from action_llama.gateway.http import Problem, iso, log, read_json, text_field
-from action_llama.gateway.runs import call_json, lock_json, ok
+from action_llama import payloads
+from action_llama.gateway.http import Problem, log, ok, read_json, text_field
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from action_llama.gateway.app import GatewayDeps
     from action_llama.gateway.webhook import WebhookDesk
-    from action_llama.state import ActiveRun, QueueDrop
-    from action_llama.state import Receipt as StoredReceipt
+    from action_llama.payloads import HeldLockPayload, SchedulerPayload, StatusPayload
 
 MAX_RECEIPTS = 500
 #: Queue drops `/control/status` lists (newest first).
@@ -64,47 +65,6 @@ def operator_auth(deps: GatewayDeps) -> Callable[[Request], Awaitable[None]]:
             raise Problem(401, "Unauthorized", headers=_CHALLENGE)
 
     return check
-
-
-def run_json(run: ActiveRun) -> dict[str, Any]:
-    return {
-        "runId": run.run_id,
-        "agent": run.agent,
-        "runtime": run.runtime,
-        "startedAt": iso(run.started_at),
-        "trigger": run.trigger,
-        "depth": run.depth,
-        "callId": run.call_id,
-    }
-
-
-def drop_json(drop: QueueDrop) -> dict[str, Any]:
-    return {
-        "agent": drop.agent,
-        "type": drop.type,
-        "summary": drop.summary,
-        "receivedAt": iso(drop.received_at),
-        "droppedAt": iso(drop.dropped_at),
-        "reason": drop.reason,
-    }
-
-
-def receipt_json(receipt: StoredReceipt, *, full: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": receipt.id,
-        "source": receipt.source,
-        "event": receipt.event_summary,
-        "receivedAt": iso(receipt.received_at),
-        "status": receipt.status,
-        "reason": receipt.reason,
-        "matchedAgents": list(receipt.matched_agents),
-        "deliveryId": receipt.delivery_id,
-    }
-    if full:
-        data["headers"] = receipt.headers
-        data["body"] = receipt.body.decode("utf-8", errors="replace")
-        data["bodyTruncated"] = receipt.body_truncated
-    return data
 
 
 class ControlRoutes:
@@ -141,30 +101,34 @@ class ControlRoutes:
                 router.add_api_route(path, endpoint, methods=[method])
         return router
 
-    def _locks(self) -> list[dict[str, Any]]:
+    def _locks(self) -> list[HeldLockPayload]:
         runs = {run.run_id: run.agent for run in self.state.active_runs.list()}
-        return [
-            {**lock_json(lock), "agent": runs.get(lock.holder)} for lock in self.state.locks.list()
-        ]
+        return [payloads.held_lock(lock, runs) for lock in self.state.locks.list()]
 
     async def status(self) -> JSONResponse:
-        return ok(
-            scheduler=await self.backend.status(),
-            runs=[run_json(run) for run in self.state.active_runs.list()],
-            queues=self.state.queue.lengths(),
-            locks=self._locks(),
-            drops=[drop_json(d) for d in self.state.queue.drops(limit=RECENT_DROPS)],
-        )
+        scheduler = await self.backend.status()
+        # The last runs are one query per agent: off the event loop, with the rest.
+        return ok(**await asyncio.to_thread(self._status, scheduler))
+
+    def _status(self, scheduler: SchedulerPayload) -> StatusPayload:
+        last = self.deps.runs.latest_of(scheduler["agents"])
+        return {
+            "scheduler": scheduler,
+            "runs": [payloads.active_run(run) for run in self.state.active_runs.list()],
+            "queues": self.state.queue.lengths(),
+            "locks": self._locks(),
+            "drops": [payloads.drop(d) for d in self.state.queue.drops(limit=RECENT_DROPS)],
+            "lastRuns": {agent: payloads.run(run) for agent, run in last.items()},
+        }
 
     async def runs(self) -> JSONResponse:
-        return ok(runs=[run_json(run) for run in self.state.active_runs.list()])
+        return ok(runs=[payloads.active_run(run) for run in self.state.active_runs.list()])
 
     async def locks(self) -> JSONResponse:
         return ok(locks=self._locks())
 
     async def calls(self) -> JSONResponse:
-        active = self.state.calls.active()
-        return ok(calls=[{**call_json(c), "callerRun": c.caller_run} for c in active])
+        return ok(calls=[payloads.active_call(c) for c in self.state.calls.active()])
 
     async def pause(self, agent: str | None = None) -> JSONResponse:
         await self.backend.pause(agent)
@@ -185,7 +149,7 @@ class ControlRoutes:
         if not dispatch.accepted:
             reason = dispatch.reason or "refused by the scheduler"
             raise Problem(409, reason, reason=reason)
-        return ok(**dispatch.to_json())
+        return ok(**payloads.dispatch(dispatch))
 
     async def stop(self) -> JSONResponse:
         log.info("daemon stop requested by the operator")
@@ -196,13 +160,13 @@ class ControlRoutes:
         if not 1 <= limit <= MAX_RECEIPTS:
             raise Problem(400, f"limit must be between 1 and {MAX_RECEIPTS}")
         found = self.state.receipts.recent(limit, source)
-        return ok(receipts=[receipt_json(r) for r in found])
+        return ok(receipts=[payloads.receipt(r) for r in found])
 
     async def receipt(self, receipt_id: str) -> JSONResponse:
         found = self.state.receipts.get(receipt_id)
         if found is None:
             raise Problem(404, f"receipt not found: {receipt_id}")
-        return ok(receipt=receipt_json(found, full=True))
+        return ok(receipt=payloads.receipt(found, full=True))
 
     async def replay(self, receipt_id: str) -> JSONResponse:
         return await self.desk.replay(receipt_id)

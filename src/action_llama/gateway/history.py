@@ -14,41 +14,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from action_llama import payloads
 from action_llama.errors import RunNotFound
 from action_llama.gateway.control import operator_auth
-from action_llama.gateway.http import Problem, iso
-from action_llama.gateway.runs import ok
-from action_llama.runs.store import RunRecord, RunStore, read_log
+from action_llama.gateway.http import Problem, ok
+from action_llama.runs.store import read_log
 
 if TYPE_CHECKING:
     from action_llama.gateway.app import GatewayDeps
+    from action_llama.payloads import LogsPayload, StatsPayload
 
 MAX_LINES = 5000
 MAX_HOURS = 24 * 366
-
-
-def history_json(run: RunRecord) -> dict[str, Any]:
-    return {
-        "runId": run.run_id,
-        "agent": run.agent,
-        "trigger": run.trigger,
-        "status": run.status,
-        "exitCode": run.exit_code,
-        "error": run.error,
-        "startedAt": iso(run.started_at),
-        "finishedAt": iso(run.finished_at) if run.finished_at is not None else None,
-        "duration": run.duration,
-        "inputTokens": run.input_tokens,
-        "outputTokens": run.output_tokens,
-        "cost": run.cost,
-        "preHooksSeconds": run.pre_hooks_seconds,
-        "postHooksSeconds": run.post_hooks_seconds,
-    }
 
 
 class HistoryRoutes:
@@ -57,9 +39,7 @@ class HistoryRoutes:
 
     def __init__(self, deps: GatewayDeps) -> None:
         self.deps = deps
-        # Shares the gateway's open database (in the state folder): nothing to close.
-        db = deps.state.db
-        self.store = RunStore(db.path.parent, database=db)
+        self.store = deps.runs
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/control", dependencies=[Depends(operator_auth(self.deps))])
@@ -70,10 +50,9 @@ class HistoryRoutes:
     async def logs(self, agent: str, run: str | None = None, lines: int = 100) -> JSONResponse:
         if not 1 <= lines <= MAX_LINES:
             raise Problem(400, f"lines must be between 1 and {MAX_LINES}")
-        record, tail = await asyncio.to_thread(self._tail, agent, run, lines)
-        return ok(run=history_json(record), records=tail)
+        return ok(**await asyncio.to_thread(self._logs, agent, run, lines))
 
-    def _tail(self, agent: str, run: str | None, lines: int) -> tuple[RunRecord, list[Any]]:
+    def _logs(self, agent: str, run: str | None, lines: int) -> LogsPayload:
         if run is None:
             record = self.store.latest(agent)
             if record is None:
@@ -82,21 +61,19 @@ class HistoryRoutes:
             record = self.store.get(run)  # RunNotFound → 404
             if record.agent != agent:
                 raise RunNotFound(f'Run "{run}" is not a run of {agent}.')
-        return record, list(deque(read_log(record.log_path), maxlen=lines))
+        tail = list(deque(read_log(record.log_path), maxlen=lines))
+        return {"run": payloads.run(record), "records": tail}
 
     async def stats(self, hours: float = 24) -> JSONResponse:
         if not 0 < hours <= MAX_HOURS:
             raise Problem(400, f"hours must be more than 0 and at most {MAX_HOURS}")
+        return ok(**await asyncio.to_thread(self._stats, hours))
+
+    def _stats(self, hours: float) -> StatsPayload:
         since = time.time() - hours * 3600
-        stats = await asyncio.to_thread(self.store.stats, since)
-        agents = {
-            name: {
-                "runs": entry.runs,
-                "byStatus": entry.by_status,
-                "tokens": entry.tokens,
-                "cost": entry.cost,
-                "meanDuration": entry.mean_duration,
-            }
-            for name, entry in stats.items()
+        agents = self.store.stats(since)
+        return {
+            "since": payloads.iso(since),
+            "hours": hours,
+            "agents": {name: payloads.agent_stats(entry) for name, entry in agents.items()},
         }
-        return ok(since=iso(since), hours=hours, agents=agents)

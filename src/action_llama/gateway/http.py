@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -66,6 +65,11 @@ class Problem(Exception):
     def response(self) -> JSONResponse:
         body = {"ok": False, "error": self.error, **self.extra}
         return JSONResponse(body, self.status, headers=self.headers)
+
+
+def ok(**fields: Any) -> JSONResponse:
+    """A 200 answer `{"ok": true, **fields}` (what `fields` hold: `action_llama.payloads`)."""
+    return JSONResponse({"ok": True, **fields})
 
 
 def status_for(exc: ActionLlamaError) -> int:
@@ -173,11 +177,3 @@ def seconds_field(body: dict[str, Any], name: str) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise Problem(400, f"{name} must be a positive number of seconds")
     return float(value)
-
-
-def iso(timestamp: float | None) -> str | None:
-    """Seconds since the epoch as ISO 8601 in UTC with milliseconds (`...T12:00:00.000Z`)."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

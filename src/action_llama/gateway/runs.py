@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from action_llama import payloads
 from action_llama.gateway.backend import SignalName
-from action_llama.gateway.http import Problem, iso, log, read_json, seconds_field, text_field
-from action_llama.state import Acquired, Conflict, Deadlock, InvalidKey, Lock, Refused
+from action_llama.gateway.http import Problem, log, ok, read_json, seconds_field, text_field
+from action_llama.payloads import iso
+from action_llama.state import Acquired, Conflict, Deadlock, InvalidKey, Refused
 
 if TYPE_CHECKING:
     from action_llama.gateway.app import GatewayDeps
-    from action_llama.state import ActiveRun, Call
+    from action_llama.state import ActiveRun
 
 DEFAULT_SHUTDOWN_REASON = "agent requested shutdown"
 SECRET_HEADER = "x-al-secret"
@@ -39,37 +41,6 @@ _SIGNAL_FIELD: dict[str, tuple[SignalName, str | None]] = {
     "return": ("return", "value"),
     "rerun": ("rerun", None),
 }
-
-
-def ok(**fields: Any) -> JSONResponse:
-    """A 200 answer `{"ok": true, **fields}`."""
-    return JSONResponse({"ok": True, **fields})
-
-
-def lock_json(lock: Lock) -> dict[str, Any]:
-    return {
-        "resourceKey": lock.key,
-        "holder": lock.holder,
-        "heldSince": iso(lock.held_since),
-        "expiresAt": iso(lock.expires_at),
-    }
-
-
-def call_json(call: Call) -> dict[str, Any]:
-    """A call as `GET /calls/{id}` shows it (`al-subagent-wait` reads `status`)."""
-    data: dict[str, Any] = {
-        "callId": call.call_id,
-        "status": call.status,
-        "targetAgent": call.target_agent,
-        "depth": call.depth,
-    }
-    if call.target_run is not None:
-        data["targetRun"] = call.target_run
-    if call.return_value is not None:
-        data["returnValue"] = call.return_value
-    if call.error is not None:
-        data["errorMessage"] = call.error
-    return data
 
 
 def query_secret(request: Request) -> str | None:
@@ -132,7 +103,7 @@ class RunRoutes:
         ttl = seconds_field(body, "ttl") or self.deps.settings().lock_ttl
         result = self.state.locks.acquire(key, run.run_id, ttl)
         if isinstance(result, Acquired):
-            return ok(**lock_json(result.lock))
+            return ok(**payloads.lock(result.lock))
         if isinstance(result, InvalidKey):
             raise Problem(400, result.reason)
         if isinstance(result, Conflict):
@@ -168,12 +139,12 @@ class RunRoutes:
         ttl = seconds_field(body, "ttl") or self.deps.settings().lock_ttl
         if self.state.locks.heartbeat(key, run.run_id, ttl):
             mine = [lock for lock in self.state.locks.list(run.run_id) if lock.key == key]
-            return ok(**lock_json(mine[0])) if mine else ok(resourceKey=key)
+            return ok(**payloads.lock(mine[0])) if mine else ok(resourceKey=key)
         raise self._not_held(key)
 
     async def list_locks(self, request: Request) -> JSONResponse:
         run = self.authenticate(query_secret(request))
-        return ok(locks=[lock_json(lock) for lock in self.state.locks.list(run.run_id)])
+        return ok(locks=[payloads.lock(lock) for lock in self.state.locks.list(run.run_id)])
 
     async def call(self, request: Request) -> JSONResponse:
         run, body = await self._run_body(request)
@@ -198,7 +169,7 @@ class RunRoutes:
             reason = dispatch.reason or "refused by the scheduler"
             calls.fail(made.call_id, reason)
             raise Problem(409, reason, reason=reason, callId=made.call_id)
-        return ok(callId=made.call_id, depth=made.depth, **dispatch.to_json())
+        return ok(callId=made.call_id, depth=made.depth, **payloads.dispatch(dispatch))
 
     async def get_call(self, call_id: str, request: Request) -> JSONResponse:
         run = self.authenticate(query_secret(request))
@@ -206,7 +177,7 @@ class RunRoutes:
         # Another run's call is "not found" too: call ids are not for others to probe.
         if found is None or run.run_id not in (found.caller_run, found.target_run):
             raise Problem(404, "call not found")
-        return ok(**call_json(found))
+        return ok(**payloads.call(found))
 
     async def signal(self, name: str, request: Request) -> JSONResponse:
         if name not in _SIGNAL_FIELD:

@@ -13,12 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import JsonValue
-
 from action_llama.errors import AgentNotFound, RunNotFound
 from action_llama.gateway.backend import Dispatch, SignalName
 
 if TYPE_CHECKING:
+    from action_llama.payloads import AgentStatePayload, SchedulerPayload
     from action_llama.state import Call
     from action_llama.webhooks import Receipt
 
@@ -31,7 +30,8 @@ class RecordingBackend:
     runs: dict[str, str] = field(default_factory=dict)
     refuse: dict[str, str] = field(default_factory=dict)
     outcome: Literal["started", "queued"] = "started"
-    status_value: dict[str, JsonValue] = field(default_factory=dict)
+    #: The scheduler's agents, as `status` answers them.
+    agent_states: dict[str, AgentStatePayload] = field(default_factory=dict)
     on_shutdown: Callable[[str, str], Awaitable[None]] | None = None
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     paused: set[str | None] = field(default_factory=set)
@@ -74,9 +74,10 @@ class RecordingBackend:
     async def signal(self, run_id: str, name: SignalName, value: str | None) -> None:
         self.calls.append(("signal", (run_id, name, value)))
 
-    async def status(self) -> dict[str, JsonValue]:
+    async def status(self) -> SchedulerPayload:
         self.calls.append(("status", ()))
-        return {"paused": None in self.paused, **self.status_value}
+        paused = None in self.paused
+        return {"paused": paused, "stopping": self.stopped, "agents": self.agent_states}
 
     async def pause(self, agent: str | None) -> None:
         self.calls.append(("pause", (agent,)))

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from action_llama import payloads
 from action_llama.errors import ActionLlamaError
-from action_llama.gateway.http import Problem, iso, log, read_body, status_for
+from action_llama.gateway.http import Problem, log, read_body, status_for
 from action_llama.state import Duplicate
 from action_llama.state import Receipt as StoredReceipt
 from action_llama.webhooks import MAX_BODY, Receipt, intake, load_secrets, replay
@@ -106,7 +107,7 @@ class WebhookDesk:
             id=stored.id,
             source=stored.source,
             provider=config.type,
-            timestamp=iso(stored.received_at) or "",
+            timestamp=payloads.iso(stored.received_at) or "",
             delivery_id=None,
             event_summary=stored.event_summary,
             status="dead-letter",
@@ -167,8 +168,8 @@ class WebhookDesk:
         stored = self.receipts.insert(to_stored(receipt, body, now.timestamp()))
         header = {RECEIPT_HEADER: stored.id}
         if isinstance(stored, Duplicate):
-            duplicate = {"ok": True, "duplicate": True, "duplicateOf": stored.existing_id}
-            return JSONResponse({**duplicate, "receiptId": stored.id, "matched": 0}, headers=header)
+            duplicate = payloads.duplicate(stored.id, stored.existing_id)
+            return JSONResponse({"ok": True, **duplicate}, headers=header)
         if receipt.rejected:
             assert receipt.reason is not None
             log.warning("webhook to %s refused: %s", receipt.source, receipt.detail)
@@ -195,23 +196,8 @@ class WebhookDesk:
                 None if receipt.reason is None else f"{receipt.reason}: {receipt.detail}",
             ):
                 self.receipts.set_outcome(receipt.id, status, accepted, reason)
-        answer: dict[str, Any] = {
-            "ok": True,
-            "receiptId": receipt.id,
-            "status": status,
-            "event": receipt.event_summary,
-            "matched": len(receipt.matched_agents),
-            "skipped": len(receipt.unmatched),
-            "dispatched": [d.to_json() for d in dispatched],
-            "detail": receipt.detail,
-        }
-        if receipt.reason is not None:
-            answer["reason"] = receipt.reason
-        if receipt.unsigned:
-            answer["unsigned"] = True
-        if receipt.replay_of is not None:
-            answer["replayOf"] = receipt.replay_of
-        return JSONResponse(answer, headers=header)
+        answer = payloads.delivery(receipt, status, dispatched)
+        return JSONResponse({"ok": True, **answer}, headers=header)
 
     async def challenge(self, source: str, request: Request) -> JSONResponse:
         """X (Twitter)'s CRC check: `?crc_token=` answered with the source's secret."""

@@ -18,7 +18,7 @@ dataclass costs start-up time).
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -233,8 +233,21 @@ class RunStore:
 
     def latest(self, agent: str) -> RunRecord | None:
         """The agent's most recent run, or None when it never ran."""
-        found = self.runs(agent, limit=1)
-        return found[0] if found else None
+        return self.latest_of([agent]).get(agent)
+
+    def latest_of(self, agents: Iterable[str]) -> dict[str, RunRecord]:
+        """The most recent run of each of `agents` that ever ran (one indexed query each)."""
+        latest = {}
+        with self.database.read() as conn:
+            for agent in agents:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM runs WHERE agent = ? "
+                    "ORDER BY started_at DESC LIMIT 1",
+                    (agent,),
+                ).fetchone()
+                if row is not None:
+                    latest[agent] = _record(row)
+        return latest
 
     def find(self, run_id: str) -> RunRecord | None:
         """The run with this id, or None (yet) when there is none."""

@@ -312,10 +312,12 @@ def test_status_merges_the_scheduler_view_with_runs_queues_and_locks(
     client: TestClient, backend: RecordingBackend
 ) -> None:
     """GET /control/status: the backend's view plus active runs, queue lengths and locks."""
-    backend.status_value = {"agents": ["dev"]}
+    dev = {"state": "idle", "scale": 1, "running": [], "nextFire": None}
+    backend.agent_states = {"dev": dev}
     acquire(client, "run-a", "res://x")
     answer = client.get("/control/status", headers=AUTH).json()
-    assert answer["scheduler"] == {"paused": False, "agents": ["dev"]}
+    assert answer["scheduler"] == {"paused": False, "stopping": False, "agents": {"dev": dev}}
+    assert answer["lastRuns"] == {}
     assert [r["runId"] for r in answer["runs"]] == ["run-a", "run-b", "run-c"]
     assert answer["queues"] == {}
     assert [(lock["resourceKey"], lock["agent"]) for lock in answer["locks"]] == [

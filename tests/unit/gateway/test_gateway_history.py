@@ -8,6 +8,7 @@ import time
 from fastapi.testclient import TestClient
 from test_gateway import AUTH
 
+from action_llama.gateway.testing import RecordingBackend
 from action_llama.runs.store import RunStore
 from action_llama.state import State
 
@@ -65,3 +66,20 @@ def test_stats_count_runs_by_status_with_durations_and_tokens(
     assert stats["beta"]["meanDuration"] >= 0  # of the one that ended
     assert client.get("/control/stats?hours=0", headers=AUTH).status_code == 400
     assert client.get("/control/stats").status_code == 401
+
+
+def test_status_carries_each_agents_last_run(
+    client: TestClient, state: State, backend: RecordingBackend
+) -> None:
+    """`lastRuns` in GET /control/status: each agent's latest run, as /control/logs shows
+    runs; an agent that never ran is left out."""
+    idle = {"state": "idle", "scale": 1, "running": [], "nextFire": None}
+    backend.agent_states = {"alpha": idle, "beta": idle}
+    record_run(state, "r-old", "alpha", "failed", [])
+    time.sleep(0.01)
+    record_run(state, "r-new", "alpha", "completed", ["done"])
+    last = client.get("/control/status", headers=AUTH).json()["lastRuns"]
+    assert list(last) == ["alpha"]
+    logs = client.get("/control/logs/alpha", headers=AUTH).json()
+    assert last["alpha"] == logs["run"]
+    assert (last["alpha"]["runId"], last["alpha"]["status"]) == ("r-new", "completed")

@@ -1,0 +1,397 @@
+"""The gateway's JSON, in one place: the shape of each payload and the function that makes it.
+
+A payload is a `TypedDict` whose keys are the wire format (camelCase; times as ISO 8601 in UTC
+with milliseconds, see `iso`), next to the one function that builds it from our records. The
+gateway answers with them, `al stat` renders them (and prints them with `--json`), and a
+dashboard renders the same ones; `pydantic.TypeAdapter(StatusPayload).json_schema()` describes
+any of them to a client in another language.
+
+    GET  /control/status                StatusPayload
+    GET  /control/runs                  {"runs": [ActiveRunPayload]}
+    GET  /control/locks                 {"locks": [HeldLockPayload]}
+    GET  /control/calls                 {"calls": [ActiveCallPayload]}
+    GET  /control/receipts              {"receipts": [ReceiptPayload]}
+    GET  /control/receipts/{id}         {"receipt": ReceiptPayload, with headers and body}
+    GET  /control/logs/{agent}          LogsPayload
+    GET  /control/stats                 StatsPayload
+    POST /control/trigger/{agent}       DispatchPayload
+    POST /webhooks/{source}             DeliveryPayload (DuplicatePayload for a repeat)
+    POST /control/receipts/{id}/replay  DeliveryPayload
+    POST /locks/*, GET /locks/list      LockPayload (the helper commands of a run)
+    GET  /calls/{id}                    CallPayload
+
+Every 200 answer adds `"ok": true` to these (`gateway.http.ok`); every other one is
+`{"ok": false, "error": ..., "hint"?: ...}`. Light to import (no pydantic, FastAPI or
+docker-py): the CLI reads its payloads through these types.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NotRequired
+
+# Not typing's: pydantic describes (and validates) only these TypedDicts before Python 3.12.
+from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from action_llama.gateway.backend import Dispatch
+    from action_llama.runs.store import AgentStats, RunRecord
+    from action_llama.state import ActiveRun, Call, Lock, QueueDrop
+    from action_llama.state import Receipt as StoredReceipt
+    from action_llama.webhooks import Receipt
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 in UTC with milliseconds (`...T12:00:00.000Z`)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+class RunPayload(TypedDict):
+    """A run as the history keeps it (`runs.store.RunRecord`)."""
+
+    runId: str
+    agent: str
+    #: manual, schedule, webhook or agent-call.
+    trigger: str
+    #: running, completed, rerun, failed, error, timeout, oom or killed.
+    status: str
+    exitCode: int | None
+    error: str | None
+    startedAt: str | None
+    finishedAt: str | None
+    #: Seconds; None while it runs.
+    duration: float | None
+    inputTokens: int | None
+    outputTokens: int | None
+    cost: float | None
+    preHooksSeconds: float | None
+    postHooksSeconds: float | None
+
+
+def run(record: RunRecord) -> RunPayload:
+    return {
+        "runId": record.run_id,
+        "agent": record.agent,
+        "trigger": record.trigger,
+        "status": record.status,
+        "exitCode": record.exit_code,
+        "error": record.error,
+        "startedAt": iso(record.started_at),
+        "finishedAt": iso(record.finished_at),
+        "duration": record.duration,
+        "inputTokens": record.input_tokens,
+        "outputTokens": record.output_tokens,
+        "cost": record.cost,
+        "preHooksSeconds": record.pre_hooks_seconds,
+        "postHooksSeconds": record.post_hooks_seconds,
+    }
+
+
+class ActiveRunPayload(TypedDict):
+    """A run the scheduler started and has not seen end (`state.ActiveRun`)."""
+
+    runId: str
+    agent: str
+    runtime: str
+    startedAt: str | None
+    #: {"type": <what started it>}.
+    trigger: Any
+    #: How deep in a chain of agent calls (0: not called by an agent).
+    depth: int
+    callId: str | None
+
+
+def active_run(run: ActiveRun) -> ActiveRunPayload:
+    return {
+        "runId": run.run_id,
+        "agent": run.agent,
+        "runtime": run.runtime,
+        "startedAt": iso(run.started_at),
+        "trigger": run.trigger,
+        "depth": run.depth,
+        "callId": run.call_id,
+    }
+
+
+class LogsPayload(TypedDict):
+    """`GET /control/logs/{agent}`: the run and its last log records."""
+
+    run: RunPayload
+    records: list[dict[str, Any]]
+
+
+class AgentStatsPayload(TypedDict):
+    runs: int
+    byStatus: dict[str, int]
+    tokens: int
+    cost: float
+    #: Seconds, over the runs that ended; None when none did.
+    meanDuration: float | None
+
+
+def agent_stats(stats: AgentStats) -> AgentStatsPayload:
+    return {
+        "runs": stats.runs,
+        "byStatus": stats.by_status,
+        "tokens": stats.tokens,
+        "cost": stats.cost,
+        "meanDuration": stats.mean_duration,
+    }
+
+
+class StatsPayload(TypedDict):
+    """`GET /control/stats?hours=`: per agent, the runs that started since `since`."""
+
+    since: str | None
+    hours: float
+    agents: dict[str, AgentStatsPayload]
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+
+
+class AgentStatePayload(TypedDict):
+    #: idle, running or paused.
+    state: str
+    #: How many runs of it may run at once (0: disabled).
+    scale: int
+    #: Ids of its running runs.
+    running: list[str]
+    #: When its schedule fires next; None without a schedule.
+    nextFire: str | None
+
+
+def agent_state(
+    state: str, scale: int, running: Iterable[str], next_fire: float | None
+) -> AgentStatePayload:
+    return {"state": state, "scale": scale, "running": list(running), "nextFire": iso(next_fire)}
+
+
+class SchedulerPayload(TypedDict):
+    paused: bool
+    stopping: bool
+    agents: dict[str, AgentStatePayload]
+
+
+class DropPayload(TypedDict):
+    """Work a full queue dropped (`state.QueueDrop`)."""
+
+    agent: str
+    type: str
+    summary: str
+    receivedAt: str | None
+    droppedAt: str | None
+    reason: str
+
+
+def drop(drop: QueueDrop) -> DropPayload:
+    return {
+        "agent": drop.agent,
+        "type": drop.type,
+        "summary": drop.summary,
+        "receivedAt": iso(drop.received_at),
+        "droppedAt": iso(drop.dropped_at),
+        "reason": drop.reason,
+    }
+
+
+class LockPayload(TypedDict):
+    """A resource lock (`state.Lock`)."""
+
+    resourceKey: str
+    #: The run id holding it.
+    holder: str
+    heldSince: str | None
+    expiresAt: str | None
+
+
+def lock(lock: Lock) -> LockPayload:
+    return {
+        "resourceKey": lock.key,
+        "holder": lock.holder,
+        "heldSince": iso(lock.held_since),
+        "expiresAt": iso(lock.expires_at),
+    }
+
+
+class HeldLockPayload(LockPayload):
+    #: The holder's agent; None when the holder is no longer running.
+    agent: str | None
+
+
+def held_lock(held: Lock, agents: Mapping[str, str]) -> HeldLockPayload:
+    """`held` with the agent of its holder, from `agents` (run id -> agent)."""
+    return {**lock(held), "agent": agents.get(held.holder)}
+
+
+class StatusPayload(TypedDict):
+    """`GET /control/status`: what `al stat` shows."""
+
+    scheduler: SchedulerPayload
+    runs: list[ActiveRunPayload]
+    #: Agent -> how many items wait in its queue (agents with none are left out).
+    queues: dict[str, int]
+    locks: list[HeldLockPayload]
+    #: The latest drops, newest first.
+    drops: list[DropPayload]
+    #: Agent -> its latest run (agents that never ran are left out).
+    lastRuns: dict[str, RunPayload]
+
+
+class DispatchPayload(TypedDict):
+    """What the scheduler did with one piece of work for one agent (`gateway.Dispatch`)."""
+
+    agent: str
+    #: started, queued or refused.
+    outcome: str
+    runId: NotRequired[str]
+    reason: NotRequired[str]
+
+
+def dispatch(done: Dispatch) -> DispatchPayload:
+    payload: DispatchPayload = {"agent": done.agent, "outcome": done.outcome}
+    if done.run_id is not None:
+        payload["runId"] = done.run_id
+    if done.reason is not None:
+        payload["reason"] = done.reason
+    return payload
+
+
+# -- agent calls -----------------------------------------------------------------------------
+
+
+class CallPayload(TypedDict):
+    """An agent call (`state.Call`), as `al-subagent-wait` reads it."""
+
+    callId: str
+    #: pending, running, completed or error.
+    status: str
+    targetAgent: str
+    depth: int
+    targetRun: NotRequired[str]
+    returnValue: NotRequired[str]
+    errorMessage: NotRequired[str]
+
+
+def call(made: Call) -> CallPayload:
+    payload: CallPayload = {
+        "callId": made.call_id,
+        "status": made.status,
+        "targetAgent": made.target_agent,
+        "depth": made.depth,
+    }
+    if made.target_run is not None:
+        payload["targetRun"] = made.target_run
+    if made.return_value is not None:
+        payload["returnValue"] = made.return_value
+    if made.error is not None:
+        payload["errorMessage"] = made.error
+    return payload
+
+
+class ActiveCallPayload(CallPayload):
+    callerRun: str
+
+
+def active_call(made: Call) -> ActiveCallPayload:
+    return {**call(made), "callerRun": made.caller_run}
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+class ReceiptPayload(TypedDict):
+    """A stored webhook delivery (`state.Receipt`)."""
+
+    id: str
+    source: str
+    event: str
+    receivedAt: str | None
+    #: processed, dead-letter or duplicate.
+    status: str
+    reason: str | None
+    matchedAgents: list[str]
+    deliveryId: str | None
+    #: With `full` only:
+    headers: NotRequired[dict[str, str]]
+    body: NotRequired[str]
+    bodyTruncated: NotRequired[bool]
+
+
+def receipt(stored: StoredReceipt, *, full: bool = False) -> ReceiptPayload:
+    payload: ReceiptPayload = {
+        "id": stored.id,
+        "source": stored.source,
+        "event": stored.event_summary,
+        "receivedAt": iso(stored.received_at),
+        "status": stored.status,
+        "reason": stored.reason,
+        "matchedAgents": list(stored.matched_agents),
+        "deliveryId": stored.delivery_id,
+    }
+    if full:
+        payload["headers"] = stored.headers
+        payload["body"] = stored.body.decode("utf-8", errors="replace")
+        payload["bodyTruncated"] = stored.body_truncated
+    return payload
+
+
+class DeliveryPayload(TypedDict):
+    """The answer to a webhook delivery (or an operator's replay of one)."""
+
+    receiptId: str
+    #: processed or dead-letter.
+    status: str
+    event: str
+    #: How many agents matched, and how many listen to the source but did not match.
+    matched: int
+    skipped: int
+    dispatched: list[DispatchPayload]
+    #: One line for people: what matched, or why nothing did.
+    detail: str
+    #: Why nothing runs: no_match, ignored, ... (left out when something matched).
+    reason: NotRequired[str]
+    #: Accepted without a signature (the source sets allowUnsigned).
+    unsigned: NotRequired[bool]
+    #: The receipt this one replays.
+    replayOf: NotRequired[str]
+
+
+def delivery(done: Receipt, status: str, dispatched: Iterable[Dispatch]) -> DeliveryPayload:
+    payload: DeliveryPayload = {
+        "receiptId": done.id,
+        "status": status,
+        "event": done.event_summary,
+        "matched": len(done.matched_agents),
+        "skipped": len(done.unmatched),
+        "dispatched": [dispatch(d) for d in dispatched],
+        "detail": done.detail,
+    }
+    if done.reason is not None:
+        payload["reason"] = done.reason
+    if done.unsigned:
+        payload["unsigned"] = True
+    if done.replay_of is not None:
+        payload["replayOf"] = done.replay_of
+    return payload
+
+
+class DuplicatePayload(TypedDict):
+    """The answer to a delivery whose id was received before: nothing runs."""
+
+    duplicate: bool
+    duplicateOf: str
+    receiptId: str
+    matched: int
+
+
+def duplicate(receipt_id: str, original_id: str) -> DuplicatePayload:
+    return {"duplicate": True, "duplicateOf": original_id, "receiptId": receipt_id, "matched": 0}
