@@ -16,9 +16,10 @@ from action_llama.daemon.adoption import Adoption
 from action_llama.project import Agent, load_project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import Limits, RunSpec
 from action_llama.scheduler.core import Scheduler
-from action_llama.state import Acquired, Call, QueueItem, State
+from action_llama.state import Acquired, Call, State
 from action_llama.testing import FakeRun, FakeRuntime
 
 from support import write_files
@@ -109,7 +110,7 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
         seen: dict[str, object] = {
             "adopted": adopted,
             "running": list(scheduler.running.get("work", {})),
-            "queued": type(scheduler.dispatch("work", QueueItem(type="manual"))).__name__,
+            "queued": type(scheduler.dispatch("work", Trigger())).__name__,
             "gone": store.get("gone0001"),
             "gone call": state.calls.get(gone_call),
             "alive call while running": state.calls.get(alive_call),

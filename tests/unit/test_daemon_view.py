@@ -21,10 +21,11 @@ from action_llama.daemon.view import (
 )
 from action_llama.project import load_project
 from action_llama.runs.service import RunOutcome
+from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import RunResult
 from action_llama.scheduler.core import Scheduler
 from action_llama.scheduler.cron import CronLoop
-from action_llama.state import QueueItem, State
+from action_llama.state import State
 
 from support import write_files
 
@@ -111,7 +112,7 @@ def test_snapshot_reads_states_and_queue_from_the_scheduler(tmp_path: Path) -> N
 
         scheduler = Scheduler(project, state, never)
         scheduler.pause("b")
-        state.queue.push("b", QueueItem(type="manual"))
+        state.queue.push("b", Trigger())
         cron = CronLoop(scheduler)
         cron.reload()
         snap = snapshot(Board(), scheduler, cron, "127.0.0.1:9")
@@ -133,12 +134,12 @@ def test_board_tracks_runs_and_headless_lines_carry_a_timestamp(tmp_path: Path) 
     write_files(tmp_path, {"config.toml": "", "agents/dev/SKILL.md": "Dev.\n"})
     agent = load_project(tmp_path).agents["dev"]
 
-    async def launch(agent: object, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+    async def launch(agent: object, item: Trigger, run_id: str, rerun: int) -> RunOutcome:
         return RunOutcome(
             run_id, "dev", RunResult(exit_code=1, status="failed"), 0.4, tmp_path, "it broke"
         )
 
-    asyncio.run(board.track(launch)(agent, QueueItem(type="schedule"), "r1", 0))
+    asyncio.run(board.track(launch)(agent, Trigger(type="schedule"), "r1", 0))
     board.note("reload: error: bad\nreload: still running the previous project")
     lines = out.getvalue().splitlines()
     stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "

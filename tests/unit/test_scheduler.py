@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from action_llama.daemon.runner import gateway_launcher
 from action_llama.project import Agent, load_project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
+from action_llama.runtimes.base import RunSpec
 from action_llama.scheduler.core import Dispatched, Queued, Rejected, Scheduler
 from action_llama.scheduler.cron import CronLoop, next_fire
-from action_llama.scheduler.launch import service_launcher
-from action_llama.state import QueueItem, State
+from action_llama.state import Call, State
 from action_llama.testing import FakeRun, FakeRuntime
 
 from support import write_files
@@ -55,8 +58,13 @@ class Harness:
         async def no_image(agent: Agent) -> str | None:
             return None
 
-        launch = service_launcher(
-            lambda agent: RunService(self.project, runtime, self.store), no_image
+        # The daemon's own launch path; nothing here calls the gateway it names.
+        launch = gateway_launcher(
+            self.state,
+            self.store,
+            lambda: 9,
+            lambda agent: RunService(self.project, runtime, self.store),
+            no_image,
         )
         self.scheduler = Scheduler(self.project, self.state, launch)
 
@@ -97,7 +105,7 @@ def test_scale_2_runs_two_at_once_and_queues_the_rest(harness_factory) -> None: 
     h = harness_factory({"worker": "scale = 2\n"}, run=FakeRun(seconds=0.2))
 
     async def scenario() -> list[object]:
-        decisions = [h.scheduler.dispatch("worker", QueueItem(type="manual")) for _ in range(5)]
+        decisions = [h.scheduler.dispatch("worker", Trigger()) for _ in range(5)]
         await h.settle()
         return decisions
 
@@ -113,10 +121,7 @@ def test_full_queue_drops_the_oldest_and_records_it(harness_factory) -> None:  #
     h = harness_factory({"worker": "maxWorkQueueSize = 2\n"}, run=FakeRun(seconds=0.3))
 
     async def scenario() -> list[object]:
-        decisions = [
-            h.scheduler.dispatch("worker", QueueItem(type="manual", payload={"prompt": f"p{i}"}))
-            for i in range(4)
-        ]
+        decisions = [h.scheduler.dispatch("worker", Trigger(prompt=f"p{i}")) for i in range(4)]
         await h.settle()
         return decisions
 
@@ -133,8 +138,8 @@ def test_queued_work_survives_a_restart(harness_factory, tmp_path: Path) -> None
     h = harness_factory({"worker": ""}, run=FakeRun(seconds=5))
 
     async def first() -> None:
-        h.scheduler.dispatch("worker", QueueItem(type="manual"))
-        h.scheduler.dispatch("worker", QueueItem(type="manual", payload={"prompt": "later"}))
+        h.scheduler.dispatch("worker", Trigger())
+        h.scheduler.dispatch("worker", Trigger(prompt="later"))
         await h.scheduler.shutdown(grace=0)
 
     asyncio.run(first())
@@ -158,7 +163,7 @@ def test_exit_42_reruns_up_to_max_reruns(harness_factory) -> None:  # type: igno
     h = harness_factory({"looper": ""}, config="maxReruns = 2\n", run=FakeRun(exit_code=42))
 
     async def scenario() -> None:
-        h.scheduler.dispatch("looper", QueueItem(type="schedule"))
+        h.scheduler.dispatch("looper", Trigger(type="schedule"))
         await h.settle()
 
     asyncio.run(scenario())
@@ -166,12 +171,45 @@ def test_exit_42_reruns_up_to_max_reruns(harness_factory) -> None:  # type: igno
     assert [r.trigger for r in h.store.runs("looper")] == ["schedule"] * 3
 
 
+def test_an_agent_call_runs_as_one_and_is_told_who_called(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """A call's trigger goes through the launch unchanged: the run is recorded as an
+    agent-call, its trigger.json names the caller and the context, and the call completes
+    with the run."""
+    told: list[dict[str, object]] = []
+
+    def behaviour(spec: RunSpec) -> FakeRun:
+        told.append(json.loads((spec.static_dir / "trigger.json").read_text()))
+        return FakeRun()
+
+    h = harness_factory({"helper": ""}, behaviour=behaviour)
+    made = h.state.calls.create("run-x", "planner", "helper", "fix it", max_depth=3)
+    assert isinstance(made, Call)
+    call = Trigger(
+        type="agent-call",
+        caller="planner",
+        context="fix it",
+        depth=made.depth,
+        call_id=made.call_id,
+    )
+
+    async def scenario() -> None:
+        h.scheduler.dispatch("helper", call)
+        await h.settle()
+
+    asyncio.run(scenario())
+    assert told == [{"type": "agent-call", "context": "fix it", "caller": "planner"}]
+    assert [r.trigger for r in h.store.runs("helper")] == ["agent-call"]
+    done = h.state.calls.get(made.call_id)
+    assert done is not None
+    assert (done.status, done.target_run) == ("completed", h.store.runs("helper")[0].run_id)
+
+
 def test_webhook_runs_are_not_rerun(harness_factory) -> None:  # type: ignore[no-untyped-def]
     """Exit 42 of a webhook run ends it (reruns are for schedule and manual runs)."""
     h = harness_factory({"hooked": ""}, run=FakeRun(exit_code=42))
 
     async def scenario() -> None:
-        h.scheduler.dispatch("hooked", QueueItem(type="webhook", payload={"context": {"x": 1}}))
+        h.scheduler.dispatch("hooked", Trigger(type="webhook", context={"x": 1}))
         await h.settle()
 
     asyncio.run(scenario())
@@ -184,10 +222,10 @@ def test_pause_refuses_or_queues_and_resume_drains(harness_factory) -> None:  # 
 
     async def scenario() -> tuple[object, object, list[str]]:
         h.scheduler.pause()
-        refused = h.scheduler.dispatch("worker", QueueItem(type="manual"))
+        refused = h.scheduler.dispatch("worker", Trigger())
         h.scheduler.resume()
         h.scheduler.pause("worker")
-        queued = h.scheduler.dispatch("worker", QueueItem(type="manual"))
+        queued = h.scheduler.dispatch("worker", Trigger())
         started = h.scheduler.resume("worker")
         await h.settle()
         return refused, queued, started
@@ -204,7 +242,7 @@ def test_kill_stops_an_agents_runs(harness_factory) -> None:  # type: ignore[no-
     h = harness_factory({"long": ""}, run=FakeRun(seconds=30))
 
     async def scenario() -> list[str]:
-        decision = h.scheduler.dispatch("long", QueueItem(type="manual"))
+        decision = h.scheduler.dispatch("long", Trigger())
         assert isinstance(decision, Dispatched)
         await eventually(lambda: bool(h.runtime.running))
         killed = h.scheduler.kill("long")
@@ -230,7 +268,7 @@ def test_project_scale_is_a_cap_across_agents_not_a_partition(harness_factory) -
 
     async def scenario() -> list[object]:
         nonlocal peak
-        decisions = [h.scheduler.dispatch(name, QueueItem(type="manual")) for name in order]
+        decisions = [h.scheduler.dispatch(name, Trigger()) for name in order]
 
         def settled() -> bool:
             nonlocal peak
@@ -262,7 +300,7 @@ def test_a_project_scale_of_0_disables_every_agent(harness_factory) -> None:  # 
 
 
 async def _dispatch_in_loop(scheduler: Scheduler, agent: str) -> object:
-    return scheduler.dispatch(agent, QueueItem(type="manual"))
+    return scheduler.dispatch(agent, Trigger())
 
 
 def test_unknown_and_disabled_agents_are_refused(harness_factory) -> None:  # type: ignore[no-untyped-def]
@@ -271,8 +309,8 @@ def test_unknown_and_disabled_agents_are_refused(harness_factory) -> None:  # ty
 
     async def scenario() -> tuple[object, object]:
         return (
-            h.scheduler.dispatch("nope", QueueItem(type="manual")),
-            h.scheduler.dispatch("off", QueueItem(type="manual")),
+            h.scheduler.dispatch("nope", Trigger()),
+            h.scheduler.dispatch("off", Trigger()),
         )
 
     unknown, off = asyncio.run(scenario())

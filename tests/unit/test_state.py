@@ -12,6 +12,7 @@ import pytest
 
 from action_llama.errors import StateError
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.state import (
     Acquired,
     ActiveRuns,
@@ -24,7 +25,6 @@ from action_llama.state import (
     Inserted,
     InvalidKey,
     Locks,
-    QueueItem,
     Receipt,
     Receipts,
     Refused,
@@ -62,8 +62,8 @@ def clock() -> Clock:
     return Clock()
 
 
-def manual(n: int) -> QueueItem:
-    return QueueItem(type="manual", payload={"prompt": f"job {n}"})
+def manual(n: int) -> Trigger:
+    return Trigger(prompt=f"job {n}")
 
 
 # --- work queue ------------------------------------------------------------------------------
@@ -74,11 +74,11 @@ def test_queue_is_fifo_per_agent(db: Database) -> None:
     queue = WorkQueue(db)
     for n in range(3):
         queue.push("dev", manual(n))
-    queue.push("ops", QueueItem(type="schedule"))
+    queue.push("ops", Trigger(type="schedule"))
     assert queue.len("dev") == 3
     assert queue.lengths() == {"dev": 3, "ops": 1}
     popped = [queue.pop("dev") for _ in range(4)]
-    assert [p.item.payload["prompt"] if p else None for p in popped] == [
+    assert [p.trigger.prompt if p else None for p in popped] == [
         "job 0",
         "job 1",
         "job 2",
@@ -86,7 +86,7 @@ def test_queue_is_fifo_per_agent(db: Database) -> None:
     ]
     ops = queue.pop("ops")
     assert ops is not None
-    assert ops.item.type == "schedule"
+    assert ops.trigger.type == "schedule"
 
 
 def test_full_queue_drops_the_oldest_and_records_it(
@@ -101,7 +101,7 @@ def test_full_queue_drops_the_oldest_and_records_it(
     assert result.queued
     assert [d.item_id for d in result.dropped] == [ids[0]]
     assert result.dropped[0].summary == "manual prompt: job 0"
-    assert [q.item.payload["prompt"] for q in queue.list("dev")] == ["job 1", "job 2", "job 3"]
+    assert [q.trigger.prompt for q in queue.list("dev")] == ["job 1", "job 2", "job 3"]
     (drop,) = queue.drops("dev")
     assert (drop.item_id, drop.reason, drop.dropped_at) == (ids[0], "queue full (cap 3)", T0 + 5)
     assert "oldest event dropped" in caplog.text
@@ -115,29 +115,25 @@ def test_lowered_cap_drops_several_and_cap_zero_drops_the_new_item(db: Database)
         queue.push("dev", manual(n), cap=10)
     result = queue.push("dev", manual(5), cap=2)
     assert len(result.dropped) == 4
-    assert [q.item.payload["prompt"] for q in queue.list("dev")] == ["job 4", "job 5"]
+    assert [q.trigger.prompt for q in queue.list("dev")] == ["job 4", "job 5"]
     none = queue.push("ops", manual(0), cap=0)
     assert not none.queued
     assert queue.len("ops") == 0
 
 
 def test_queue_persists_across_reopen(tmp_path: Path) -> None:
-    """Queued items, with their payloads, are still there after the database is reopened."""
-    item = QueueItem(
-        type="agent-trigger",
-        payload={"sourceAgent": "planner", "context": {"task": "x"}, "depth": 1, "callId": "c1"},
+    """Queued triggers, every field of them, are still there after the database is reopened."""
+    trigger = Trigger(
+        type="agent-call", caller="planner", context={"task": "x"}, depth=1, call_id="c1"
     )
     with Database(tmp_path / DB_NAME) as first:
-        pushed = WorkQueue(first).push("dev", item).item_id
+        pushed = WorkQueue(first).push("dev", trigger).item_id
     with Database(tmp_path / DB_NAME) as second:
         queue = WorkQueue(second)
         head = queue.peek("dev")
         assert head is not None
-        assert (head.id, head.item.payload, head.item.describe()) == (
-            pushed,
-            item.payload,
-            "agent-trigger call from planner",
-        )
+        summary = "agent-call from planner"
+        assert (head.id, head.trigger) == (pushed, trigger.model_copy(update={"summary": summary}))
         assert queue.remove(pushed)
         assert not queue.remove(pushed)
         assert queue.pop("dev") is None
@@ -154,7 +150,7 @@ def test_two_connections_pushing_at_once_lose_nothing(tmp_path: Path) -> None:
             with Database(path) as own:
                 queue = WorkQueue(own)
                 for n in range(200):
-                    queue.push("dev", QueueItem(type="manual", payload={"t": name, "n": n}), 1000)
+                    queue.push("dev", Trigger(prompt=f"{name} {n}"), 1000)
         except BaseException as exc:
             errors.append(exc)
 
@@ -168,9 +164,8 @@ def test_two_connections_pushing_at_once_lose_nothing(tmp_path: Path) -> None:
         items = WorkQueue(check).list("dev")
     assert len(items) == 400
     for name in "ab":
-        assert [q.item.payload["n"] for q in items if q.item.payload["t"] == name] == list(
-            range(200)
-        )
+        mine = [q.trigger.prompt for q in items if (q.trigger.prompt or "").startswith(name)]
+        assert mine == [f"{name} {n}" for n in range(200)]
 
 
 def test_threads_sharing_one_database_pop_each_item_once(db: Database) -> None:
@@ -562,7 +557,7 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.close()
     state = State.open(tmp_path)
     try:
-        assert schema_version(state.db.conn) == len(MIGRATIONS) == 4
+        assert schema_version(state.db.conn) == len(MIGRATIONS) == 5
         state.queue.push("dev", manual(0))
         runs = RunStore(tmp_path, database=state.db)
         (run,) = runs.runs("dev")
@@ -576,6 +571,50 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     saved.close()
     State.open(tmp_path).close()  # already current: no second backup
     assert len(list((tmp_path / "backups").iterdir())) == 1
+
+
+def test_work_an_agent_call_queued_before_one_vocabulary_still_runs(tmp_path: Path) -> None:
+    """A version 4 database's 'agent-trigger' queue items, drops and active runs become
+    'agent-call' triggers naming their caller; other rows are left as they were."""
+    old = sqlite3.connect(tmp_path / DB_NAME)
+    for migration in MIGRATIONS[:4]:
+        old.executescript(migration)
+    old.execute("PRAGMA user_version = 4")
+    call = '{"sourceAgent": "planner", "context": "fix it", "depth": 1, "callId": "c1"}'
+    old.executemany(
+        "INSERT INTO work_queue (agent, type, payload, summary, received_at) VALUES (?, ?, ?, ?, 1)",
+        [("dev", "agent-trigger", call, "call from planner"), ("dev", "manual", "{}", "manual")],
+    )
+    old.execute(
+        "INSERT INTO queue_drops (agent, item_id, type, summary, received_at, dropped_at, reason) "
+        "VALUES ('dev', 9, 'agent-trigger', 'call from planner', 1, 2, 'queue full (cap 1)')"
+    )
+    old.executemany(
+        "INSERT INTO active_runs (run_id, agent, runtime, secret_sha256, started_at, trigger) "
+        "VALUES (?, 'dev', 'docker', ?, 1, ?)",
+        [("r1", "h1", '{"type": "agent-trigger"}'), ("r2", "h2", '{"type": "manual"}')],
+    )
+    old.commit()
+    old.close()
+    state = State.open(tmp_path)
+    try:
+        called, manual_run = (queued.trigger for queued in state.queue.list("dev"))
+        assert called == Trigger(
+            type="agent-call",
+            caller="planner",
+            context="fix it",
+            depth=1,
+            call_id="c1",
+            summary="call from planner",
+        )
+        assert manual_run == Trigger(type="manual", summary="manual")
+        assert [d.type for d in state.queue.drops()] == ["agent-call"]
+        assert [run.trigger for run in state.active_runs.list()] == [
+            {"type": "agent-call"},
+            {"type": "manual"},
+        ]
+    finally:
+        state.close()
 
 
 def test_backups_are_bounded(db: Database, tmp_path: Path) -> None:

@@ -32,11 +32,11 @@ from action_llama.procs import signal_all
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunService
 from action_llama.runs.store import RunRecord, RunStore
+from action_llama.runs.trigger import Trigger, TriggerType
 from action_llama.runtimes.base import Runtime
 from action_llama.runtimes.registry import get_runtime, runtime_name
 from action_llama.scheduler.core import Launch, Scheduler
-from action_llama.state import ActiveRun, QueueItem, State
-from action_llama.state.queue import ItemType
+from action_llama.state import ActiveRun, State
 
 log = logging.getLogger("action_llama.daemon")
 
@@ -115,13 +115,14 @@ class Adoption:
             await self._give_up(left, GONE)
             return False
         kind = left.trigger.get("type") if isinstance(left.trigger, dict) else None
-        item = QueueItem(
-            type=kind if kind in get_args(ItemType) else "manual",
-            # What a rerun needs (reruns are for schedule and manual items only).
-            payload={"prompt": record.prompt} if kind == "manual" and record.prompt else {},
+        # What a rerun needs (reruns are for schedule and manual runs only).
+        trigger = Trigger(
+            type=kind if kind in get_args(TriggerType) else "manual",
+            prompt=record.prompt if kind == "manual" else None,
         )
         resume = resumer(self.state, self.store, service, handle, left.call_id, self.on_line)
-        self.scheduler.adopt(agent, item, left.run_id, self.track(resume) if self.track else resume)
+        track = self.track(resume) if self.track else resume
+        self.scheduler.adopt(agent, trigger, left.run_id, track)
         log.warning(
             "run %s of %s outlived the previous scheduler: re-adopted", left.run_id, left.agent
         )

@@ -8,13 +8,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import JsonValue
-
 from action_llama import payloads
 from action_llama.errors import AgentNotFound, RunNotFound
 from action_llama.gateway.backend import Dispatch, SignalName
+from action_llama.runs.trigger import Trigger
 from action_llama.scheduler.core import Decision, Dispatched, Queued, Scheduler
-from action_llama.state import QueueItem
 
 if TYPE_CHECKING:
     from action_llama.payloads import SchedulerPayload
@@ -55,23 +53,19 @@ class SchedulerBackend:
 
     async def dispatch_webhook(self, receipt: Receipt, agents: Sequence[str]) -> list[Dispatch]:
         context = receipt.context.to_dict() if receipt.context is not None else {}
-        item = QueueItem(
-            type="webhook", payload={"context": context}, summary=receipt.event_summary or ""
-        )
-        return [_dispatch(agent, self.scheduler.dispatch(agent, item)) for agent in agents]
+        trigger = Trigger(type="webhook", context=context, summary=receipt.event_summary or "")
+        return [_dispatch(agent, self.scheduler.dispatch(agent, trigger)) for agent in agents]
 
     async def start_call(self, call: Call) -> Dispatch:
-        item = QueueItem(
-            type="agent-trigger",
-            payload={
-                "sourceAgent": call.caller_agent,
-                "context": call.context,
-                "depth": call.depth,
-                "callId": call.call_id,
-            },
+        trigger = Trigger(
+            type="agent-call",
+            caller=call.caller_agent,
+            context=call.context,
+            depth=call.depth,
+            call_id=call.call_id,
             summary=f"call from {call.caller_agent}",
         )
-        return _dispatch(call.target_agent, self.scheduler.dispatch(call.target_agent, item))
+        return _dispatch(call.target_agent, self.scheduler.dispatch(call.target_agent, trigger))
 
     async def signal(self, run_id: str, name: SignalName, value: str | None) -> None:
         log.info("run %s: %s %s", run_id, name, (value or "")[:200])
@@ -111,10 +105,7 @@ class SchedulerBackend:
 
     async def trigger(self, agent: str, prompt: str | None) -> Dispatch:
         self._known(agent)
-        payload: dict[str, JsonValue] = {"prompt": prompt} if prompt else {}
-        return _dispatch(
-            agent, self.scheduler.dispatch(agent, QueueItem(type="manual", payload=payload))
-        )
+        return _dispatch(agent, self.scheduler.dispatch(agent, Trigger(prompt=prompt or None)))
 
     async def stop(self) -> None:
         asyncio.get_running_loop().call_soon(self.on_stop)

@@ -1,4 +1,5 @@
-"""Launch one queued item as a run the gateway knows: a fresh secret, its URL, its locks."""
+"""The daemon's one way to launch a run: known to the gateway (a fresh secret, its URL, its
+locks) and unregistered however it ends; and following a run a previous daemon started."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from action_llama.project import Agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import RunHandle
 from action_llama.runtimes.registry import runtime_name
 from action_llama.scheduler.core import Launch
-from action_llama.scheduler.launch import run_item
-from action_llama.state import QueueItem, State
+from action_llama.state import State
 
 log = logging.getLogger("action_llama.daemon")
 
@@ -30,36 +31,34 @@ def gateway_launcher(
     hash is stored), told GATEWAY_URL and SHUTDOWN_SECRET, and unregistered (locks released,
     calls settled) however they end."""
 
-    async def launch(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+    async def launch(agent: Agent, trigger: Trigger, run_id: str, rerun: int) -> RunOutcome:
         secret = secrets.token_urlsafe(24)
-        payload = item.payload
-        call_id = payload.get("callId") if item.type == "agent-trigger" else None
+        call_id = trigger.call_id if trigger.type == "agent-call" else None
         state.active_runs.add(
             run_id,
             agent.name,
             runtime=runtime_name(agent),  # what a restarted daemon adopts it through
             secret=secret,
-            trigger={"type": item.type},
-            call_id=call_id if isinstance(call_id, str) else None,
+            trigger={"type": trigger.type},
+            call_id=call_id,
         )
-        if isinstance(call_id, str):
+        if call_id is not None:
             state.calls.start(call_id, run_id)
         service = service_for(agent)
         env = {"GATEWAY_URL": service.runtime.gateway_url(port()), "SHUTDOWN_SECRET": secret}
         outcome: RunOutcome | None = None
         try:
-            outcome = await run_item(
-                service,
+            outcome = await service.run(
                 agent,
-                item,
-                run_id,
+                trigger,
                 image=await image_for(agent),
-                on_line=on_line(agent, run_id) if on_line else None,
+                run_id=run_id,
                 env=env,
+                on_line=on_line(agent, run_id) if on_line else None,
             )
             return outcome
         finally:
-            end_run(state, store, run_id, call_id if isinstance(call_id, str) else None, outcome)
+            end_run(state, store, run_id, call_id, outcome)
 
     return launch
 
@@ -76,7 +75,7 @@ def resumer(
     end, then unregisters it as `gateway_launcher` does. Its secret and gateway URL are the
     ones the run already has."""
 
-    async def resume(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+    async def resume(agent: Agent, trigger: Trigger, run_id: str, rerun: int) -> RunOutcome:
         outcome: RunOutcome | None = None
         try:
             outcome = await service.resume(

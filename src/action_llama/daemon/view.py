@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from action_llama.project import Agent
     from action_llama.runs.service import LineCallback, RunOutcome
     from action_llama.runs.store import RunRecord
+    from action_llama.runs.trigger import Trigger
     from action_llama.scheduler.core import Launch, Scheduler
     from action_llama.scheduler.cron import CronLoop
-    from action_llama.state import QueueItem
 
 #: Redraws per second of the live view: enough to follow runs, cheap for the daemon.
 REFRESH_PER_SECOND = 2
@@ -89,10 +89,10 @@ class Board:
     def track(self, launch: Launch) -> Launch:
         """`launch`, noting each run's start and how it ended."""
 
-        async def tracked(agent: Agent, item: QueueItem, run_id: str, rerun: int) -> RunOutcome:
+        async def tracked(agent: Agent, trigger: Trigger, run_id: str, rerun: int) -> RunOutcome:
             again = f", rerun {rerun}" if rerun else ""
-            self.note(f"{agent.name} {run_id} started ({item.type}{again})")
-            outcome = await launch(agent, item, run_id, rerun)
+            self.note(f"{agent.name} {run_id} started ({trigger.type}{again})")
+            outcome = await launch(agent, trigger, run_id, rerun)
             status = outcome.result.status
             self.last[agent.name] = LastRun(run_id, status, _now(), outcome.duration)
             why = f": {outcome.error}" if outcome.error else ""

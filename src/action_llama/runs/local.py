@@ -16,6 +16,7 @@ from action_llama.images.build import build_images
 from action_llama.project import Agent, Project, get_agent
 from action_llama.runs.service import LineCallback, RunOutcome, RunService
 from action_llama.runs.store import RunRecord, RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.registry import runtime_for
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class LocalRun:
         store = RunStore(project.state_dir)
         try:
             service = RunService(project, runtime, store)
-            service.preflight(agent, prompt=prompt)
+            service.preflight(agent, Trigger(prompt=prompt))
             images = build_images(project, [agent.name], events) if runtime.needs_image else {}
         except BaseException:
             store.close()
@@ -63,7 +64,7 @@ class LocalRun:
         store = self.service.store
         try:
             outcome = await self.service.run(
-                self.agent, image=self.image, prompt=self.prompt, on_line=on_line
+                self.agent, Trigger(prompt=self.prompt), image=self.image, on_line=on_line
             )
             return outcome, store.get(outcome.run_id)
         finally:

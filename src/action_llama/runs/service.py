@@ -11,9 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any
 
 from action_llama.credentials.staging import (
     StagedCredentials,
@@ -33,6 +31,7 @@ from action_llama.project import Agent, Project
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import (
     Limits,
     RunHandle,
@@ -46,18 +45,8 @@ from action_llama.runtimes.base import (
 LOG_DRAIN_SECONDS = 5
 
 LineCallback = Callable[[dict[str, Any]], None]
-
-
-class Trigger(BaseModel):
-    """Why a run happens; written to the run's trigger.json for the prompt's last block."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: Literal["manual", "schedule", "webhook", "agent-call"] = "manual"
-    prompt: str | None = None
-    #: Webhook context or an agent call's context (JSON-able).
-    context: Any = None
-    caller: str | None = None
+#: A manual run with no prompt: `al run AGENT`.
+MANUAL = Trigger()
 
 
 def new_run_id() -> str:
@@ -149,7 +138,7 @@ def _write_static(agent: Agent, project: Project, static: Path, trigger: Trigger
         "runtime": agent.config.runtime.type,
     }
     (static / "agent-config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    (static / "trigger.json").write_text(trigger.model_dump_json(exclude_none=True))
+    (static / "trigger.json").write_text(trigger.for_run())
     if trigger.prompt:
         (static / "prompt.txt").write_text(trigger.prompt, encoding="utf-8")
     for path in static.iterdir():
@@ -171,7 +160,7 @@ class RunService:
         self.store = store
         self.credentials = credentials or CredentialStore()
 
-    def preflight(self, agent: Agent, trigger: str = "manual", prompt: str | None = None) -> None:
+    def preflight(self, agent: Agent, trigger: Trigger = MANUAL) -> None:
         """Everything checkable before building or starting: runnable, credentials present.
 
         A failure is recorded as a run (so `al logs` says why) and raised.
@@ -182,15 +171,13 @@ class RunService:
             required, _ = self._refs(agent)
             check_present(self.credentials, agent.name, required)
         except ActionLlamaError as exc:
-            self.record_failure(agent, exc, trigger, prompt)
+            self.record_failure(agent, exc, trigger)
             raise
 
-    def record_failure(
-        self, agent: Agent, exc: ActionLlamaError, trigger: str, prompt: str | None
-    ) -> str:
+    def record_failure(self, agent: Agent, exc: ActionLlamaError, trigger: Trigger) -> str:
         """Store a run that never started, with the reason as its log."""
         run_id = new_run_id()
-        self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, None)
+        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, None)
         with self.store.open_log(agent.name, run_id) as log_file:
             record = {"ts": int(time.time() * 1000), "level": "error", "msg": exc.message}
             if exc.hint:
@@ -208,17 +195,20 @@ class RunService:
     async def run(
         self,
         agent: Agent,
+        trigger: Trigger = MANUAL,
         *,
         image: str | None,
-        trigger: str = "manual",
-        prompt: str | None = None,
-        on_line: LineCallback | None = None,
         run_id: str | None = None,
-        context: Any = None,
-        caller: str | None = None,
         env: dict[str, str] | None = None,
+        on_line: LineCallback | None = None,
     ) -> RunOutcome:
-        self.preflight(agent, trigger, prompt)
+        """Run `agent` for `trigger` to its end, recorded as run `run_id` (a new id when None).
+
+        `image`: what the chain built for it (None for runtimes without images); `env`: more
+        variables for the run (the gateway's address and the run's secret, in the daemon);
+        `on_line`: each log record as it is stored.
+        """
+        self.preflight(agent, trigger)
         run_id = run_id or new_run_id()
         started = time.monotonic()
         stage_dir = make_run_dir(run_id)
@@ -226,22 +216,17 @@ class RunService:
         result: RunResult | None = None
         staged: StagedCredentials | None = None
         interrupted = False
-        self.store.start(run_id, agent.name, trigger, prompt, self.runtime.name, image)
+        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, image)
         try:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
-            _write_static(
-                agent,
-                self.project,
-                stage_dir / "static",
-                Trigger(type=trigger, prompt=prompt, context=context, caller=caller),
-            )
+            _write_static(agent, self.project, stage_dir / "static", trigger)
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.
             (stage_dir / "static").chmod(0o500)
             required, optional = self._refs(agent)
             staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
-            spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger, identity)
+            spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self.runtime.start(spec)

@@ -1,6 +1,6 @@
 """Dispatch: start a run now, queue it durably, or refuse it, and drain queues as runners free.
 
-Every trigger (cron tick, webhook, manual run, agent call) becomes a `QueueItem` handed to
+Every trigger (cron tick, webhook, manual run, agent call) is a `Trigger` handed to
 `Scheduler.dispatch`. An agent runs at most its scale at once, and the project at most its
 `scale` (the cap) across all agents; the rest waits in the project database's work queue
 (oldest dropped when an agent's queue is full, the drop recorded). Whenever a run ends, queued
@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunOutcome, new_run_id
-from action_llama.state import QueueDrop, QueueItem, State
+from action_llama.runs.trigger import Trigger
+from action_llama.state import QueueDrop, State
 
 log = logging.getLogger("action_llama.scheduler")
 
-#: Runs one item for an agent to its end: (agent, item, run id, rerun number) -> outcome.
-Launch = Callable[[Agent, QueueItem, str, int], Awaitable[RunOutcome]]
+#: Runs one trigger of an agent to its end: (agent, trigger, run id, rerun number) -> outcome.
+Launch = Callable[[Agent, Trigger, str, int], Awaitable[RunOutcome]]
 
 RERUN_TYPES = ("schedule", "manual")
 
@@ -81,7 +82,7 @@ class Scheduler:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def dispatch(self, agent_name: str, item: QueueItem) -> Decision:
+    def dispatch(self, agent_name: str, item: Trigger) -> Decision:
         """Run `item` now if `agent_name` has a free runner, else queue it; or say why not."""
         agent = self.project.agents.get(agent_name)
         if agent is None:
@@ -97,27 +98,27 @@ class Scheduler:
             return Dispatched(self._start(agent, item))
         return self._enqueue(agent, item)
 
-    def _enqueue(self, agent: Agent, item: QueueItem) -> Queued:
+    def _enqueue(self, agent: Agent, item: Trigger) -> Queued:
         # The queue records and logs each item it drops to make room.
         pushed = self.state.queue.push(agent.name, item, agent.queue_size)
         return Queued(pushed.item_id, pushed.dropped)
 
     def _start(
-        self, agent: Agent, item: QueueItem, run_id: str | None = None, first: Launch | None = None
+        self, agent: Agent, item: Trigger, run_id: str | None = None, first: Launch | None = None
     ) -> str:
         run_id = run_id or new_run_id()
         task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id, first))
         self.running.setdefault(agent.name, {})[run_id] = task
         return run_id
 
-    def adopt(self, agent: Agent, item: QueueItem, run_id: str, resume: Launch) -> None:
+    def adopt(self, agent: Agent, item: Trigger, run_id: str, resume: Launch) -> None:
         """Count run `run_id`, which a previous scheduler started, as running for `agent`:
         `resume` follows it to its end. It holds a runner, can be killed, reruns as `item`
         would, and drains the queue when it ends."""
         self._start(agent, item, run_id, first=resume)
 
     async def _supervise(
-        self, agent: Agent, item: QueueItem, run_id: str, first: Launch | None = None
+        self, agent: Agent, item: Trigger, run_id: str, first: Launch | None = None
     ) -> None:
         reruns = 0
         try:
@@ -143,7 +144,7 @@ class Scheduler:
                 self.drain()
 
     def _should_rerun(
-        self, agent: Agent, item: QueueItem, outcome: RunOutcome, reruns: int
+        self, agent: Agent, item: Trigger, outcome: RunOutcome, reruns: int
     ) -> bool:
         if outcome.result.status != "rerun" or item.type not in RERUN_TYPES:
             return False
@@ -166,7 +167,7 @@ class Scheduler:
             queued = self.state.queue.pop_oldest(ready) if ready else None
             if queued is None:
                 return started
-            started.append(self._start(self.project.agents[queued.agent], queued.item))
+            started.append(self._start(self.project.agents[queued.agent], queued.trigger))
 
     def replace_project(self, project: Project) -> None:
         """Run `project` from now on (hot reload): its agents and scales take effect for new

@@ -8,8 +8,8 @@ from datetime import datetime
 
 from croniter import croniter
 
+from action_llama.runs.trigger import Trigger
 from action_llama.scheduler.core import Dispatched, Queued, Scheduler
-from action_llama.state import QueueItem
 
 log = logging.getLogger("action_llama.scheduler.cron")
 
@@ -70,7 +70,7 @@ class CronLoop:
         if self.scheduler.paused or name in self.scheduler.paused_agents:
             log.info("schedule of %s skipped: paused", name)
             return
-        decision = self.scheduler.dispatch(name, QueueItem(type="schedule"))
+        decision = self.scheduler.dispatch(name, Trigger(type="schedule"))
         if isinstance(decision, Dispatched):
             # The run's own start line says it; this is for debugging the loop only.
             log.debug("schedule of %s fired: run %s", name, decision.run_id)

@@ -1,7 +1,7 @@
 """The project's durable state, in SQLite (WAL) at `.al/action-llama.db`.
 
     db.py         opening, the busy timeout, versioned migrations (schema.py holds the list)
-    queue.py      WorkQueue: per-agent FIFO work queues, capped, drops recorded
+    queue.py      WorkQueue: per-agent FIFO work queues of triggers, capped, drops recorded
     locks.py      Locks: URI-keyed resource locks with TTL, heartbeat and deadlock detection
     calls.py      Calls: agent-to-agent calls with depth and cycle checks, and their history
     receipts.py   Receipts: one per webhook delivery, deduplicated by delivery id
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         Lock,
         Locks,
     )
-    from action_llama.state.queue import PushResult, QueuedItem, QueueDrop, QueueItem, WorkQueue
+    from action_llama.state.queue import PushResult, QueuedItem, QueueDrop, WorkQueue
     from action_llama.state.receipts import Duplicate, Inserted, Receipt, Receipts
     from action_llama.state.retention import Pruned, prune
     from action_llama.state.stores import State
@@ -62,7 +62,6 @@ _HOMES = {
     "PushResult": "queue",
     "QueuedItem": "queue",
     "QueueDrop": "queue",
-    "QueueItem": "queue",
     "WorkQueue": "queue",
     "Duplicate": "receipts",
     "Inserted": "receipts",
@@ -93,7 +92,6 @@ __all__ = [
     "Pruned",
     "PushResult",
     "QueueDrop",
-    "QueueItem",
     "QueuedItem",
     "Receipt",
     "Receipts",

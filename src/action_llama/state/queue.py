@@ -1,7 +1,13 @@
 """The durable per-agent work queue: FIFO, capped, dropping the oldest item when full.
 
-Work that finds no free runner waits here until one frees. Items survive a daemon restart.
-Every drop is written to `queue_drops` (and logged) so `al stat` and the logs can show it.
+Work that finds no free runner waits here, as its `Trigger` (`action_llama.runs.trigger`),
+until one frees. Items survive a daemon restart. Every drop is written to `queue_drops` (and
+logged) so `al stat` and the logs can show it.
+
+    work_queue.type     the trigger's type
+    work_queue.payload  the rest of it as camelCase JSON: {"prompt"}, {"context"},
+                        {"caller", "context", "depth", "callId"} ... (None fields left out)
+    work_queue.summary  its one line (`Trigger.describe`)
 """
 
 from __future__ import annotations
@@ -13,55 +19,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
-
+from action_llama.runs.trigger import Trigger
 from action_llama.state.db import Database
 
 log = logging.getLogger(__name__)
 
-ItemType = Literal["webhook", "agent-trigger", "schedule", "manual"]
 #: The cap when neither the agent's `maxWorkQueueSize` nor the project's `workQueueSize` is set.
 DEFAULT_CAP = 20
-_SUMMARY_CHARS = 200
-
-
-class QueueItem(BaseModel):
-    """One piece of work waiting for a runner.
-
-    Payload by type (by convention; the queue stores any JSON object): `webhook` →
-    `{"context": ...}`; `agent-trigger` → `{"sourceAgent", "context", "depth", "callId"}`;
-    `schedule` → `{}`; `manual` → `{"prompt": ...}` (optional).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    type: ItemType
-    payload: dict[str, JsonValue] = Field(default_factory=dict)
-    #: One line for logs and `al stat`; derived from the type and payload when empty.
-    summary: str = ""
-
-    def describe(self) -> str:
-        """The summary, or one made up from the type and the payload's best-known fields."""
-        if self.summary:
-            return _one_line(self.summary)
-        detail = ""
-        if self.type == "agent-trigger":
-            detail = f"call from {self.payload.get('sourceAgent', '?')}"
-        elif self.type == "manual" and self.payload.get("prompt"):
-            detail = f"prompt: {self.payload['prompt']}"
-        elif self.type == "webhook":
-            context = self.payload.get("context")
-            if isinstance(context, dict):
-                keys = ("event", "action", "repo")
-                detail = " ".join(str(context[k]) for k in keys if context.get(k))
-        return _one_line(f"{self.type} {detail}".strip())
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -70,7 +35,7 @@ class QueuedItem:
 
     id: int
     agent: str
-    item: QueueItem
+    trigger: Trigger
     received_at: float
 
 
@@ -110,8 +75,8 @@ class WorkQueue:
         self.db = db
         self.clock = clock
 
-    def push(self, agent: str, item: QueueItem, cap: int = DEFAULT_CAP) -> PushResult:
-        """Append `item` to `agent`'s queue, then drop the oldest items beyond `cap`.
+    def push(self, agent: str, trigger: Trigger, cap: int = DEFAULT_CAP) -> PushResult:
+        """Append `trigger` to `agent`'s queue, then drop the oldest items beyond `cap`.
 
         Each drop is recorded in `queue_drops` and logged as a warning.
         """
@@ -122,7 +87,7 @@ class WorkQueue:
             item_id = conn.execute(
                 "INSERT INTO work_queue (agent, type, payload, summary, received_at) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (agent, item.type, json.dumps(item.payload), item.describe(), now),
+                (agent, trigger.type, _payload(trigger), trigger.describe(), now),
             ).fetchone()[0]
             count = self._length_if_over(conn, agent, int(item_id), cap)
             dropped = self._drop_oldest(conn, agent, count - cap, cap, now) if count > cap else []
@@ -246,6 +211,14 @@ class WorkQueue:
         return [QueueDrop(**dict(r)) for r in rows]
 
 
+def _payload(trigger: Trigger) -> str:
+    return trigger.model_dump_json(by_alias=True, exclude={"type", "summary"}, exclude_none=True)
+
+
 def _queued(row: sqlite3.Row) -> QueuedItem:
-    item = QueueItem(type=row["type"], payload=json.loads(row["payload"]), summary=row["summary"])
-    return QueuedItem(id=row["id"], agent=row["agent"], item=item, received_at=row["received_at"])
+    trigger = Trigger.model_validate(
+        {**json.loads(row["payload"]), "type": row["type"], "summary": row["summary"]}
+    )
+    return QueuedItem(
+        id=row["id"], agent=row["agent"], trigger=trigger, received_at=row["received_at"]
+    )

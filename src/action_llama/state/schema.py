@@ -160,5 +160,17 @@ HOOK_TIMES = """
     ALTER TABLE runs ADD COLUMN post_hooks_seconds REAL;
     """
 
+#: Migration 5: one trigger vocabulary. Work an agent's call queued was 'agent-trigger' with
+#: its caller in 'sourceAgent'; it is 'agent-call' with 'caller', as its run's record and
+#: trigger.json always said.
+AGENT_CALL_TRIGGER = """
+    UPDATE work_queue SET type = 'agent-call', payload = json_remove(
+        json_set(payload, '$.caller', json_extract(payload, '$.sourceAgent')), '$.sourceAgent')
+        WHERE type = 'agent-trigger';
+    UPDATE queue_drops SET type = 'agent-call' WHERE type = 'agent-trigger';
+    UPDATE active_runs SET trigger = json_set(trigger, '$.type', 'agent-call')
+        WHERE json_extract(trigger, '$.type') = 'agent-trigger';
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
-MIGRATIONS: tuple[str, ...] = (RUNS, RUN_USAGE, DAEMON_STATE, HOOK_TIMES)
+MIGRATIONS: tuple[str, ...] = (RUNS, RUN_USAGE, DAEMON_STATE, HOOK_TIMES, AGENT_CALL_TRIGGER)
