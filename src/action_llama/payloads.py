@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from action_llama.gateway.backend import Dispatch
     from action_llama.runs.store import AgentStats, RunRecord
     from action_llama.state import ActiveRun, Call, Lock, QueueDrop
-    from action_llama.state import Receipt as StoredReceipt
     from action_llama.webhooks import Receipt
 
 
@@ -309,7 +308,7 @@ def active_call(made: Call) -> ActiveCallPayload:
 
 
 class ReceiptPayload(TypedDict):
-    """A stored webhook delivery (`state.Receipt`)."""
+    """A webhook delivery and what came of it (`webhooks.Receipt`)."""
 
     id: str
     source: str
@@ -317,7 +316,10 @@ class ReceiptPayload(TypedDict):
     receivedAt: str | None
     #: processed, dead-letter or duplicate.
     status: str
+    #: Why nothing (more) ran, in one word (`webhooks.ReceiptReason`); None when all went well.
     reason: str | None
+    #: The same for people: what matched, or why nothing did.
+    detail: str
     matchedAgents: list[str]
     deliveryId: str | None
     #: With `full` only:
@@ -326,7 +328,7 @@ class ReceiptPayload(TypedDict):
     bodyTruncated: NotRequired[bool]
 
 
-def receipt(stored: StoredReceipt, *, full: bool = False) -> ReceiptPayload:
+def receipt(stored: Receipt, *, full: bool = False) -> ReceiptPayload:
     payload: ReceiptPayload = {
         "id": stored.id,
         "source": stored.source,
@@ -334,11 +336,12 @@ def receipt(stored: StoredReceipt, *, full: bool = False) -> ReceiptPayload:
         "receivedAt": iso(stored.received_at),
         "status": stored.status,
         "reason": stored.reason,
+        "detail": stored.detail,
         "matchedAgents": list(stored.matched_agents),
         "deliveryId": stored.delivery_id,
     }
     if full:
-        payload["headers"] = stored.headers
+        payload["headers"] = dict(stored.headers)
         payload["body"] = stored.body.decode("utf-8", errors="replace")
         payload["bodyTruncated"] = stored.body_truncated
     return payload

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,6 @@ from action_llama.state import (
     Inserted,
     InvalidKey,
     Locks,
-    Receipt,
     Receipts,
     Refused,
     State,
@@ -33,8 +33,8 @@ from action_llama.state import (
     prune,
 )
 from action_llama.state.db import BACKUPS_KEPT, DB_NAME, backup, schema_version, statements
-from action_llama.state.receipts import MAX_BODY_BYTES
 from action_llama.state.schema import MIGRATIONS
+from action_llama.webhooks import Receipt
 
 T0 = 1_700_000_000.0
 DAY = 86400.0
@@ -420,10 +420,13 @@ def receipt(rid: str, delivery: str | None, at: float = T0, body: bytes = b"{}")
     return Receipt(
         id=rid,
         source="github",
+        provider="github",
         event_summary="issues opened",
         received_at=at,
         headers={"x-github-event": "issues"},
         body=body,
+        status="processed",
+        detail="matched dev",
         matched_agents=("dev",),
         delivery_id=delivery,
     )
@@ -438,26 +441,31 @@ def test_duplicate_delivery_id_is_recorded_as_a_duplicate(db: Database) -> None:
     assert receipts.insert(receipt("r4", None)) == Inserted("r4")
     dup = receipts.get("r2")
     assert dup is not None
-    assert (dup.status, dup.matched_agents) == ("duplicate", ())
-    assert "r1" in (dup.reason or "")
-    assert receipts.set_outcome("r3", "dead-letter", [], "no_match")
+    assert (dup.status, dup.reason, dup.matched_agents, dup.delivery_id) == (
+        "duplicate",
+        "duplicate",
+        (),
+        None,
+    )
+    assert "r1" in dup.detail
+    assert receipts.set_outcome("r3", "dead-letter", [], "no_match", "no agent matched")
     r3 = receipts.get("r3")
     assert r3 is not None
-    assert (r3.status, r3.reason, r3.headers) == (
+    assert (r3.status, r3.reason, r3.detail, r3.headers) == (
         "dead-letter",
         "no_match",
+        "no agent matched",
         {"x-github-event": "issues"},
     )
 
 
-def test_receipt_bodies_are_capped(db: Database) -> None:
-    """Bodies over 256 KiB are cut and the receipt says so."""
+def test_a_receipt_reads_back_as_it_was_stored(db: Database) -> None:
+    """Every stored field of a receipt comes back; what only routing knows does not."""
     receipts = Receipts(db)
-    receipts.insert(receipt("big", None, body=b"x" * (MAX_BODY_BYTES + 10)))
-    stored = receipts.get("big")
-    assert stored is not None
-    assert (len(stored.body), stored.body_truncated) == (MAX_BODY_BYTES, True)
-    assert [r.id for r in receipts.recent()] == ["big"]
+    kept = replace(receipt("r1", "d-1", body=b"x" * 10), body_truncated=True, unsigned=True)
+    receipts.insert(kept)
+    assert receipts.get("r1") == replace(kept, unsigned=False)
+    assert [r.id for r in receipts.recent()] == ["r1"]
 
 
 def test_active_runs_keep_only_a_hash_of_the_secret(tmp_path: Path, db: Database) -> None:
@@ -557,7 +565,7 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.close()
     state = State.open(tmp_path)
     try:
-        assert schema_version(state.db.conn) == len(MIGRATIONS) == 5
+        assert schema_version(state.db.conn) == len(MIGRATIONS) == 6
         state.queue.push("dev", manual(0))
         runs = RunStore(tmp_path, database=state.db)
         (run,) = runs.runs("dev")
@@ -615,6 +623,37 @@ def test_work_an_agent_call_queued_before_one_vocabulary_still_runs(tmp_path: Pa
         ]
     finally:
         state.close()
+
+
+def test_receipts_stored_before_one_receipt_read_back_split(tmp_path: Path) -> None:
+    """A version 5 database's "<reason>: <detail>" receipts read back as the reason word and
+    the detail; duplicates and undispatched deliveries get their reason words too."""
+    old = sqlite3.connect(tmp_path / DB_NAME)
+    for migration in MIGRATIONS[:5]:
+        old.executescript(migration)
+    old.execute("PRAGMA user_version = 5")
+    rows = [
+        ("r1", "dead-letter", "validation_failed: x-hub-signature-256 does not match"),
+        ("r2", "duplicate", "duplicate of delivery d-1 (receipt r0)"),
+        ("r3", "dead-letter", "not dispatched: dev: scheduler is paused"),
+        ("r4", "processed", None),
+    ]
+    old.executemany(
+        "INSERT INTO webhook_receipts (id, source, event_summary, received_at, headers, body, "
+        "matched_agents, status, reason) VALUES (?, 'gh', 'issues', 1, '{}', x'', '[]', ?, ?)",
+        rows,
+    )
+    old.commit()
+    old.close()
+    with Database(tmp_path / DB_NAME) as db:
+        receipts = Receipts(db)
+        read = {rid: receipts.get(rid) for rid, _, _ in rows}
+    assert {rid: (r.reason, r.detail, r.provider) for rid, r in read.items() if r} == {
+        "r1": ("validation_failed", "x-hub-signature-256 does not match", ""),
+        "r2": ("duplicate", "duplicate of delivery d-1 (receipt r0)", ""),
+        "r3": ("not_dispatched", "dev: scheduler is paused", ""),
+        "r4": (None, "", ""),
+    }
 
 
 def test_backups_are_bounded(db: Database, tmp_path: Path) -> None:

@@ -326,25 +326,29 @@ def test_receipt_keeps_delivery_id_and_headers_without_signatures() -> None:
         "user-agent": "GitHub-Hookshot/044aadd",
     }
     assert receipt.body == body
-    assert receipt.timestamp == "2025-03-01T12:00:00.123Z"
+    assert receipt.received_at == NOW.timestamp()
 
 
 def test_bodies_over_10_mib_are_refused_without_verifying() -> None:
     """A body over 10 MiB gives reason too_large and is not stored."""
     body = b" " * (MAX_BODY + 1)
     receipt = intake("gh", source(), body, {"X-GitHub-Event": "issues"}, {}, [SECRET])
-    assert (receipt.status, receipt.reason, receipt.body) == ("dead-letter", "too_large", None)
+    assert (receipt.status, receipt.reason, receipt.body) == ("dead-letter", "too_large", b"")
 
 
 def test_bodies_over_256_kib_are_processed_but_not_kept() -> None:
-    """A large (under 10 MiB) delivery is routed; only bodies ≤ 256 KiB are kept for replay."""
+    """A large (under 10 MiB) delivery is routed; only bodies ≤ 256 KiB are kept whole, so
+    only those can be replayed."""
     payload = {**PAYLOADS["issues"], "padding": "x" * MAX_STORED_BODY}
     body, headers = delivery("issues", payload)
     receipt = intake(
         "gh", source(), body, headers, {"dev": [WebhookTrigger(source="gh")]}, [SECRET]
     )
     assert receipt.matched_agents == ("dev",)
-    assert receipt.body is None
+    assert (receipt.body, receipt.body_truncated) == (body[:MAX_STORED_BODY], True)
+    assert not receipt.replayable
+    with pytest.raises(WebhookRejected, match="no stored payload"):
+        replay(receipt, source(), {})
 
 
 def test_no_match_lists_each_agent_and_why() -> None:
@@ -374,15 +378,18 @@ def test_no_agent_listening_is_no_match() -> None:
 
 
 def test_duplicate_path_clears_the_matches() -> None:
-    """as_duplicate() turns a receipt into a dead-letter duplicate that runs nothing."""
-    dup = gh_intake("issues").as_duplicate()
-    assert (dup.status, dup.reason, dup.matched_agents, dup.context) == (
-        "dead-letter",
+    """as_duplicate() turns a receipt into a duplicate that runs nothing and gives up its
+    delivery id."""
+    dup = gh_intake("issues").as_duplicate("r0")
+    assert (dup.status, dup.reason, dup.matched_agents, dup.context, dup.delivery_id) == (
+        "duplicate",
         "duplicate",
         (),
         None,
+        None,
     )
     assert "72d3162e" in dup.detail
+    assert "receipt r0" in dup.detail
 
 
 def test_replay_routes_the_stored_body_without_a_signature() -> None:
@@ -400,7 +407,7 @@ def test_replay_without_a_stored_body_is_refused() -> None:
     """A receipt whose body was too large to keep cannot be replayed."""
     receipt = gh_intake("issues")
     with pytest.raises(WebhookRejected, match="no stored payload"):
-        replay(dataclasses.replace(receipt, body=None), source(), {})
+        replay(dataclasses.replace(receipt, body=b""), source(), {})
 
 
 # --- the context JSON ---------------------------------------------------------------------

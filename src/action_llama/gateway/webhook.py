@@ -17,6 +17,7 @@ retry is taken. Bodies of refused deliveries (unauthenticated) are not kept.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,6 @@ from action_llama import payloads
 from action_llama.errors import ActionLlamaError
 from action_llama.gateway.http import Problem, log, read_body, status_for
 from action_llama.state import Duplicate
-from action_llama.state import Receipt as StoredReceipt
 from action_llama.webhooks import MAX_BODY, Receipt, intake, load_secrets, replay
 from action_llama.webhooks.intake import stored_headers
 
@@ -42,22 +42,6 @@ _REFUSED_LABEL = {
     "parse_error": "invalid payload",
     "too_large": "payload too large",
 }
-
-
-def to_stored(receipt: Receipt, body: bytes, received_at: float) -> StoredReceipt:
-    """The row kept for `receipt`: no delivery id and no body unless it was verified."""
-    return StoredReceipt(
-        id=receipt.id,
-        source=receipt.source,
-        event_summary=receipt.event_summary,
-        received_at=received_at,
-        headers=dict(receipt.headers),
-        body=b"" if receipt.reason in ("validation_failed", "too_large") else body,
-        matched_agents=receipt.matched_agents,
-        status=receipt.status,
-        reason=f"{receipt.reason}: {receipt.detail}" if receipt.reason else None,
-        delivery_id=None if receipt.rejected else receipt.delivery_id,
-    )
 
 
 class WebhookDesk:
@@ -75,84 +59,60 @@ class WebhookDesk:
             raise Problem(404, f"unknown webhook source: {source}")
         now = datetime.now(UTC)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        unread = Receipt(
+            id=str(uuid.uuid4()),
+            source=source,
+            provider=config.type,
+            received_at=now.timestamp(),
+            event_summary=config.type,
+            headers=stored_headers(headers),
+        )
         try:
             body = await read_body(request, MAX_BODY)
         except Problem as exc:
             if exc.status != 413:
                 raise
-            reason = "too_large: body over 10 MiB"
-            raise self._unread(source, config.type, headers, now, 413, reason) from exc
+            refused = replace(unread, reason="too_large", detail="body over 10 MiB")
+            raise self._unread(refused, 413, "payload too large") from exc
         try:
             secrets = load_secrets(config, settings.credentials)
         except ActionLlamaError as exc:  # an unreadable store: ours to fix, the sender retries
-            reason = f"validation_failed: cannot read the source's secret: {exc.message}"
-            raise self._unread(source, config.type, headers, now, 500, reason) from exc
+            detail = f"cannot read the source's secret: {exc.message}"
+            refused = replace(unread, reason="validation_failed", detail=detail)
+            raise self._unread(refused, 500, detail) from exc
         agents = settings.webhook_agents()
-        receipt = intake(source, config, body, headers, agents, secrets, now=now)
-        return await self._settle(receipt, body, now)
+        return await self._settle(intake(source, config, body, headers, agents, secrets, now=now))
 
     async def replay(self, receipt_id: str) -> JSONResponse:
         """Route a stored delivery again, unverified (operator only): a new receipt."""
-        stored = self.receipts.get(receipt_id)
-        if stored is None:
+        original = self.receipts.get(receipt_id)
+        if original is None:
             raise Problem(404, f"receipt not found: {receipt_id}")
         settings = self.deps.settings()
-        config = settings.webhooks.get(stored.source)
+        config = settings.webhooks.get(original.source)
         if config is None:
-            raise Problem(409, f"webhook source {stored.source} is no longer configured")
-        if stored.body_truncated or not stored.body:
-            raise Problem(400, f"receipt {receipt_id} has no stored payload to replay")
-        now = datetime.now(UTC)
-        original = Receipt(
-            id=stored.id,
-            source=stored.source,
-            provider=config.type,
-            timestamp=payloads.iso(stored.received_at) or "",
-            delivery_id=None,
-            event_summary=stored.event_summary,
-            status="dead-letter",
-            reason=None,
-            detail="",
-            headers=stored.headers,
-            body=stored.body,
-        )
-        receipt = replay(original, config, settings.webhook_agents(), now=now)
-        return await self._settle(receipt, stored.body, now)
+            raise Problem(409, f"webhook source {original.source} is no longer configured")
+        # WebhookRejected (400) when its body was not kept whole.
+        return await self._settle(replay(original, config, settings.webhook_agents()))
 
-    def _unread(
-        self,
-        source: str,
-        kind: str,
-        headers: dict[str, str],
-        now: datetime,
-        status: int,
-        reason: str,
-    ) -> Problem:
+    def _unread(self, receipt: Receipt, status: int, error: str) -> Problem:
         """Store the receipt of a delivery refused before `intake` read it, and the answer."""
-        receipt_id = str(uuid.uuid4())
-        self.receipts.insert(
-            StoredReceipt(
-                id=receipt_id,
-                source=source,
-                event_summary=kind,
-                received_at=now.timestamp(),
-                headers=stored_headers(headers),
-                body=b"",
-                status="dead-letter",
-                reason=reason,
-            )
+        self.receipts.insert(receipt)
+        log.warning(
+            "webhook to %s refused: %s: %s (receipt %s)",
+            receipt.source,
+            receipt.reason,
+            receipt.detail,
+            receipt.id,
         )
-        log.warning("webhook to %s refused: %s (receipt %s)", source, reason, receipt_id)
-        word, _, detail = reason.partition(": ")
-        error = "payload too large" if status == 413 else detail
-        return Problem(status, error, reason=word, receiptId=receipt_id)
+        return Problem(status, error, reason=receipt.reason, receiptId=receipt.id)
 
     async def _dispatch(self, receipt: Receipt) -> list[Dispatch]:
         """Hand the matched agents to the backend; on failure, release the delivery id."""
 
         def undo(why: str) -> None:
             self.receipts.forget_delivery(receipt.id)
-            self.receipts.set_outcome(receipt.id, "dead-letter", (), f"not dispatched: {why}")
+            self.receipts.set_outcome(receipt.id, "dead-letter", (), "not_dispatched", why)
 
         try:
             return await self.deps.backend.dispatch_webhook(receipt, receipt.matched_agents)
@@ -164,8 +124,8 @@ class WebhookDesk:
             undo("internal error")
             raise Problem(500, "internal error", receiptId=receipt.id) from exc
 
-    async def _settle(self, receipt: Receipt, body: bytes, now: datetime) -> JSONResponse:
-        stored = self.receipts.insert(to_stored(receipt, body, now.timestamp()))
+    async def _settle(self, receipt: Receipt) -> JSONResponse:
+        stored = self.receipts.insert(receipt)
         header = {RECEIPT_HEADER: stored.id}
         if isinstance(stored, Duplicate):
             duplicate = payloads.duplicate(stored.id, stored.existing_id)
@@ -187,15 +147,10 @@ class WebhookDesk:
             accepted = [d.agent for d in dispatched if d.accepted]
             refused = "; ".join(f"{d.agent}: {d.reason}" for d in dispatched if not d.accepted)
             status = "processed" if accepted else "dead-letter"
-            reason = f"not dispatched: {refused}" if refused else None
             # Usually every matched agent took it, which is what the stored row says already:
             # one write transaction fewer per delivery.
-            if (status, tuple(accepted), reason) != (
-                receipt.status,
-                receipt.matched_agents,
-                None if receipt.reason is None else f"{receipt.reason}: {receipt.detail}",
-            ):
-                self.receipts.set_outcome(receipt.id, status, accepted, reason)
+            if refused:
+                self.receipts.set_outcome(receipt.id, status, accepted, "not_dispatched", refused)
         answer = payloads.delivery(receipt, status, dispatched)
         return JSONResponse({"ok": True, **answer}, headers=header)
 

@@ -4,7 +4,7 @@
     queue.py      WorkQueue: per-agent FIFO work queues of triggers, capped, drops recorded
     locks.py      Locks: URI-keyed resource locks with TTL, heartbeat and deadlock detection
     calls.py      Calls: agent-to-agent calls with depth and cycle checks, and their history
-    receipts.py   Receipts: one per webhook delivery, deduplicated by delivery id
+    receipts.py   Receipts: the `webhooks.Receipt` of every delivery, deduplicated by delivery id
     active.py     ActiveRuns: the daemon's running runs, so a restart can re-adopt them
     retention.py  prune: history older than `historyRetentionDays` (the run history's own
                   retention is `action_llama.runs.store`'s)
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         Locks,
     )
     from action_llama.state.queue import PushResult, QueuedItem, QueueDrop, WorkQueue
-    from action_llama.state.receipts import Duplicate, Inserted, Receipt, Receipts
+    from action_llama.state.receipts import Duplicate, Inserted, Receipts
     from action_llama.state.retention import Pruned, prune
     from action_llama.state.stores import State
 
@@ -65,7 +65,6 @@ _HOMES = {
     "WorkQueue": "queue",
     "Duplicate": "receipts",
     "Inserted": "receipts",
-    "Receipt": "receipts",
     "Receipts": "receipts",
     "Pruned": "retention",
     "prune": "retention",
@@ -93,7 +92,6 @@ __all__ = [
     "PushResult",
     "QueueDrop",
     "QueuedItem",
-    "Receipt",
     "Receipts",
     "Refused",
     "State",
@@ -102,12 +100,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # hidden from mypy, which would take any name as defined by it
 
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        globals()[name] = value
+        return value

@@ -1,42 +1,22 @@
-"""Webhook receipts: one row per delivery, saying what it matched or why it matched nothing.
+"""Webhook receipts: one row per delivery (`webhooks.Receipt`), saying what it matched or why
+it matched nothing.
 
 A delivery id (GitHub's `X-GitHub-Delivery`, say) is unique: a second delivery with the same id
 is recorded as a `duplicate` receipt pointing at the first, and must not be dispatched again.
-Bodies are kept up to `MAX_BODY_BYTES` (the rest is cut and the receipt marked truncated).
-Headers are stored as given: strip credentials (an `Authorization` header) before inserting.
+Headers and body are stored as the receipt holds them (intake strips credentials and cuts the
+body). What only routing knows (contexts, replies, unmatched agents) is not stored.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import cast
 
 from action_llama.state.db import Database
-
-MAX_BODY_BYTES = 256 * 1024
-
-ReceiptStatus = Literal["processed", "dead-letter", "duplicate"]
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """One webhook delivery: where from, what it was, and what came of it."""
-
-    id: str
-    source: str
-    #: One line, for example `issues opened` (GitHub event and action) or the source's name.
-    event_summary: str
-    received_at: float
-    headers: dict[str, str]
-    body: bytes
-    matched_agents: tuple[str, ...] = ()
-    status: ReceiptStatus = "processed"
-    #: Why a dead letter: validation_failed, parse_error, no_match, ... (free text).
-    reason: str | None = None
-    delivery_id: str | None = None
-    body_truncated: bool = False
+from action_llama.webhooks.base import ReceiptReason
+from action_llama.webhooks.receipt import Receipt, ReceiptStatus
 
 
 @dataclass(frozen=True)
@@ -62,9 +42,7 @@ class Receipts:
         self.db = db
 
     def insert(self, receipt: Receipt) -> Inserted | Duplicate:
-        """Store `receipt` (its body cut to `MAX_BODY_BYTES`), or record it as a duplicate."""
-        if len(receipt.body) > MAX_BODY_BYTES:
-            receipt = replace(receipt, body=receipt.body[:MAX_BODY_BYTES], body_truncated=True)
+        """Store `receipt`, or record it as a duplicate of the receipt with its delivery id."""
         with self.db.write() as conn:
             existing = None
             if receipt.delivery_id is not None:
@@ -72,30 +50,25 @@ class Receipts:
                     "SELECT id FROM webhook_receipts WHERE delivery_id = ?", (receipt.delivery_id,)
                 ).fetchone()
             if existing is not None:
-                receipt = replace(
-                    receipt,
-                    delivery_id=None,
-                    status="duplicate",
-                    matched_agents=(),
-                    reason=f"duplicate of delivery {receipt.delivery_id} "
-                    f"(receipt {existing['id']})",
-                )
+                receipt = receipt.as_duplicate(existing["id"])
             conn.execute(
-                "INSERT INTO webhook_receipts (id, delivery_id, source, event_summary, "
-                "received_at, headers, body, body_truncated, matched_agents, status, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO webhook_receipts (id, delivery_id, source, provider, "
+                "event_summary, received_at, headers, body, body_truncated, matched_agents, "
+                "status, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     receipt.id,
                     receipt.delivery_id,
                     receipt.source,
+                    receipt.provider,
                     receipt.event_summary,
                     receipt.received_at,
-                    json.dumps(receipt.headers),
+                    json.dumps(dict(receipt.headers)),
                     receipt.body,
                     int(receipt.body_truncated),
                     json.dumps(list(receipt.matched_agents)),
                     receipt.status,
                     receipt.reason,
+                    receipt.detail,
                 ),
             )
         if existing is not None:
@@ -107,14 +80,16 @@ class Receipts:
         receipt_id: str,
         status: ReceiptStatus,
         matched_agents: tuple[str, ...] | list[str] = (),
-        reason: str | None = None,
+        reason: ReceiptReason | None = None,
+        detail: str = "",
     ) -> bool:
-        """Record what routing did with a stored delivery; False if there is no such receipt."""
+        """Record what dispatching did with a stored delivery (the agents that took it, or why
+        none did); False if there is no such receipt."""
         with self.db.write() as conn:
             cursor = conn.execute(
-                "UPDATE webhook_receipts SET status = ?, matched_agents = ?, reason = ? "
-                "WHERE id = ?",
-                (status, json.dumps(list(matched_agents)), reason, receipt_id),
+                "UPDATE webhook_receipts SET status = ?, matched_agents = ?, reason = ?, "
+                "detail = ? WHERE id = ?",
+                (status, json.dumps(list(matched_agents)), reason, detail, receipt_id),
             )
             return cursor.rowcount > 0
 
@@ -154,13 +129,15 @@ def _receipt(row: sqlite3.Row) -> Receipt:
     return Receipt(
         id=row["id"],
         source=row["source"],
-        event_summary=row["event_summary"],
+        provider=row["provider"],
         received_at=row["received_at"],
+        event_summary=row["event_summary"],
+        status=row["status"],
+        reason=cast("ReceiptReason | None", row["reason"]),
+        detail=row["detail"],
+        delivery_id=row["delivery_id"],
+        matched_agents=tuple(json.loads(row["matched_agents"])),
         headers=json.loads(row["headers"]),
         body=bytes(row["body"]),
-        matched_agents=tuple(json.loads(row["matched_agents"])),
-        status=row["status"],
-        reason=row["reason"],
-        delivery_id=row["delivery_id"],
         body_truncated=bool(row["body_truncated"]),
     )

@@ -172,5 +172,25 @@ AGENT_CALL_TRIGGER = """
         WHERE json_extract(trigger, '$.type') = 'agent-trigger';
     """
 
+#: Migration 6: one receipt. A receipt keeps its provider, and its reason is one word (the
+#: vocabulary of `webhooks.ReceiptReason`) with the sentence for people in `detail`; the
+#: reasons stored before as "<word>: <sentence>" are split.
+RECEIPT_DETAIL = """
+    ALTER TABLE webhook_receipts ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+    ALTER TABLE webhook_receipts ADD COLUMN detail TEXT NOT NULL DEFAULT '';
+    UPDATE webhook_receipts SET reason = 'duplicate', detail = reason WHERE status = 'duplicate';
+    UPDATE webhook_receipts SET reason = substr(reason, 1, instr(reason, ': ') - 1),
+        detail = substr(reason, instr(reason, ': ') + 2)
+        WHERE status != 'duplicate' AND instr(reason, ': ') > 0;
+    UPDATE webhook_receipts SET reason = 'not_dispatched' WHERE reason = 'not dispatched';
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
-MIGRATIONS: tuple[str, ...] = (RUNS, RUN_USAGE, DAEMON_STATE, HOOK_TIMES, AGENT_CALL_TRIGGER)
+MIGRATIONS: tuple[str, ...] = (
+    RUNS,
+    RUN_USAGE,
+    DAEMON_STATE,
+    HOOK_TIMES,
+    AGENT_CALL_TRIGGER,
+    RECEIPT_DETAIL,
+)

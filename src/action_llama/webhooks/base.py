@@ -22,9 +22,16 @@ if TYPE_CHECKING:
     from action_llama.webhooks.context import WebhookEvent
 
 #: Why a delivery started no run (the `webhook_receipts.dead_letter_reason` vocabulary, plus
-#: "ignored" for deliveries that are valid but carry nothing to act on, such as pings).
+#: "ignored" for deliveries that are valid but carry nothing to act on, such as pings, and
+#: "not_dispatched" for matched ones the scheduler did not take).
 ReceiptReason = Literal[
-    "validation_failed", "parse_error", "no_match", "too_large", "duplicate", "ignored"
+    "validation_failed",
+    "parse_error",
+    "no_match",
+    "too_large",
+    "duplicate",
+    "ignored",
+    "not_dispatched",
 ]
 
 

@@ -3,8 +3,10 @@
 `intake` raises nothing for a bad delivery: every outcome is a receipt whose `reason` says
 what happened, so the gateway can store it and answer (413 too_large, 401
 validation_failed, 400 parse_error, 200 otherwise) and the operator can see why an agent
-did not run. Delivery-id dedupe needs the receipts already stored, so it is the caller's:
-look `receipt.delivery_id` up and store `receipt.as_duplicate()` instead when it was seen.
+did not run. Delivery-id dedupe needs the receipts already stored, so it is the store's
+(`state.Receipts.insert`). What is kept of a refused delivery is decided here: no body when
+it was too large or not authenticated, and no delivery id (a forged one must not block the
+real one).
 
 Signatures: a source whose credential holds secrets only accepts deliveries signed by one
 of them. A source with no secret accepts unsigned deliveries only when its own
@@ -20,14 +22,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from action_llama.errors import WebhookRejected
-from action_llama.webhooks.base import Ignored, ReceiptReason
-from action_llama.webhooks.context import WebhookContext, iso_now
+from action_llama.webhooks.base import Ignored
+from action_llama.webhooks.context import iso_now
 from action_llama.webhooks.match import match_all
+from action_llama.webhooks.receipt import MAX_STORED_BODY, Receipt
 from action_llama.webhooks.registry import get_provider, secret_ref
 
 if TYPE_CHECKING:
@@ -37,8 +40,6 @@ if TYPE_CHECKING:
 
 #: Larger bodies are refused (the gateway should also refuse a larger Content-Length).
 MAX_BODY = 10 * 1024 * 1024
-#: Bodies up to this size are kept with the receipt, for replay.
-MAX_STORED_BODY = 256 * 1024
 #: Never stored with a receipt: every provider's signature headers, and credentials.
 STRIPPED_HEADERS = frozenset(
     {
@@ -57,64 +58,6 @@ STRIPPED_HEADERS = frozenset(
         "cookie",
     }
 )
-
-Status = Literal["processed", "dead-letter"]
-#: Reasons that mean the delivery was refused (the sender did something wrong).
-REJECTED: tuple[ReceiptReason, ...] = ("validation_failed", "parse_error", "too_large")
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What happened to one delivery: a row of `webhook_receipts`, plus the run context.
-
-    `status` is "processed" when some agent matched or the delivery was valid but carried
-    nothing to act on (`reason` "ignored"), else "dead-letter" with `reason` saying why.
-    """
-
-    id: str
-    #: The `[webhooks.<name>]` source name, and its provider type.
-    source: str
-    provider: str
-    timestamp: str
-    delivery_id: str | None
-    #: "issues opened", "push", "replay:issues opened"; the provider type if unparsed.
-    event_summary: str
-    status: Status
-    reason: ReceiptReason | None
-    #: One line for people: what matched, or why nothing did.
-    detail: str
-    matched_agents: tuple[str, ...] = ()
-    #: Agent name -> why none of its entries for this source fired.
-    unmatched: Mapping[str, str] = field(default_factory=dict)
-    #: What each matched agent's run is told (None unless the delivery parsed).
-    context: WebhookContext | None = None
-    #: Lower-cased headers without signatures or credentials.
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: The raw body when ≤ MAX_STORED_BODY, for replay.
-    body: bytes | None = None
-    #: Accepted without a signature because the source sets allowUnsigned.
-    unsigned: bool = False
-    #: A JSON body the sender must get back instead of the usual answer (Discord PING).
-    reply: Mapping[str, Any] | None = None
-    #: The receipt this one replays.
-    replay_of: str | None = None
-
-    @property
-    def rejected(self) -> bool:
-        """True when the delivery was refused rather than read (bad signature, body, size)."""
-        return self.reason in REJECTED
-
-    def as_duplicate(self) -> Receipt:
-        """This receipt for a delivery id already received: dead-letter, nothing to run."""
-        return replace(
-            self,
-            status="dead-letter",
-            reason="duplicate",
-            detail=f"delivery {self.delivery_id} was already received",
-            matched_agents=(),
-            unmatched={},
-            context=None,
-        )
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -149,14 +92,9 @@ def intake(
         id=str(uuid.uuid4()),
         source=source_name,
         provider=provider.type,
-        timestamp=iso_now(now),
-        delivery_id=provider.delivery_id(headers, body),
+        received_at=(now or datetime.now(UTC)).timestamp(),
         event_summary=provider.type,
-        status="dead-letter",
-        reason=None,
-        detail="",
         headers=stored_headers(headers),
-        body=body if len(body) <= MAX_STORED_BODY else None,
     )
     if len(body) > MAX_BODY:
         size = f"{len(body) / 1024 / 1024:.1f} MiB"
@@ -164,6 +102,12 @@ def intake(
     refused = _verify(provider, source_name, source_config, body, headers, secrets)
     if refused is not None:
         return replace(receipt, reason="validation_failed", detail=refused)
+    receipt = replace(
+        receipt,
+        delivery_id=provider.delivery_id(headers, body),
+        body=body[:MAX_STORED_BODY],
+        body_truncated=len(body) > MAX_STORED_BODY,
+    )
     unsigned = provider.credential_type is not None and not secrets
     return _route(receipt, provider, body, headers, agents, unsigned=unsigned)
 
@@ -179,16 +123,16 @@ def replay(
 
     The new receipt has its own id, no delivery id (the original holds it), the summary
     `replay:<summary>` and `replay_of` set. Raises WebhookRejected when the original body
-    was not kept or the source's type has changed since.
+    was not kept whole or the source's type has changed since.
     """
-    if original.body is None:
+    if not original.replayable:
         raise WebhookRejected(
             f"Receipt {original.id} has no stored payload.",
             reason="parse_error",
             hint=f"Only bodies up to {MAX_STORED_BODY // 1024} KiB are kept for replay.",
         )
     provider = get_provider(source_config.type)
-    if provider.type != original.provider:
+    if original.provider and provider.type != original.provider:
         raise WebhookRejected(
             f"Source {original.source} is now {provider.type}, but receipt {original.id} "
             f"came from {original.provider}.",
@@ -197,7 +141,8 @@ def replay(
     receipt = replace(
         original,
         id=str(uuid.uuid4()),
-        timestamp=iso_now(now),
+        provider=provider.type,
+        received_at=(now or datetime.now(UTC)).timestamp(),
         delivery_id=None,
         event_summary=provider.type,
         status="dead-letter",
@@ -257,7 +202,10 @@ def _route(
     try:
         parsed = provider.parse(body, headers)
     except WebhookRejected as exc:
-        return replace(receipt, reason=exc.reason, detail=exc.message, unsigned=unsigned)
+        # Refused: its delivery id is not claimed (a broken delivery must not block a retry).
+        return replace(
+            receipt, reason=exc.reason, detail=exc.message, unsigned=unsigned, delivery_id=None
+        )
     if isinstance(parsed, Ignored):
         return replace(
             receipt,
@@ -267,7 +215,9 @@ def _route(
             reply=parsed.reply,
             unsigned=unsigned,
         )
-    context = parsed.with_receipt(receipt.id, receipt.timestamp)
+    context = parsed.with_receipt(
+        receipt.id, iso_now(datetime.fromtimestamp(receipt.received_at, UTC))
+    )
     parsed_fields: dict[str, Any] = {
         "event_summary": parsed.summary,
         "context": context,

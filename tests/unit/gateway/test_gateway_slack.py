@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from action_llama.gateway import create_app
 from action_llama.gateway.testing import RecordingBackend
 from action_llama.state import State
 from action_llama.webhooks import intake
+from action_llama.webhooks.context import iso_now
 from action_llama.webhooks.match import unsupported_filters
 
 from gateway_support import make_settings
@@ -113,7 +115,8 @@ def test_a_signed_app_mention_gives_the_context_agents_need_to_reply() -> None:
     (first line as title) and the ts to reply to in a thread, and the event id dedupes it."""
     body, headers = signed(callback(APP_MENTION))
     agents = {"helper": [WebhookTrigger(source="slack", events=["app_mention"])]}
-    receipt = intake("slack", SLACK, body, headers, agents, [SIGNING_SECRET])
+    now = datetime.now(UTC)
+    receipt = intake("slack", SLACK, body, headers, agents, [SIGNING_SECRET], now=now)
     assert receipt.matched_agents == ("helper",), receipt.detail
     assert receipt.delivery_id == "Ev0PV52K21"
     assert receipt.event_summary == "app_mention"
@@ -123,7 +126,7 @@ def test_a_signed_app_mention_gives_the_context_agents_need_to_reply() -> None:
         "event": "app_mention",
         "repo": "T123ABC456",
         "sender": "U123ABC456",
-        "timestamp": receipt.timestamp,
+        "timestamp": iso_now(now),
         "title": "What is the hour of the pearl, <@U0LAN0Z89>?",
         "body": APP_MENTION["text"],
         "channel": "C123ABC456",

@@ -213,7 +213,11 @@ def test_refused_dispatch_is_recorded_on_the_receipt(
     ]
     stored = state.receipts.get(answer["receiptId"])
     assert stored is not None
-    assert stored.reason == "not dispatched: dev: scheduler is paused"
+    assert (stored.status, stored.reason, stored.detail) == (
+        "dead-letter",
+        "not_dispatched",
+        "dev: scheduler is paused",
+    )
 
 
 def test_a_daemon_that_cannot_take_work_is_503_and_the_retry_is_taken(
@@ -288,6 +292,6 @@ def test_an_unreadable_credential_store_is_500_with_a_receipt(
     assert "permission denied" in response.json()["error"]
     stored = state.receipts.get(response.json()["receiptId"])
     assert stored is not None
-    assert stored.reason is not None
-    assert stored.reason.startswith("validation_failed: cannot read")
+    assert stored.reason == "validation_failed"
+    assert stored.detail.startswith("cannot read the source's secret")
     assert backend.named("dispatch_webhook") == []
