@@ -15,6 +15,10 @@ any of them to a client in another language.
     GET  /control/logs/{agent}          LogsPayload
     GET  /control/stats                 StatsPayload
     POST /control/trigger/{agent}       DispatchPayload
+    POST /control/kill/{target}         KilledPayload
+    POST /control/pause[/{agent}]       {"paused": <agent or "scheduler">}
+    POST /control/resume[/{agent}]      {"resumed": <agent or "scheduler">}
+    POST /control/stop                  {"message": "stopping"}
     POST /webhooks/{source}             DeliveryPayload (DuplicatePayload for a repeat)
     POST /control/receipts/{id}/replay  DeliveryPayload
     POST /locks/*, GET /locks/list      LockPayload (the helper commands of a run)
@@ -262,6 +266,13 @@ def dispatch(done: Dispatch) -> DispatchPayload:
     if done.reason is not None:
         payload["reason"] = done.reason
     return payload
+
+
+class KilledPayload(TypedDict):
+    """`POST /control/kill/{target}`: the ids of the runs being stopped (none for an idle
+    agent)."""
+
+    killed: list[str]
 
 
 # -- agent calls -----------------------------------------------------------------------------

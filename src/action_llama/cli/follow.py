@@ -12,13 +12,14 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from action_llama.cli.render import print_error, record_printer, status
 from action_llama.errors import ActionLlamaError, DaemonUnavailable, RunError
 
 if TYPE_CHECKING:
     from action_llama.daemon.client import Daemon
+    from action_llama.payloads import DispatchPayload, StatusPayload
     from action_llama.runs.store import LogTail, RunRecord, RunStore
 
 Emit = Callable[[dict[str, Any]], None]
@@ -95,16 +96,17 @@ def in_daemon(daemon: Daemon, agent: str, prompt: str | None, as_json: bool, qui
     """Trigger `agent` in the scheduler and follow the run to its end; its exit code."""
     from urllib.parse import quote
 
-    answer = daemon.post(f"/trigger/{quote(agent, safe='')}", {"prompt": prompt} if prompt else {})
-    if answer.get("outcome") != "started":
-        queued = daemon.get("/status").get("queues", {}).get(agent)
+    body = {"prompt": prompt} if prompt else {}
+    answer = cast("DispatchPayload", daemon.post(f"/trigger/{quote(agent, safe='')}", body))
+    run_id, reason = answer.get("runId"), answer.get("reason")
+    if answer["outcome"] != "started" or run_id is None:
+        queued = _status(daemon)["queues"].get(agent)
         where = f" (position {queued} in its queue)" if queued else ""
         status(f"{agent}: all its runners are busy; the run is queued{where}.")
-        if answer.get("reason"):
-            status(str(answer["reason"]))
+        if reason:
+            status(reason)
         status(f"Follow it with: al logs {agent} -f -p {daemon.root}")
         return 0
-    run_id = str(answer["runId"])
     if not quiet:
         status(f"{agent}: running in the scheduler for {daemon.root} (run {run_id})")
     from action_llama.runs.store import RunStore
@@ -149,8 +151,8 @@ def _follow(
         row = store.find(run_id)
         if row is None and time.monotonic() - checked > 0.5:
             checked = time.monotonic()
-            agents = daemon.get("/status").get("scheduler", {}).get("agents", {})
-            if run_id not in agents.get(agent, {}).get("running", []):
+            agents = _status(daemon)["scheduler"]["agents"]
+            if agent not in agents or run_id not in agents[agent]["running"]:
                 raise RunError(
                     f"The scheduler could not start run {run_id} of {agent}.",
                     hint="Its reason is in the output of al start.",
@@ -174,6 +176,10 @@ def _follow(
     finally:
         tail.close()
     return latest[0]
+
+
+def _status(daemon: Daemon) -> StatusPayload:
+    return cast("StatusPayload", daemon.get("/status"))
 
 
 def _kill(daemon: Daemon, store: RunStore, run_id: str) -> None:

@@ -21,7 +21,7 @@ from action_llama.errors import DaemonUnavailable
 
 if TYPE_CHECKING:
     from action_llama.daemon.client import Daemon
-    from action_llama.payloads import RunPayload, StatusPayload
+    from action_llama.payloads import KilledPayload, RunPayload, StatusPayload
 
 STOP_TIMEOUT = 120.0
 
@@ -146,7 +146,8 @@ def kill(
     """Stop one run, or every running run of an agent."""
     from urllib.parse import quote
 
-    killed = _daemon(project_dir).post(f"/kill/{quote(target, safe='')}").get("killed", [])
+    answer = _daemon(project_dir).post(f"/kill/{quote(target, safe='')}")
+    killed = cast("KilledPayload", answer)["killed"]
     if killed:
         typer.echo(f"stopping {', '.join(killed)} (recorded as killed)")
     else:

@@ -145,7 +145,7 @@ class Daemon:
         self.store = RunStore(project.state_dir, database=self.state.db)
         opened.callback(self.store.close)
         opened.push_async_callback(self._close_runtimes)
-        board.seed(run for name in project.agents for run in self.store.runs(name, limit=1))
+        board.seed(self.store.latest_of(project.agents).values())
         housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
         launch = gateway_launcher(
             self.state,

@@ -38,7 +38,12 @@ if TYPE_CHECKING:
 
     from action_llama.gateway.app import GatewayDeps
     from action_llama.gateway.webhook import WebhookDesk
-    from action_llama.payloads import HeldLockPayload, SchedulerPayload, StatusPayload
+    from action_llama.payloads import (
+        HeldLockPayload,
+        KilledPayload,
+        SchedulerPayload,
+        StatusPayload,
+    )
 
 MAX_RECEIPTS = 500
 #: Queue drops `/control/status` lists (newest first).
@@ -141,7 +146,8 @@ class ControlRoutes:
         return ok(resumed=agent or "scheduler")
 
     async def kill(self, target: str) -> JSONResponse:
-        return ok(killed=await self.backend.kill(target))
+        killed: KilledPayload = {"killed": await self.backend.kill(target)}
+        return ok(**killed)
 
     async def trigger(self, agent: str, request: Request) -> JSONResponse:
         prompt = text_field(await read_json(request), "prompt", required=False) or None

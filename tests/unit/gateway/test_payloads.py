@@ -46,8 +46,8 @@ def conforms(answer: dict[str, Any], payload: Any) -> None:
 def test_operator_answers_are_the_declared_payloads(
     client: TestClient, backend: RecordingBackend, state: State
 ) -> None:
-    """Status (with a run, a lock, a call and a last run), logs, stats, receipts, a trigger
-    and a webhook delivery: each answer has the shape its payload type says."""
+    """Status (with a run, a lock, a call and a last run), logs, stats, receipts, a trigger,
+    a kill and a webhook delivery: each answer has the shape its payload type says."""
     backend.agent_states = {
         "dev": payloads.agent_state("running", 2, ["run-a"], 1_700_000_000.0),
         "idle": payloads.agent_state("idle", 1, [], None),
@@ -74,5 +74,8 @@ def test_operator_answers_are_the_declared_payloads(
     assert json.loads(one["receipt"]["body"]) == json.loads(github()[0])
     conforms({"ok": True, **one["receipt"]}, payloads.ReceiptPayload)
     conforms(client.post("/control/trigger/dev", headers=AUTH).json(), payloads.DispatchPayload)
+    killed = client.post("/control/kill/dev", headers=AUTH).json()
+    assert len(killed["killed"]) == 2  # the delivery's run and the trigger's
+    conforms(killed, payloads.KilledPayload)
     conforms(delivered, payloads.DeliveryPayload)
     conforms(repeat, payloads.DuplicatePayload)
