@@ -293,8 +293,7 @@ def _claim(project: Project) -> int:
         where = f" (pid {pid}, gateway port {port})" if pid is not None else ""
         raise DaemonRunning(
             f"A scheduler is already running for {project.root}{where}.",
-            hint=f"See it with: al stat -p {project.root}; stop it with: al stop -p "
-            f"{project.root}",
+            hint=f"See it with: al stat -p {project.root}; stop it with: al stop -p {project.root}",
         ) from exc
     return fd
 

@@ -241,8 +241,7 @@ class RunStore:
         with self.database.read() as conn:
             for agent in agents:
                 row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM runs WHERE agent = ? "
-                    "ORDER BY started_at DESC LIMIT 1",
+                    f"SELECT {_COLUMNS} FROM runs WHERE agent = ? ORDER BY started_at DESC LIMIT 1",
                     (agent,),
                 ).fetchone()
                 if row is not None:

@@ -143,9 +143,7 @@ class Scheduler:
             if not self.stopping:
                 self.drain()
 
-    def _should_rerun(
-        self, agent: Agent, item: Trigger, outcome: RunOutcome, reruns: int
-    ) -> bool:
+    def _should_rerun(self, agent: Agent, item: Trigger, outcome: RunOutcome, reruns: int) -> bool:
         if outcome.result.status != "rerun" or item.type not in RERUN_TYPES:
             return False
         if self.paused or agent.name in self.paused_agents or self.stopping:
