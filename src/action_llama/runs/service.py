@@ -299,18 +299,22 @@ class RunService:
     async def _close(
         self, agent: Agent, run_id: str, result: RunResult | None, handle: RunHandle | None
     ) -> None:
-        """Record how the run ended and remove it from its runtime."""
+        """Remove the run from its runtime, then record how it ended: whoever follows the
+        record (al run through the scheduler) sees it end when the run holds nothing, so work
+        sent right after finds its runner free."""
         error = (
             _explain(agent, self.project, result)[0] if result else "The run could not be started."
         )
-        self.store.finish(
-            run_id,
-            result.status if result else "failed",
-            result.exit_code if result else None,
-            error,
-        )
-        if handle is not None:
-            await self.runtime.remove(handle)
+        try:
+            if handle is not None:
+                await self.runtime.remove(handle)
+        finally:
+            self.store.finish(
+                run_id,
+                result.status if result else "failed",
+                result.exit_code if result else None,
+                error,
+            )
 
     def _outcome(self, agent: Agent, run_id: str, result: RunResult, duration: float) -> RunOutcome:
         error, hint = _explain(agent, self.project, result)
