@@ -256,7 +256,8 @@ def test_kill_stops_a_running_run_and_a_busy_agent_queues(daemon: Daemon) -> Non
 
 def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> None:
     """With a daemon running, `al run` starts the run in it (without loading pydantic),
-    streams its output and exits with the agent's exit code; `--local` runs it in-process."""
+    streams its output and exits with the agent's exit code; `--local` runs it in-process
+    (without loading the option parser)."""
     answer = daemon.al("run", "three", "--prompt", "count to three")
     assert answer.returncode == 3, answer.stderr
     assert "three here" in answer.stdout
@@ -281,10 +282,13 @@ def test_run_goes_through_the_daemon_and_local_bypasses_it(daemon: Daemon) -> No
     assert "running in the scheduler for" in parsed.stderr
     assert len(daemon.runs("three")) == 3
 
-    local = daemon.al("run", "three", "--local")
+    # --local runs here, also without the option parser.
+    local = run_al("run", "three", "--local", "-p", str(daemon.root), env=env)
     assert local.returncode == 3, local.stderr
     assert "three here" in local.stdout
     assert "running in the scheduler" not in local.stderr
+    assert "action_llama.runs.local" in local.stderr
+    assert "typer" not in local.stderr
     newest = daemon.runs("three")[0]
     assert newest.run_id != run.run_id
     assert newest.run_id not in daemon.log()

@@ -21,12 +21,12 @@ def main() -> None:
     # the youngest generation (not a disabled collector) keeps collections rare all along.
     gc.set_threshold(50_000, 20, 20)
     gc.disable()
-    # `al run` while a scheduler runs for the project is a small HTTP client: it is tried
-    # before the option parser (typer, asyncio: ~0.1 s) loads. None: not that case.
+    # `al run` is tried before the option parser (typer: ~0.1 s) loads: through a running
+    # scheduler it is a small HTTP client, here it needs no parser either. None: not that case.
     from action_llama.cli.follow import fast_path
     from action_llama.cli.render import reported
 
-    code = reported(lambda: fast_path(sys.argv[1:]))
+    code = reported(lambda: fast_path(sys.argv[1:], settled=_collect))
     if code is None:
         code = _parsed()
     sys.stdout.flush()
@@ -34,12 +34,17 @@ def main() -> None:
     os._exit(code)
 
 
+def _collect() -> None:
+    """Collect garbage again from here on, leaving out what the imports loaded."""
+    gc.freeze()
+    gc.enable()
+
+
 def _parsed() -> int:
     """The command line through the option parser; its exit code."""
     from action_llama.cli.app import main as app_main
 
-    gc.freeze()
-    gc.enable()
+    _collect()
     try:
         app_main()
     except SystemExit as exc:

@@ -1,9 +1,9 @@
 """Following runs as they happen, without the option parser: a run's log read as it grows
-(`action_llama.runs.store.LogTail`), and `al run` through the scheduler running for the project.
+(`action_llama.runs.store.LogTail`), and `al run` before the parser loads (`fast_path`):
+through the scheduler running for the project, or here (`cli/local.py`).
 
-Nothing here imports typer, pydantic or docker-py: `al run` with a scheduler running takes this
-path before the option parser loads (`fast_path`), so its start-up costs about what the
-interpreter's does.
+Nothing here imports typer, pydantic or docker-py: `al run` with a scheduler running costs
+about what the interpreter's start-up does.
 """
 
 from __future__ import annotations
@@ -51,11 +51,12 @@ def usage_text(run: RunRecord) -> str:
     return text
 
 
-def fast_path(argv: Sequence[str]) -> int | None:
-    """`al run` through a running scheduler, before the option parser runs (it loads pydantic
-    to coerce values, a tenth of a second): the run's exit code, or None for anything but
-    `run AGENT [-p DIR] [--prompt TEXT] [--json] [-q]` with a scheduler running. The parser
-    handles what this leaves, through the scheduler too, only slower."""
+def fast_path(argv: Sequence[str], settled: Callable[[], None] = lambda: None) -> int | None:
+    """`al run` before the option parser loads (typer and what it pulls in: a tenth of a
+    second): through the scheduler running for the project, else here (`cli/local.py`,
+    `settled` called once it has loaded). The run's exit code, or None for anything but
+    `run AGENT [-p DIR] [--prompt TEXT] [--json] [-q] [--local]`: the parser handles what this
+    leaves the same way, only slower."""
     if not argv or argv[0] != "run":
         return None
     options = {"-p": "project", "--project": "project", "--prompt": "prompt"}
@@ -69,21 +70,25 @@ def fast_path(argv: Sequence[str]) -> int | None:
             values[options[token]] = next(tokens, "")
         elif equals and name.startswith("--") and name in options:
             values[options[name]] = value
-        elif token in ("--json", "-q", "--quiet"):
+        elif token in ("--json", "-q", "--quiet", "--local"):
             flags.add("--quiet" if token == "-q" else token)
         elif token.startswith("-") or agent is not None:
-            return None  # --local, --help, anything else: the parser's job
+            return None  # --help, anything else: the parser's job
         else:
             agent = token
     if agent is None or not values["project"]:
         return None
-    from action_llama.daemon.client import find_daemon
+    project, prompt = Path(values["project"]), values.get("prompt") or None
+    as_json, quiet = "--json" in flags, "--quiet" in flags
+    if "--local" not in flags:
+        from action_llama.daemon.client import find_daemon
 
-    daemon = find_daemon(Path(values["project"]))
-    if daemon is None:
-        return None
-    prompt = values.get("prompt") or None
-    return in_daemon(daemon, agent, prompt, "--json" in flags, "--quiet" in flags)
+        daemon = find_daemon(project)
+        if daemon is not None:
+            return in_daemon(daemon, agent, prompt, as_json, quiet)
+    from action_llama.cli.local import run_here
+
+    return run_here(project, agent, prompt, as_json, quiet, settled=settled)
 
 
 #: How often a run followed through the scheduler is checked: its log file and its record.
