@@ -13,6 +13,10 @@ install_system() {
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
   command -v losetup >/dev/null 2>&1 || missing+=(util-linux)
+  if [ "${AL_WITH_REGISTRY:-}" = 1 ]; then
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+  fi
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -34,6 +38,22 @@ start_docker() {
     sleep 1
   done
   echo "error: the Docker engine did not start; see /var/log/dockerd.log" >&2
+  return 1
+}
+
+# A registry on 127.0.0.1:5000 (swarm tests push the image chain there), served with our config
+# (the package's own demands htpasswd auth and listens everywhere). Left running, as dockerd is.
+start_registry() {
+  if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/ 2>/dev/null; then return 0; fi
+  say "starting the registry on 127.0.0.1:5000"
+  $SUDO mkdir -p /var/lib/al-registry
+  $SUDO install -D -m 0644 scripts/registry.yml /etc/al-registry/config.yml
+  $SUDO sh -c 'nohup docker-registry serve /etc/al-registry/config.yml >/var/log/al-registry.log 2>&1 &'
+  for _ in $(seq 1 30); do
+    if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/ 2>/dev/null; then return 0; fi
+    sleep 1
+  done
+  echo "error: the registry did not start; see /var/log/al-registry.log" >&2
   return 1
 }
 

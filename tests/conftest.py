@@ -8,6 +8,7 @@ are skipped unless the tests run as root).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,11 +23,14 @@ from support import (
     HOST_USER_B,
     ProjectFactory,
     cleanup_project,
+    swarm_for_tests,
     system_users,
     write_files,
 )
 
 HOST_USERS = (HOST_USER_A, HOST_USER_B)
+#: The registry swarm tests push to (scripts/lib.sh starts Debian's docker-registry there).
+REGISTRY = os.environ.get("AL_TEST_REGISTRY", "127.0.0.1:5000")
 
 
 @pytest.fixture
@@ -70,6 +74,38 @@ def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     (root / "config.toml").write_text("")
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     return result.image_ids[result.layers[0].tag]
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_client: Any) -> Iterator[str]:
+    """This engine as a swarm manager (made for the tests when it is in no swarm); its node id."""
+    with swarm_for_tests(docker_client) as node_id:
+        yield node_id
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """The address of a registry the engine can push to, on loopback (started by
+    scripts/test; a missing one fails the test, with the command that starts it)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5) as answer:
+            assert answer.status == 200
+    except OSError as exc:
+        pytest.fail(
+            f"no registry answers at {REGISTRY} ({exc}); start one with: "
+            "source scripts/lib.sh && start_registry"
+        )
+    return REGISTRY
+
+
+@pytest.fixture(scope="session")
+def swarm_image(docker_client: Any, base_image: str, swarm: str, registry: str) -> str:
+    """The base image in the registry, where swarm tasks pull it from."""
+    from action_llama.runtimes.swarm_images import push
+
+    return push(docker_client, registry, base_image)
 
 
 @pytest.fixture(scope="session")

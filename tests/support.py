@@ -53,11 +53,96 @@ def cleanup_project(client: Any, root: Path) -> None:
     from action_llama.runtimes.docker_workspace import release_workspaces
 
     label = f"al.project={root}"
+    if (client.info().get("Swarm") or {}).get("ControlAvailable"):
+        remove_swarm_objects(client, {"label": label})
     for container in client.api.containers(all=True, filters={"label": label}):
-        client.api.remove_container(container["Id"], force=True)
+        if "com.docker.swarm.task.id" not in container["Labels"]:  # swarm removes its own
+            client.api.remove_container(container["Id"], force=True)
     release_workspaces(client, root)
     for image in client.api.images(filters={"label": label}):
         client.api.remove_image(image["Id"], force=True)
+
+
+def swarm_objects(client: Any, filters: dict[str, Any]) -> dict[str, list[str]]:
+    """The names of the swarm's services, secrets and configs that match `filters`."""
+    api = client.api
+    return {
+        "services": [s["Spec"]["Name"] for s in api.services(filters=filters)],
+        "secrets": [s["Spec"]["Name"] for s in api.secrets(filters=filters)],
+        "configs": [c["Spec"]["Name"] for c in api.configs(filters=filters)],
+    }
+
+
+def remove_swarm_objects(client: Any, filters: dict[str, Any]) -> None:
+    """Remove the services (first: they hold the rest), secrets and configs matching `filters`."""
+    import docker.errors
+
+    api = client.api
+    for kind, remove in (
+        ("services", api.remove_service),
+        ("secrets", api.remove_secret),
+        ("configs", api.remove_config),
+    ):
+        for item in getattr(api, kind)(filters=filters):
+            try:
+                remove(item["ID"])
+            except docker.errors.NotFound:
+                continue
+
+
+SWARM_INIT_LOCK = Path("/tmp/al-test-swarm.init.lock")
+SWARM_USE_LOCK = Path("/tmp/al-test-swarm.use.lock")
+#: Present while a swarm made by a test session exists (one not made by tests is never left).
+SWARM_MADE = Path("/tmp/al-test-swarm.made")
+
+
+@contextmanager
+def swarm_for_tests(client: Any) -> Iterator[str]:
+    """This engine as a swarm manager; its node id. A swarm is made (advertised on loopback)
+    when there is none, and left after the last test session that uses it ends; a swarm the
+    tests did not make is never left. Sessions on the machine share it: each holds a shared
+    lock on SWARM_USE_LOCK while it runs."""
+    import fcntl
+
+    def locked(path: Path) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    using = os.open(SWARM_USE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    init = locked(SWARM_INIT_LOCK)
+    try:
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") == "inactive":
+            subprocess.run(
+                ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+                check=True,
+                capture_output=True,
+            )
+            SWARM_MADE.touch()
+            swarm = client.info().get("Swarm") or {}
+        fcntl.flock(using, fcntl.LOCK_SH)
+    finally:
+        os.close(init)
+    if not swarm.get("ControlAvailable"):
+        os.close(using)
+        import pytest
+
+        pytest.fail("this engine is in a swarm but not a manager: swarm tests need a manager")
+    try:
+        yield str(swarm["NodeID"])
+    finally:
+        init = locked(SWARM_INIT_LOCK)
+        try:
+            fcntl.flock(using, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if SWARM_MADE.exists():
+                subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
+                SWARM_MADE.unlink()
+        except BlockingIOError:
+            pass  # another session still uses the swarm: the last one leaves it
+        finally:
+            os.close(using)
+            os.close(init)
 
 
 def run_al(

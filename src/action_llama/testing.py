@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -111,7 +111,10 @@ class FakeRuntime:
     def identity(self, agent: Agent) -> RunIdentity:
         return RunIdentity(os.geteuid(), os.getegid())
 
-    def gateway_url(self, port: int) -> str:
+    def publish(self, project: Project, images: Mapping[str, str]) -> dict[str, str]:
+        return dict(images)
+
+    def gateway_url(self, project: Project, port: int) -> str:
         return f"http://127.0.0.1:{port}"
 
     def describe(self, agent: Agent) -> str:

@@ -1,5 +1,6 @@
-"""The Runtime contract, run against every implementation: docker, host-user and the fake
-the scheduler's tests rely on (`action_llama.testing.FakeRuntime`).
+"""The Runtime contract, run against every implementation: docker, host-user, swarm (a real
+one-node swarm and registry) and the fake the scheduler's tests rely on
+(`action_llama.testing.FakeRuntime`).
 
 Each test drives a runtime directly with a RunSpec built here (agent files, staged
 credentials), the way the run service does, and checks what every runtime must do alike. What
@@ -26,7 +27,7 @@ import pytest
 from action_llama.runtimes.base import Limits, RunHandle, RunResult, RunSpec, Runtime
 from action_llama.testing import FakeRun, FakeRuntime
 
-from support import cleanup_project
+from support import cleanup_project, swarm_objects
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ class Case:
                 all=True, filters={"label": f"al.run={handle.run_id}"}
             )
             return [c["Id"] for c in found]
+        if self.kind == "swarm":
+            left = swarm_objects(self.docker, {"label": f"al.run={handle.run_id}"})
+            return [name for names in left.values() for name in names]
         assert self.runs_root is not None
         paths = [self.runs_root / handle.run_id]
         paths += [self.runs_root / f"{handle.run_id}.{ext}" for ext in ("pid", "log", "static")]
@@ -128,6 +132,7 @@ class Case:
 @pytest.fixture(
     params=[
         pytest.param("docker", marks=pytest.mark.docker),
+        pytest.param("swarm", marks=pytest.mark.docker),
         pytest.param("host-user"),
         pytest.param("fake"),
     ]
@@ -143,6 +148,16 @@ def case(request: pytest.FixtureRequest, tmp_path: Path, runs_root: Path) -> Ite
         made = Case("docker", DockerRuntime(client), project, (1000, 1000), image=image)
         made.docker = client
         made.fresh = lambda: DockerRuntime(client)
+    elif request.param == "swarm":
+        from action_llama.runtimes.swarm import SwarmRuntime
+
+        client = request.getfixturevalue("docker_client")
+        image = request.getfixturevalue("swarm_image")
+        # `al` reads the staged files itself, to make them the run's secrets and configs.
+        owner = (os.geteuid(), os.getegid())
+        made = Case("swarm", SwarmRuntime(client), project, owner, image=image)
+        made.docker = client
+        made.fresh = lambda: SwarmRuntime(client)
     elif request.param == "fake":
         made = Case("fake", FakeRuntime(), project, (os.geteuid(), os.getegid()))
         fake = made.runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,8 +47,10 @@ def test_runs_reach_the_gateway_the_way_their_runtime_can(tmp_path: Path) -> Non
     """Containers use host.docker.internal; host-user runs use loopback."""
     project = _project(tmp_path)
     agents = project.agents  # type: ignore[attr-defined]
-    assert runtime_for(agents["plain"]).gateway_url(8080) == "http://host.docker.internal:8080"
-    assert runtime_for(agents["onhost"]).gateway_url(8080) == "http://127.0.0.1:8080"
+    url = runtime_for(agents["plain"]).gateway_url(project, 8080)  # type: ignore[arg-type]
+    assert url == "http://host.docker.internal:8080"
+    url = runtime_for(agents["onhost"]).gateway_url(project, 8080)  # type: ignore[arg-type]
+    assert url == "http://127.0.0.1:8080"
 
 
 def test_who_a_run_is(tmp_path: Path) -> None:
@@ -95,3 +98,91 @@ def test_doctor_switches_users_the_way_runs_do(tmp_path: Path) -> None:
     by_name = {c.name: c for c in checks}
     assert by_name["switch to nobody"].status == "ok"
     assert "no sudo rule needed" in by_name["switch to nobody"].detail
+
+
+SWARM_PROJECT = """
+[swarm]
+registry = "registry.internal:5000"
+advertise = "http://10.0.0.5:8080/"
+
+[runtime]
+type = "swarm"
+constraints = ["node.labels.al == true"]
+"""
+
+
+def _swarm_project(tmp_path: Path) -> Any:
+    write_files(
+        tmp_path / "proj",
+        {
+            "config.toml": SWARM_PROJECT,
+            "agents/spread/SKILL.md": "Spread.\n",
+            "agents/spread/config.toml": '[runtime]\nworkspace = "per-run"\n',
+            "agents/kept/SKILL.md": "Kept.\n",
+            "agents/boxed/SKILL.md": "Boxed.\n",
+            "agents/boxed/config.toml": '[runtime]\ntype = "container"\nrun_as = "x"\n',
+        },
+    )
+    return load_project(tmp_path / "proj")
+
+
+def test_the_project_runtime_is_every_agents_default_key_by_key(tmp_path: Path) -> None:
+    """[runtime] in the project's config.toml is the default of every agent; an agent's own
+    keys override it one by one."""
+    agents = _swarm_project(tmp_path).agents
+    assert agents["kept"].config.runtime.type == "swarm"
+    assert agents["kept"].config.runtime.workspace == "pinned"
+    assert agents["spread"].config.runtime.workspace == "per-run"
+    assert agents["spread"].config.runtime.constraints == ["node.labels.al == true"]
+    assert agents["boxed"].config.runtime.type == "container"
+
+
+def test_swarm_agents_get_images_pushed_and_reach_the_advertised_gateway(tmp_path: Path) -> None:
+    """Swarm runs need the chain's images; they reach the gateway at [swarm] advertise; `al`
+    itself owns their staged files (it makes them secrets and configs); the keys that do
+    not apply are said, on either side."""
+    project = _swarm_project(tmp_path)
+    agents = project.agents
+    assert image_agents(project) == ["boxed", "kept", "spread"]
+    assert [a.name for a in by_runtime(agents.values())["swarm"]] == ["kept", "spread"]
+    swarm = runtime_for(agents["kept"])
+    assert swarm.gateway_url(project, 8080) == "http://10.0.0.5:8080"
+    assert swarm.identity(agents["kept"]) == RunIdentity(os.geteuid(), os.getegid())
+    assert "this node" in swarm.describe(agents["kept"])
+    assert "node.labels.al == true" in swarm.describe(agents["spread"])
+    (ignored,) = runtime_for(agents["boxed"]).warnings(project, agents["boxed"])
+    assert "[runtime] constraints of agent boxed only apply to type = \"swarm\"" in ignored
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"config.toml": '[runtime]\ntype = "swarm"\nconstraints = ["node.labels.al"]\n'},
+            '"node.labels.al" is not a placement constraint',
+        ),
+        (
+            {"config.toml": '[swarm]\nregistry = "http://reg:5000"\n'},
+            "is not a registry address",
+        ),
+        (
+            {"agents/a/config.toml": '[swarm]\nregistry = "reg:5000"\n'},
+            "belongs in the project's config.toml",
+        ),
+        (
+            {"agents/a/config.toml": '[runtime]\nworkspace = "shared"\n'},
+            "workspace",
+        ),
+    ],
+)
+def test_swarm_settings_are_checked_when_the_project_loads(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
+    """A malformed constraint, registry or workspace, or [swarm] in an agent's file, is a
+    ConfigError naming the file and key."""
+    from action_llama.errors import ConfigError
+
+    write_files(tmp_path / "proj", {"agents/a/SKILL.md": "A.\n", **files})
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path / "proj")
+    assert expected in str(info.value) + str(info.value.hint)

@@ -9,6 +9,7 @@ from action_llama.config.project import (
     LocalConfig,
     ModelConfig,
     ProjectConfig,
+    SwarmConfig,
     TelemetryConfig,
     WebhookSource,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "RuntimeConfig",
     "SkillFile",
     "SkillFrontmatter",
+    "SwarmConfig",
     "TelemetryConfig",
     "WebhookSource",
     "WebhookTrigger",

@@ -34,12 +34,39 @@ class Hooks(Strict):
     post: list[str] = Field(default_factory=list)
 
 
-class RuntimeConfig(Strict):
-    """`[runtime]`: where the agent runs."""
+#: A Swarm placement constraint: `<attribute> == <value>` or `!=`, as `docker service create
+#: --constraint` takes it (node.id, node.hostname, node.role, node.platform.os,
+#: node.labels.<name>, engine.labels.<name>, ...).
+CONSTRAINT_RE = re.compile(r"^\s*[A-Za-z][\w.-]*\s*(==|!=)\s*\S(.*\S)?\s*$")
 
-    type: Literal["container", "host-user"] = "container"
+
+class RuntimeConfig(Strict):
+    """`[runtime]`: where the agent runs (in an agent's config.toml, or the project's as the
+    default of every agent)."""
+
+    type: Literal["container", "host-user", "swarm"] = "container"
     run_as: str = "al-agent"
     groups: list[str] = Field(default_factory=list)
+    #: Swarm placement constraints; every one must hold on the node a run is placed on.
+    constraints: list[str] = Field(default_factory=list)
+    #: How /workspace lives on a cluster: "pinned" (kept across runs, on the node `al` runs
+    #: on; runs go there) or "per-run" (a fresh 2 GB one each run; runs go to any node).
+    workspace: Literal["pinned", "per-run"] = "pinned"
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints_are_expressions(cls, constraints: list[str]) -> list[str]:
+        for constraint in constraints:
+            if not CONSTRAINT_RE.match(constraint):
+                raise ValueError(
+                    f'"{constraint}" is not a placement constraint; write it like '
+                    '"node.labels.al == true" or "node.role != manager"'
+                )
+        return constraints
+
+    def merged_over(self, default: RuntimeConfig) -> RuntimeConfig:
+        """This table with the keys it does not set taken from `default` (the project's)."""
+        return default.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
 
 
 class WebhookTrigger(Strict):

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from action_llama.config._base import Strict
+from action_llama.config.agent import RuntimeConfig
 
 DEFAULT_IMAGE = "al-agent:latest"
 DEFAULT_TIMEOUT = 900
@@ -120,6 +121,37 @@ class WebhookSource(Strict):
     allow_unsigned: bool = Field(default=False, alias="allowUnsigned")
 
 
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
+
+
+class SwarmConfig(Strict):
+    """`[swarm]`: how runs of `[runtime] type = "swarm"` agents reach the cluster and back."""
+
+    #: host[:port] of the registry every node pulls the chain from (al pushes it there).
+    registry: str | None = None
+    #: The gateway's URL as runs on the nodes reach it (default: the manager's address).
+    advertise: str | None = None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None and not _REGISTRY.match(value):
+            raise ValueError(
+                f'"{value}" is not a registry address; write host[:port], like '
+                '"registry.internal:5000" (no scheme)'
+            )
+        return value
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(
+                f'"{value}" is not the gateway\'s address; write it like "http://10.0.0.5:8080"'
+            )
+        return value.rstrip("/") if value else value
+
+
 class TelemetryConfig(Strict):
     """`[telemetry]`."""
 
@@ -139,6 +171,9 @@ class ProjectConfig(Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    #: The default `[runtime]` of every agent (an agent's own keys override it).
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     project_name: str | None = Field(default=None, alias="projectName")
     max_reruns: int = Field(default=10, ge=0, alias="maxReruns")
     max_call_depth: int = Field(default=3, ge=0, alias="maxCallDepth")

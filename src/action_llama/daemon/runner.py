@@ -45,7 +45,10 @@ def gateway_launcher(
         if call_id is not None:
             state.calls.start(call_id, run_id)
         service = service_for(agent)
-        env = {"GATEWAY_URL": service.runtime.gateway_url(port()), "SHUTDOWN_SECRET": secret}
+        env = {
+            "GATEWAY_URL": service.runtime.gateway_url(service.project, port()),
+            "SHUTDOWN_SECRET": secret,
+        }
         outcome: RunOutcome | None = None
         try:
             outcome = await service.run(

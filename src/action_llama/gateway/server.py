@@ -84,12 +84,15 @@ def open_server(
     port: int,
     expose: bool = False,
     bridge: Iterable[str] | None = None,
+    also: Iterable[str] = (),
 ) -> GatewayServer:
     """A server for `app` on `port`, bound to loopback and the Docker bridge (or everywhere
-    with `expose`). `bridge` overrides the bridge addresses found on this host.
+    with `expose`). `bridge` overrides the bridge addresses found on this host; of `also`
+    (where runs elsewhere reach the gateway), those that are this host's are bound too.
 
     Raises GatewayError when the port is taken.
     """
     candidates = bridge_addresses() if bridge is None and not expose else (bridge or ())
+    candidates = [*candidates, *also]
     addresses = listen_addresses(expose=expose, bridge=candidates)
     return GatewayServer(app, bind_sockets(addresses, port))

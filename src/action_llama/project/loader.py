@@ -199,6 +199,10 @@ def _load_agent(
         return None, problems, hints
     scale = config.default_agent_scale if agent_cfg.scale is None else agent_cfg.scale
     queue_size = agent_cfg.max_work_queue_size
+    # Resolved once here: everything else reads the agent's [runtime] alone.
+    agent_cfg = agent_cfg.model_copy(
+        update={"runtime": agent_cfg.runtime.merged_over(config.runtime)}
+    )
     agent = Agent(
         name=name,
         path=path,

@@ -348,6 +348,7 @@ class RunService:
             credentials_dir=credentials,
             workspace=str(self.project.state_dir / "workspaces" / agent.name),
             limits=Limits(memory_bytes=local.memory_bytes, cpus=local.cpus),
+            runtime_config=agent.config.runtime,
             timeout=agent.timeout,
             user=identity.user,
             groups=identity.groups,

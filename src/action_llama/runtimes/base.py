@@ -7,20 +7,23 @@ end. Engine types and errors never cross this seam.
 
 It also answers what the rest of `al` needs to know about the agents it runs, so nothing
 outside `runtimes/` asks which kind of runtime an agent has: whether runs need an image of
-the chain (`needs_image`), who a run is (`identity`: the owner of its staged files), how a
-run reaches the gateway (`gateway_url`), what of the project does not apply to it
-(`warnings`), how to name where it runs (`describe`) and what `al doctor` checks for it
-(`checks`).
+the chain (`needs_image`) and how the chain's images reach where runs start (`publish`: as
+they are on this engine, or pushed to a cluster's registry), who a run is (`identity`: the
+owner of its staged files), how a run reaches the gateway (`gateway_url`), what of the
+project does not apply to it (`warnings`), how to name where it runs (`describe`) and what
+`al doctor` checks for it (`checks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from action_llama.config import RuntimeConfig
 
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
@@ -80,6 +83,9 @@ class RunSpec(BaseModel):
     user: str | None = None
     groups: tuple[str, ...] = ()
     limits: Limits
+    #: The agent's `[runtime]` table: what a runtime reads of it at start (a cluster's
+    #: placement constraints, how /workspace lives); each ignores what does not apply to it.
+    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
     timeout: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -110,6 +116,15 @@ class RunResult(BaseModel):
     oom_killed: bool = False
 
 
+def cluster_keys_ignored(agent: Agent, why: str) -> list[str]:
+    """A warning when the agent's `[runtime]` sets cluster-only keys its runtime ignores."""
+    keys = [k for k in ("constraints", "workspace") if k in agent.config.runtime.model_fields_set]
+    if not keys:
+        return []
+    listed = " and ".join(f"[runtime] {k}" for k in keys)
+    return [f'{listed} of agent {agent.name} only apply to type = "swarm": {why}.']
+
+
 def status_for(exit_code: int) -> RunStatus:
     """The status of a run that ended by itself with `exit_code`."""
     if exit_code == 0:
@@ -135,8 +150,14 @@ class Runtime(Protocol):
         """Who runs of `agent` are; AgentNotRunnable when that cannot be on this machine."""
         ...
 
-    def gateway_url(self, port: int) -> str:
-        """The gateway's URL as its runs reach it, the gateway listening on `port`."""
+    def publish(self, project: Project, images: Mapping[str, str]) -> dict[str, str]:
+        """What runs of these agents start from (`RunSpec.image`), given the chain's image
+        ids on this engine by agent: the same ids when runs start here, else references
+        where the runs' nodes pull them (pushing only what the registry lacks)."""
+        ...
+
+    def gateway_url(self, project: Project, port: int) -> str:
+        """The gateway's URL as runs of `project` reach it, the gateway listening on `port`."""
         ...
 
     def describe(self, agent: Agent) -> str:

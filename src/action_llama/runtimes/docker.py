@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -18,6 +18,7 @@ from action_llama.runtimes.base import (
     RunIdentity,
     RunResult,
     RunSpec,
+    cluster_keys_ignored,
     status_for,
 )
 from action_llama.runtimes.docker_workspace import ensure_workspace
@@ -64,14 +65,17 @@ class DockerRuntime:
         # The image's user `node`: the same uid whoever starts the run.
         return RunIdentity(uid=CONTAINER_UID, gid=CONTAINER_UID)
 
-    def gateway_url(self, port: int) -> str:
+    def publish(self, project: Project, images: Mapping[str, str]) -> dict[str, str]:
+        return dict(images)  # runs start on this engine, where the chain was built
+
+    def gateway_url(self, project: Project, port: int) -> str:
         return f"http://{CONTAINER_HOST}:{port}"
 
     def describe(self, agent: Agent) -> str:
         return "container"
 
     def warnings(self, project: Project, agent: Agent) -> list[str]:
-        return []
+        return cluster_keys_ignored(agent, "it runs in a container on this machine")
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
         from action_llama.doctor.dockerfiles import check_dockerfiles

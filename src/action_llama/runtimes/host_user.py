@@ -30,7 +30,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from action_llama.runtimes.base import (
     RunIdentity,
     RunResult,
     RunSpec,
+    cluster_keys_ignored,
     status_for,
 )
 
@@ -157,7 +158,10 @@ class HostUserRuntime:
             ) from exc
         return RunIdentity(user.pw_uid, user.pw_gid, runtime.run_as, tuple(runtime.groups))
 
-    def gateway_url(self, port: int) -> str:
+    def publish(self, project: Project, images: Mapping[str, str]) -> dict[str, str]:
+        return {}  # no image: runs start the installed package as a host user
+
+    def gateway_url(self, project: Project, port: int) -> str:
         return f"http://{launch.LOOPBACK}:{port}"
 
     def describe(self, agent: Agent) -> str:
@@ -170,11 +174,13 @@ class HostUserRuntime:
             ignored.append(f"agents/{agent.name}/Dockerfile")
         if project.config.local.model_fields_set:
             ignored.append("[local] in config.toml")
+        said = cluster_keys_ignored(agent, "it runs as a host user on this machine")
         if not ignored:
-            return []
+            return said
         return [
             f"{' and '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to agent "
-            f"{agent.name}: it runs as a host user, not in a container."
+            f"{agent.name}: it runs as a host user, not in a container.",
+            *said,
         ]
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:

@@ -7,7 +7,7 @@ Everything outside `runtimes/` that depends on where an agent runs asks its runt
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 RUNTIMES = {
     "docker": "action_llama.runtimes.docker:DockerRuntime",
     "host-user": "action_llama.runtimes.host_user:HostUserRuntime",
+    "swarm": "action_llama.runtimes.swarm:SwarmRuntime",
 }
 #: The runtime for each `[runtime] type` of an agent's config.
-BY_AGENT_TYPE = {"container": "docker", "host-user": "host-user"}
+BY_AGENT_TYPE = {"container": "docker", "host-user": "host-user", "swarm": "swarm"}
 
 
 def runtime_name(agent: Agent) -> str:
@@ -58,3 +59,27 @@ def image_agents(project: Project) -> list[str]:
         for agent in project.agents.values()
         if runtime_class(runtime_name(agent)).needs_image
     ]
+
+
+def publish_images(project: Project, image_ids: Mapping[str, str]) -> dict[str, str]:
+    """What each agent's runs start from, given the chain's image ids on this engine by agent:
+    each runtime makes its agents' images reachable where their runs start."""
+    refs: dict[str, str] = {}
+    for name, agents in by_runtime(project.agents.values()).items():
+        mine = {a.name: image_ids[a.name] for a in agents if a.name in image_ids}
+        if mine:
+            refs.update(get_runtime(name).publish(project, mine))
+    return refs
+
+
+def gateway_hosts(project: Project, port: int) -> list[str]:
+    """The hosts runs of `project` reach the gateway by (each runtime in use says), so the
+    gateway also listens on those that are addresses of this machine."""
+    from urllib.parse import urlsplit
+
+    hosts: list[str] = []
+    for name, agents in by_runtime(project.agents.values()).items():
+        host = urlsplit(get_runtime(name).gateway_url(project, port)).hostname if agents else None
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
