@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -49,12 +50,54 @@ def script_agent(
     return files
 
 
+#: A script that prints what a run sees from inside (`facts` reads its output).
+PROBE = r"""
+fact() { echo "$1=$2"; }
+can_write() { if touch "$1/.probe" 2>/dev/null; then rm -f "$1/.probe"; echo yes; else echo no; fi; }
+size_mb() { df -Pm "$1" | awk 'NR==2 {print $2}'; }
+fstype() { awk -v m="$1" '$2 == m {print $3}' /proc/mounts | tail -1; }
+fact uid "$(id -u)"
+fact user "$(id -un)"
+fact home "$HOME"
+fact cwd "$(pwd)"
+fact path "$PATH"
+fact root_writable "$(can_write /)"
+fact etc_writable "$(can_write /etc)"
+fact app_writable "$(can_write /app)"
+fact app_static_writable "$(can_write /app/static)"
+fact credentials_writable "$(can_write /credentials)"
+fact credentials_exists "$(test -d /credentials && echo yes || echo no)"
+fact tmp_writable "$(can_write /tmp)"
+fact tmp_type "$(fstype /tmp)"
+fact tmp_mb "$(size_mb /tmp)"
+fact workspace_writable "$(can_write /workspace)"
+fact workspace_mb "$(size_mb /workspace)"
+fact home_writable "$(can_write /home/node)"
+fact home_type "$(fstype /home/node)"
+fact home_mb "$(size_mb /home/node)"
+fact app_has_package "$(test -f /app/lib/action_llama/__init__.py && echo yes || echo no)"
+fact skill_present "$(test -f /app/static/SKILL.md && echo yes || echo no)"
+fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+fact mem_limit "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+fact cpu_quota "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max)"
+fact cpu_period "$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cut -d' ' -f2 /sys/fs/cgroup/cpu.max)"
+fact pids_max "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+for tool in git curl jq ssh python3; do fact "has_$tool" "$(command -v $tool >/dev/null && echo yes || echo no)"; done
+"""
+
+
+def facts(stdout: str) -> dict[str, str]:
+    """What PROBE printed, from `al run --json` output."""
+    return dict(line.split("=", 1) for line in script_output(stdout) if "=" in line)
+
+
 def cleanup_project(client: Any, root: Path) -> None:
     from action_llama.runtimes.docker_workspace import release_workspaces
 
     label = f"al.project={root}"
     if (client.info().get("Swarm") or {}).get("ControlAvailable"):
-        remove_swarm_objects(client, {"label": label})
+        remove_swarm_objects(client, label)
     for container in client.api.containers(all=True, filters={"label": label}):
         if "com.docker.swarm.task.id" not in container["Labels"]:  # swarm removes its own
             client.api.remove_container(container["Id"], force=True)
@@ -63,21 +106,27 @@ def cleanup_project(client: Any, root: Path) -> None:
         client.api.remove_image(image["Id"], force=True)
 
 
-def swarm_objects(client: Any, filters: dict[str, Any]) -> dict[str, list[str]]:
-    """The names of the swarm's services, secrets and configs that match `filters`."""
+def swarm_objects(client: Any, label: str) -> dict[str, list[str]]:
+    """The names of the swarm's services, secrets and configs labelled `label` ("k=v"), and
+    of the run volumes (al.run) on this node that are."""
     api = client.api
+    filters = {"label": [label]}
+    runs = {"label": [label, "al.run"]}
     return {
         "services": [s["Spec"]["Name"] for s in api.services(filters=filters)],
         "secrets": [s["Spec"]["Name"] for s in api.secrets(filters=filters)],
         "configs": [c["Spec"]["Name"] for c in api.configs(filters=filters)],
+        "volumes": [v["Name"] for v in api.volumes(filters=runs).get("Volumes") or []],
     }
 
 
-def remove_swarm_objects(client: Any, filters: dict[str, Any]) -> None:
-    """Remove the services (first: they hold the rest), secrets and configs matching `filters`."""
+def remove_swarm_objects(client: Any, label: str) -> None:
+    """Remove the services (first: they hold the rest), secrets, configs and run volumes
+    labelled `label` ("k=v")."""
     import docker.errors
 
     api = client.api
+    filters = {"label": [label]}
     for kind, remove in (
         ("services", api.remove_service),
         ("secrets", api.remove_secret),
@@ -88,6 +137,10 @@ def remove_swarm_objects(client: Any, filters: dict[str, Any]) -> None:
                 remove(item["ID"])
             except docker.errors.NotFound:
                 continue
+    runs = {"label": [label, "al.run"]}
+    for volume in api.volumes(filters=runs).get("Volumes") or []:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_volume(volume["Name"], force=True)
 
 
 SWARM_INIT_LOCK = Path("/tmp/al-test-swarm.init.lock")

@@ -121,7 +121,7 @@ class Case:
             )
             return [c["Id"] for c in found]
         if self.kind == "swarm":
-            left = swarm_objects(self.docker, {"label": f"al.run={handle.run_id}"})
+            left = swarm_objects(self.docker, f"al.run={handle.run_id}")
             return [name for names in left.values() for name in names]
         assert self.runs_root is not None
         paths = [self.runs_root / handle.run_id]

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from support import (
+    PROBE,
     ProjectFactory,
+    facts,
     json_records,
     run_al,
     script_agent,
@@ -17,46 +19,6 @@ from support import (
 )
 
 pytestmark = [pytest.mark.docker]
-
-PROBE = r"""
-fact() { echo "$1=$2"; }
-can_write() { if touch "$1/.probe" 2>/dev/null; then rm -f "$1/.probe"; echo yes; else echo no; fi; }
-size_mb() { df -Pm "$1" | awk 'NR==2 {print $2}'; }
-fstype() { awk -v m="$1" '$2 == m {print $3}' /proc/mounts | tail -1; }
-fact uid "$(id -u)"
-fact user "$(id -un)"
-fact home "$HOME"
-fact cwd "$(pwd)"
-fact path "$PATH"
-fact root_writable "$(can_write /)"
-fact etc_writable "$(can_write /etc)"
-fact app_writable "$(can_write /app)"
-fact app_static_writable "$(can_write /app/static)"
-fact credentials_writable "$(can_write /credentials)"
-fact credentials_exists "$(test -d /credentials && echo yes || echo no)"
-fact tmp_writable "$(can_write /tmp)"
-fact tmp_type "$(fstype /tmp)"
-fact tmp_mb "$(size_mb /tmp)"
-fact workspace_writable "$(can_write /workspace)"
-fact workspace_mb "$(size_mb /workspace)"
-fact home_writable "$(can_write /home/node)"
-fact home_type "$(fstype /home/node)"
-fact home_mb "$(size_mb /home/node)"
-fact app_has_package "$(test -f /app/lib/action_llama/__init__.py && echo yes || echo no)"
-fact skill_present "$(test -f /app/static/SKILL.md && echo yes || echo no)"
-fact cap_eff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
-fact no_new_privs "$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
-fact mem_limit "$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
-fact cpu_quota "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max)"
-fact cpu_period "$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cut -d' ' -f2 /sys/fs/cgroup/cpu.max)"
-fact pids_max "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
-for tool in git curl jq ssh python3; do fact "has_$tool" "$(command -v $tool >/dev/null && echo yes || echo no)"; done
-"""
-
-
-def facts(stdout: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in script_output(stdout) if "=" in line)
-
 
 @pytest.fixture
 def probed(make_project: ProjectFactory, base_image: str) -> dict[str, str]:

@@ -317,6 +317,14 @@ def _invoke(inv: Invocation, config: dict[str, Any]) -> int:
     log, static = inv.log, inv.static
     if os.environ.get("AL_WORKSPACE_UNCAPPED"):
         log.warn("/workspace has no size cap on this host (needs root and loop devices)")
+    if not inv.shared_group and _status_field("NoNewPrivs") == "0":
+        log.warn(
+            "no-new-privileges is off in this container: a setuid program could change its "
+            "user (it gets no capabilities: every one is dropped)",
+            hint='Set "no-new-privileges": true in /etc/docker/daemon.json of the node and '
+            "restart dockerd (Swarm services cannot ask for it on engine 20.10; al doctor "
+            "checks every node)",
+        )
     if not _load_credentials(inv, config):
         return 1
     hooks = config.get("hooks") or {}
@@ -343,6 +351,19 @@ def _invoke(inv: Invocation, config: dict[str, Any]) -> int:
     code = signals.decide(code, Path(inv.env["AL_SIGNAL_DIR"]), log)
     log.info("run completed", exitCode=code)
     return code
+
+
+def _status_field(name: str) -> str | None:
+    """A field of /proc/self/status ("NoNewPrivs"), or None where there is none."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
 
 
 def _session(inv: Invocation, config: dict[str, Any]) -> int:

@@ -5,6 +5,10 @@ config per file, each mounted at the path a container run has them at (uid 1000,
 all labelled with the run, and removed with it. Swarm keeps secrets encrypted in its raft
 log and hands them only to the node that runs the task, into a tmpfs.
 
+/tmp and /home/node (and a per-run /workspace) are tmpfs *volumes* of the run, made by the
+node's engine when the task starts: a service's plain tmpfs mount is always `noexec` and
+root's on engine 20.10, which would break every agent that runs what it builds in /tmp.
+
 The service is a replicated service of one task that is never restarted, rather than a
 `replicated-job`: on engine 20.10 nothing ends one task of a job and keeps its exit code and
 output (updating a job re-runs it, and the old task is removed). A replicated service can be
@@ -15,6 +19,7 @@ ended task keeps its exit code and log.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -39,6 +44,8 @@ CONTAINER_HOST = "host.docker.internal"
 STOP_GRACE = 10
 #: Secrets and configs older than this whose service is gone were left by a killed `al`.
 ORPHAN_AGE = 60
+#: How long `remove` waits for the run's container to go before removing its volumes.
+VOLUME_RELEASE_SECONDS = 10
 _NANO = 1_000_000_000
 
 
@@ -87,7 +94,8 @@ class RunObjects:
         self.secrets: list[Mounted] = []
         self.configs: list[Mounted] = []
         digest = hashlib.sha256(str(spec.project).encode()).hexdigest()[:8]
-        self._prefix = f"al-{digest}-{spec.run_id}"
+        #: The start of the name of everything made for the run.
+        self.prefix = f"al-{digest}-{spec.run_id}"
         self._labels = run_labels(spec)
 
     def create(self) -> None:
@@ -95,50 +103,59 @@ class RunObjects:
         api = swarm_api(self.client)
         credentials = self.spec.credentials_dir
         for n, path in enumerate(_files(credentials)):
-            name = f"{self._prefix}-s{n}"
+            name = f"{self.prefix}-s{n}"
             made = api.create_secret(name, path.read_bytes(), labels=self._labels)
             target = f"/credentials/{path.relative_to(credentials).as_posix()}"
             self.secrets.append(Mounted(made["ID"], name, target))
         static = self.spec.static_dir
         for n, path in enumerate(_files(static)):
-            name = f"{self._prefix}-c{n}"
+            name = f"{self.prefix}-c{n}"
             made = api.create_config(name, path.read_bytes(), labels=self._labels)
             target = f"/app/static/{path.relative_to(static).as_posix()}"
             self.configs.append(Mounted(made["ID"], name, target))
 
 
 def remove_objects(client: docker.DockerClient, run_id: str) -> None:
-    """Remove the secrets and configs of run `run_id` (its service must be gone)."""
-    from docker.errors import NotFound
+    """Remove the secrets and configs of run `run_id` (its service must be gone), and its
+    tmpfs volumes on this node once their container is gone (a few seconds at most)."""
+    from docker.errors import APIError, NotFound
 
     api = swarm_api(client)
     selector = {"label": [f"{LABEL_RUN}={run_id}"]}
     for secret in api.secrets(filters=selector):
-        try:
+        with contextlib.suppress(NotFound):
             api.remove_secret(secret["ID"])
-        except NotFound:
-            continue
     for config in api.configs(filters=selector):
-        try:
+        with contextlib.suppress(NotFound):
             api.remove_config(config["ID"])
-        except NotFound:
-            continue
+    deadline = time.monotonic() + VOLUME_RELEASE_SECONDS
+    while api.containers(all=True, filters=selector) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the task's container is being removed with its service
+    for volume in api.volumes(filters=selector).get("Volumes") or []:
+        with contextlib.suppress(APIError):  # still in use: the next sweep takes it
+            api.remove_volume(volume["Name"])
 
 
-def sweep_orphans(client: docker.DockerClient, project: Path) -> list[str]:
-    """Remove the secrets and configs of `project`'s runs whose service is gone: left by an
-    `al` killed between making them and removing them. Recent ones are spared (another `al`
-    may be about to create their service). The run ids swept."""
+def sweep_orphans(
+    client: docker.DockerClient, project: Path, older_than: float = ORPHAN_AGE
+) -> list[str]:
+    """Remove the secrets, configs and (on this node) volumes of `project`'s runs whose
+    service is gone: left by an `al` killed between making them and removing them. Recent
+    ones are spared (another `al` may be about to create their service). The run ids swept."""
     api = swarm_api(client)
     of_project = {"label": [f"{LABEL_PROJECT}={project}", LABEL_RUN]}
     live = {s["Spec"]["Labels"].get(LABEL_RUN) for s in api.services(filters=of_project)}
-    objects = [*api.secrets(filters=of_project), *api.configs(filters=of_project)]
+    objects = [
+        (o["Spec"]["Labels"], o.get("CreatedAt", ""))
+        for o in [*api.secrets(filters=of_project), *api.configs(filters=of_project)]
+    ]
+    volumes = api.volumes(filters=of_project).get("Volumes") or []
+    objects += [(v.get("Labels") or {}, v.get("CreatedAt", "")) for v in volumes]
     now = time.time()
     orphans = {
-        o["Spec"]["Labels"][LABEL_RUN]
-        for o in objects
-        if o["Spec"]["Labels"].get(LABEL_RUN) not in live
-        and now - _created(o.get("CreatedAt", "")) > ORPHAN_AGE
+        labels[LABEL_RUN]
+        for labels, created in objects
+        if labels.get(LABEL_RUN) not in live and now - _created(created) >= older_than
     }
     for run_id in sorted(orphans):
         remove_objects(client, run_id)
@@ -146,10 +163,16 @@ def sweep_orphans(client: docker.DockerClient, project: Path) -> list[str]:
 
 
 def _created(stamp: str) -> float:
-    """Seconds since the epoch of an engine timestamp (nanoseconds cut to microseconds)."""
+    """Seconds since the epoch of an engine timestamp: Swarm's are UTC with nanoseconds
+    ("...T09:17:31.123456789Z"), volumes' carry an offset and no fraction."""
+    whole, _, rest = stamp.partition(".")
+    zone = rest.lstrip("0123456789") if rest else ""
+    if not rest:
+        whole, zone = whole[:19], whole[19:]
+    fraction = rest[: len(rest) - len(zone)][:6] if rest else "0"
+    zone = "+00:00" if zone in ("Z", "") else zone
     try:
-        whole, _, fraction = stamp.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{whole}.{fraction[:6] or '0'}+00:00").timestamp()
+        return datetime.fromisoformat(f"{whole}.{fraction or '0'}{zone}").timestamp()
     except ValueError:
         return 0.0
 
@@ -168,16 +191,16 @@ def service_spec(
 ) -> dict[str, Any]:
     """The `POST /services/create` body of the run."""
     limits = spec.limits
-    mounts: list[dict[str, Any]] = [
-        _tmpfs("/tmp", limits.tmp_bytes),
-        # Swarm's tmpfs has no owner option on 20.10: sticky and world-writable instead.
-        _tmpfs("/home/node", limits.home_bytes),
+    labels = run_labels(spec)
+    prefix = objects.prefix
+    mounts = [
+        _tmpfs(f"{prefix}-tmp", "/tmp", limits.tmp_bytes, 0o1777, labels),
+        _tmpfs(f"{prefix}-home", "/home/node", limits.home_bytes, 0o755, labels),
     ]
     if placement.volume is not None:
         mounts.append({"Type": "volume", "Source": placement.volume, "Target": "/workspace"})
     else:
-        mounts.append(_tmpfs("/workspace", WORKSPACE_BYTES))
-    labels = run_labels(spec)
+        mounts.append(_tmpfs(f"{prefix}-ws", "/workspace", WORKSPACE_BYTES, 0o755, labels))
     container = {
         "Image": spec.image,
         "Labels": labels,
@@ -216,8 +239,17 @@ def service_spec(
 WORKSPACE_BYTES = 2 * 1024**3
 
 
-def _tmpfs(target: str, size: int) -> dict[str, Any]:
-    return {"Type": "tmpfs", "Target": target, "TmpfsOptions": {"SizeBytes": size, "Mode": 0o1777}}
+def _tmpfs(name: str, target: str, size: int, mode: int, labels: dict[str, str]) -> dict[str, Any]:
+    """A tmpfs volume of the run: sized, uid 1000's, programs may run from it."""
+    owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
+    options = f"size={size},mode={mode:o},{owner},exec,nosuid,nodev"
+    driver = {"Name": "local", "Options": {"type": "tmpfs", "device": "tmpfs", "o": options}}
+    return {
+        "Type": "volume",
+        "Source": name,
+        "Target": target,
+        "VolumeOptions": {"Labels": labels, "DriverConfig": driver},
+    }
 
 
 def halted(service_spec: dict[str, Any], run_id: str) -> dict[str, Any]:
