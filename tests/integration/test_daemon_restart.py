@@ -282,3 +282,53 @@ def test_kill_9_then_restart_reattaches_a_host_user_run_through_its_pid_file(
     wait_for(lambda: daemon.lock_holders() == {}, 30, "the run's lock released")
     assert not pid_file.exists()
     assert not (runs_root / f"{run_id}.log").exists()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
+    make_project: ProjectFactory,
+    swarm_image: str,
+    registry: str,
+    docker_client: Any,
+    daemon_factory: Callable[[Path, dict[str, str]], Daemon],
+) -> None:
+    """Swarm runs reach the gateway (their lock is taken through it) and outlive a `kill -9`
+    of their daemon; the next daemon re-adopts them by label: the adopted run's record ends
+    with exit 3 and holds both lines once, its lock is released; another adopted run is
+    killed through the gateway; afterwards no service, secret, config or volume of either is
+    left in the swarm."""
+    from support import swarm_objects
+
+    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
+    root = make_project(
+        {
+            **script_agent("slow", SLOW.format(seconds=15)),
+            **script_agent("victim", "echo started\nsleep 300\n", "timeout = 600\n"),
+        },
+        config=swarm,
+    )
+    daemon = daemon_factory(root, {})
+    daemon.start()
+    adopted = daemon.trigger("slow")["runId"]
+    victim = daemon.trigger("victim")["runId"]
+    wait_for(lambda: daemon.script_lines(adopted) == ["first"], 120, "the slow run's first line")
+    wait_for(lambda: daemon.script_lines(victim) == ["started"], 120, "the victim run's line")
+    assert daemon.lock_holders().get("github://o/r/issues/5") == adopted
+
+    daemon.kill_9()
+    daemon.start()
+    assert daemon.run(adopted).status == "running", "the run ended before it could be adopted"
+    assert daemon.control(f"kill/{victim}")["killed"] == [victim]
+    wait_for(lambda: daemon.run(victim).finished_at, 30, "the killed run's end")
+    assert daemon.run(victim).status == "killed"
+
+    wait_for(lambda: daemon.run(adopted).finished_at, 120, "the adopted run's end")
+    ended = daemon.run(adopted)
+    assert (ended.status, ended.exit_code) == ("failed", 3)
+    assert daemon.script_lines(adopted) == ["first", "second"]
+    assert [r["msg"] for r in daemon.records(adopted)].count("run completed") == 1
+    wait_for(lambda: daemon.lock_holders() == {}, 30, "the adopted run's lock released")
+    left = lambda: {k: v for k, v in swarm_objects(docker_client, f"al.project={root}").items() if v}  # noqa: E731
+    wait_for(lambda: left() == {}, 30, "nothing of either run left in the swarm")
+    assert "re-adopted" in daemon.text()

@@ -337,3 +337,38 @@ def test_secrets_of_a_run_whose_al_was_killed_are_swept(
     left = swarm_objects(docker_client, f"al.project={root}")
     assert left["secrets"] == ["al-test-0000live-s0"]
     assert left["configs"] == ["al-test-0000live-c0"]
+
+
+def test_doctor_checks_the_swarm_the_registry_and_every_node(
+    make_project: ProjectFactory, swarm_image: str, registry: str
+) -> None:
+    """`al doctor` for swarm agents: this engine manages a swarm, its nodes are ready, the
+    registry takes a push, and a probe task on every node reaches the gateway's address and
+    reports no-new-privileges (said plainly, with the daemon-wide fix, when it is off)."""
+    root = make_project(script_agent("hello", "echo hi"), config=swarm_project(registry))
+    assert run_al("image", "build", "-p", str(root), "-q").returncode == 0
+    result = run_al("doctor", "-p", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "manager of a swarm of" in out
+    assert "ready and active" in out
+    assert f"{registry} takes pushes" in out
+    assert "reachable from" in out
+    if "no-new-privileges is off" in out:
+        assert '"no-new-privileges": true in /etc/docker/daemon.json' in out
+
+
+def test_doctor_fails_swarm_agents_without_a_registry_that_takes_pushes(
+    make_project: ProjectFactory, swarm: str
+) -> None:
+    """No [swarm] registry, or one nobody listens on, fails `al doctor` with the fix."""
+    files = script_agent("hello", "echo hi")
+    none = make_project(files, config='[runtime]\ntype = "swarm"\n', name="none")
+    gone = make_project(files, config=swarm_project("127.0.0.1:9"), name="gone")
+    missing = run_al("doctor", "-p", str(none))
+    assert missing.returncode == 1
+    assert "config.toml names no registry" in missing.stdout
+    assert 'registry = "registry.internal:5000"' in missing.stdout
+    unreachable = run_al("doctor", "-p", str(gone))
+    assert unreachable.returncode == 1
+    assert "Cannot push to 127.0.0.1:9" in unreachable.stdout

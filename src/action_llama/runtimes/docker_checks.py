@@ -24,7 +24,7 @@ def engine_checks(project: Project, agents: Sequence[Agent]) -> list[Check]:
 
     containers = [a.name for a in agents]
     if not containers:
-        why = "no agent runs in a container" if project.agents else "no agents"
+        why = 'no agent has type = "container"' if project.agents else "no agents"
         return [Check("docker", "ok", f"not needed ({why})")]
     try:
         client = connect(timeout=10)
