@@ -329,6 +329,10 @@ def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
     assert daemon.script_lines(adopted) == ["first", "second"]
     assert [r["msg"] for r in daemon.records(adopted)].count("run completed") == 1
     wait_for(lambda: daemon.lock_holders() == {}, 30, "the adopted run's lock released")
-    left = lambda: {k: v for k, v in swarm_objects(docker_client, f"al.project={root}").items() if v}  # noqa: E731
+
+    def left() -> dict[str, list[str]]:
+        found = swarm_objects(docker_client, f"al.project={root}")
+        return {kind: names for kind, names in found.items() if names}
+
     wait_for(lambda: left() == {}, 30, "nothing of either run left in the swarm")
     assert "re-adopted" in daemon.text()

@@ -156,7 +156,7 @@ def _registry(client: docker.DockerClient, project: Project) -> Check:
             'over plain HTTP only to loopback or its "insecure-registries".',
         )
     detail = f"{registry} takes pushes"
-    nodes = runtime_nodes(client)
+    nodes = len(swarm_api(client).nodes())
     if urlsplit(f"//{registry}").hostname in ("127.0.0.1", "localhost") and nodes > 1:
         return Check(
             "registry",
@@ -165,10 +165,6 @@ def _registry(client: docker.DockerClient, project: Project) -> Check:
             "Serve the registry on an address every node reaches and name it in [swarm] registry",
         )
     return Check("registry", "ok", detail)
-
-
-def runtime_nodes(client: docker.DockerClient) -> int:
-    return len(swarm_api(client).nodes())
 
 
 def _one_file_tar() -> bytes:

@@ -129,8 +129,15 @@ def remove_objects(client: docker.DockerClient, run_id: str) -> None:
         with contextlib.suppress(NotFound):
             api.remove_config(config["ID"])
     deadline = time.monotonic() + VOLUME_RELEASE_SECONDS
-    while api.containers(all=True, filters=selector) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the task's container is being removed with its service
+    while (
+        containers := api.containers(all=True, filters=selector)
+    ) and time.monotonic() < deadline:
+        # Swarm removes the task's container with its service, in its own time (seconds on
+        # a busy engine); the volumes can only go after it.
+        for container in containers:
+            with contextlib.suppress(APIError):  # already being removed
+                api.remove_container(container["Id"], force=True)
+        time.sleep(0.1)
     for volume in api.volumes(filters=selector).get("Volumes") or []:
         with contextlib.suppress(APIError):  # still in use: the next sweep takes it
             api.remove_volume(volume["Name"])
