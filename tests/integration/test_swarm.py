@@ -18,6 +18,7 @@ import pytest
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 
+from dind import Worker, worker_node
 from support import (
     AL,
     PROBE,
@@ -46,9 +47,10 @@ echo started; sleep 3
 """
 
 
-def swarm_project(registry: str, runtime: str = "", extra: str = "") -> str:
+def swarm_project(registry: str, runtime: str = "", extra: str = "", swarm: str = "") -> str:
     """A project config.toml whose agents are swarm agents by default."""
-    return f'{extra}\n[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n{runtime}'
+    tables = f'[swarm]\nregistry = "{registry}"\n{swarm}\n[runtime]\ntype = "swarm"\n{runtime}'
+    return f"{extra}\n{tables}"
 
 
 def left_in_swarm(client: Any, root: Path) -> dict[str, list[str]]:
@@ -372,3 +374,76 @@ def test_doctor_fails_swarm_agents_without_a_registry_that_takes_pushes(
     unreachable = run_al("doctor", "-p", str(gone))
     assert unreachable.returncode == 1
     assert "Cannot push to 127.0.0.1:9" in unreachable.stdout
+
+
+@pytest.fixture(scope="module")
+def worker(docker_client: Any, swarm: str, registry: str) -> Iterator[Worker]:
+    """A second node: a Docker-in-Docker worker joined to the swarm (see tests/dind.py)."""
+    with worker_node(docker_client, registry) as node:
+        yield node
+
+
+@pytest.mark.slow
+def test_a_run_placed_on_another_node_runs_there_and_leaves_nothing_on_it(
+    make_project: ProjectFactory,
+    swarm_image: str,
+    registry: str,
+    docker_client: Any,
+    worker: Worker,
+    tmp_path: Path,
+) -> None:
+    """A per-run agent constrained to the worker runs on it: its image pulled from the
+    registry, its credential delivered as a secret, its output and exit code back through the
+    manager; afterwards neither the swarm nor the worker keeps anything of it (its volumes
+    there are removed by a short task on the worker)."""
+    store = CredentialStore(tmp_path / "creds")
+    store.write(CredentialRef("github_token"), {"token": SENTINEL})
+    runtime = f'constraints = ["node.hostname == {worker.hostname}"]\nworkspace = "per-run"\n'
+    script = 'echo "on $(cat /etc/hostname)"; [ -n "$GITHUB_TOKEN" ] && echo token=set; exit 5'
+    root = make_project(
+        script_agent("remote", script, 'credentials = ["github_token"]\n'),
+        config=swarm_project(registry, runtime),
+    )
+    result = run_al(
+        "run",
+        "remote",
+        "-p",
+        str(root),
+        "--json",
+        "-q",
+        env={"AL_CREDENTIALS_DIR": str(store.root)},
+        timeout=600,
+    )
+    assert result.returncode == 5, result.stderr
+    assert "token=set" in script_output(result.stdout)
+    run_id = json_records(result.stdout)[0]["runId"]
+    assert left_in_swarm(docker_client, root) == {}
+    assert worker.docker("volume", "ls", "-q", "--filter", f"label=al.run={run_id}") == ""
+    assert worker.docker("ps", "-aq", "--filter", f"label=al.run={run_id}") == ""
+    assert not docker_client.api.services(filters={"label": "al.janitor"})
+
+
+@pytest.mark.slow
+def test_doctor_finds_a_node_that_cannot_reach_the_gateway(
+    make_project: ProjectFactory, swarm_image: str, registry: str, worker: Worker
+) -> None:
+    """With a second node, the default gateway address (this host's bridge) is not reachable
+    from the worker's runs: `al doctor` fails naming the node and the fix; with [swarm]
+    advertise set to an address the worker reaches, it passes."""
+    from action_llama.gateway.bind import bridge_addresses
+
+    bridge = bridge_addresses()[0]
+    files = script_agent("hello", "echo hi", '[runtime]\nworkspace = "per-run"\n')
+    default = make_project(files, config=swarm_project(registry), name="default")
+    advertised = make_project(
+        files,
+        config=swarm_project(registry, swarm=f'advertise = "http://{bridge}:8080"\n'),
+        name="advertised",
+    )
+    failing = run_al("doctor", "-p", str(default), timeout=300)
+    assert failing.returncode == 1
+    assert f"Runs on {worker.hostname}" in failing.stdout
+    assert "[swarm] advertise" in failing.stdout
+    passing = run_al("doctor", "-p", str(advertised), timeout=300)
+    assert f"{bridge} reachable from" in passing.stdout, passing.stdout
+    assert worker.hostname in passing.stdout

@@ -407,9 +407,28 @@ class SwarmRuntime:
         from docker.errors import NotFound
 
         with swarm_errors(f"removing run {handle.run_id}"):
+            elsewhere = self._ran_elsewhere(handle)
             with contextlib.suppress(NotFound):
                 self._api.remove_service(handle.ref)
             swarm_spec.remove_objects(self.client, handle.run_id)
+            if elsewhere is not None:
+                from action_llama.runtimes.swarm_janitor import sweep_node
+
+                sweep_node(self.client, *elsewhere, handle.run_id, handle.project)
+
+    def _ran_elsewhere(self, handle: RunHandle) -> tuple[str, str] | None:
+        """(node, image) of the run when its task ran on a node other than this one."""
+        from docker.errors import NotFound
+
+        try:
+            task = self._task(handle)
+            image = self._api.inspect_service(handle.ref)["Spec"]["TaskTemplate"]
+        except (RunError, NotFound):
+            return None
+        node = (task or {}).get("NodeID")
+        if not node or node == self.node().get("NodeID"):
+            return None
+        return str(node), str(image["ContainerSpec"]["Image"])
 
     async def close(self) -> None:
         if self._client is not None:
