@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from action_llama.errors import RunError, RuntimeUnavailable, docker_not_running
+from action_llama.errors import ActionLlamaError, RunError, RuntimeUnavailable, docker_not_running
 from action_llama.runtimes import swarm_spec
 from action_llama.runtimes.base import (
     EXIT_KILLED,
@@ -244,17 +244,24 @@ class SwarmRuntime:
         here = f"node.id == {self.node().get('NodeID')}"
         return swarm_spec.Placement((*constraints, here), workspace.volume), not workspace.capped
 
-    def logs(self, handle: RunHandle) -> AsyncIterator[str]:
+    async def logs(self, handle: RunHandle) -> AsyncIterator[str]:
+        from docker.errors import DockerException
+        from requests import RequestException
+
         from action_llama.runtimes.swarm_logs import follow
 
         async def ended() -> bool:
             try:
                 task = await asyncio.to_thread(self._task, handle)
-            except RunError:
-                return True  # the service is gone
+            except ActionLlamaError:
+                return True  # the service is gone, or the engine: no more output either way
             return task is not None and _state(task) in ENDED
 
-        return follow(self.client, handle.ref, ended)
+        try:
+            async for line in follow(self.client, handle.ref, ended):
+                yield line
+        except (DockerException, RequestException):
+            return  # as for container runs: output ends with the engine's answers
 
     def _task(self, handle: RunHandle) -> dict[str, Any] | None:
         """The run's task (the first of its service), None before Swarm has made it;
