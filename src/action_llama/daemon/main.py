@@ -28,7 +28,7 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.layout import DAEMON_FILE
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
-from action_llama.runtimes.registry import get_runtime, image_agents, runtime_name
+from action_llama.runtimes.registry import gateway_hosts, get_runtime, image_agents, runtime_name
 
 if TYPE_CHECKING:
     from action_llama.daemon.view import Board
@@ -159,7 +159,8 @@ class Daemon:
         self.cron = CronLoop(self.scheduler)
         backend = SchedulerBackend(self.scheduler, self.cron, self._stopping.set)
         app = create_app(self.state, backend, lambda: self.settings)
-        self.server = open_server(app, port=self.port, expose=self.expose)
+        reached_at = await asyncio.to_thread(gateway_hosts, project, self.port)
+        self.server = open_server(app, port=self.port, expose=self.expose, also=reached_at)
         opened.push_async_callback(self.server.stop)
         # Before the gateway takes requests: runs a killed daemon left hold their runners first.
         await self._adopt()

@@ -237,13 +237,15 @@ class ChainBuilder:
 def build_images(
     project: Project, agents: list[str] | None = None, events: BuildEvents | None = None
 ) -> dict[str, str]:
-    """The image id of each of `agents` (default: every agent whose runs need one), building
-    what changed in the chain; none without such agents (and then no engine is needed)."""
+    """What the runs of each of `agents` (default: every agent whose runs need an image)
+    start from: the chain built where it changed, then published where each agent's runtime
+    starts its runs (the image ids of this engine, or references in a cluster's registry);
+    none without such agents (and then no engine is needed)."""
     from action_llama.engine import connect
-    from action_llama.runtimes.registry import image_agents
+    from action_llama.runtimes.registry import image_agents, publish_images
 
     names = image_agents(project) if agents is None else agents
     if not names:
         return {}
     chain = ChainBuilder(connect(), project, events).ensure(names)
-    return {name: chain.image_for(name) for name in names}
+    return publish_images(project, {name: chain.image_for(name) for name in names})
