@@ -45,6 +45,12 @@ start_docker() {
 # (the package's own demands htpasswd auth and listens everywhere). Left running, as dockerd is.
 start_registry() {
   if curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/ 2>/dev/null; then return 0; fi
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    say "stopping the packaged docker-registry service (it demands auth on :5000)"
+    $SUDO systemctl disable --now docker-registry
+  elif curl -sS -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/ 2>/dev/null; then
+    $SUDO service docker-registry stop >/dev/null 2>&1 || true  # the package's, without systemd
+  fi
   say "starting the registry on 127.0.0.1:5000"
   $SUDO mkdir -p /var/lib/al-registry
   $SUDO install -D -m 0644 scripts/registry.yml /etc/al-registry/config.yml
