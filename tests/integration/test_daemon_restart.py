@@ -336,3 +336,67 @@ def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
 
     wait_for(lambda: left() == {}, 30, "nothing of either run left in the swarm")
     assert "re-adopted" in daemon.text()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_swarm_runs_call_each_other_and_shut_themselves_down_through_the_gateway(
+    make_project: ProjectFactory,
+    swarm_image: str,
+    registry: str,
+    docker_client: Any,
+    daemon_factory: Callable[[Path, dict[str, str]], Daemon],
+) -> None:
+    """From swarm tasks, at the gateway address their runtime gives them: a run calls another
+    agent (al-subagent), which runs as a swarm service too, and gets its al-return back; a run
+    that would sleep 60 s after `al-shutdown` ends within seconds of asking; nothing of the
+    three runs is left in the swarm."""
+    from support import swarm_objects
+
+    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
+    root = make_project(
+        {
+            **script_agent(
+                "caller",
+                "id=$(echo ctx | al-subagent callee | python3 -c "
+                "'import json, sys; print(json.load(sys.stdin)[\"callId\"])')\n"
+                'echo "waited: $(al-subagent-wait "$id" --timeout 90)"\n',
+            ),
+            **script_agent("callee", 'al-return "callee ran"\n'),
+            **script_agent(
+                "quitter", 'echo asking\nal-shutdown "done early"\nsleep 60\necho late\n'
+            ),
+        },
+        config=swarm,
+    )
+    daemon = daemon_factory(root, {})
+    daemon.start()
+    caller = daemon.trigger("caller")["runId"]
+    quitter = daemon.trigger("quitter")["runId"]
+
+    def ended(run_id: str) -> bool:
+        try:
+            return daemon.run(run_id).finished_at is not None
+        except RunNotFound:
+            return False
+
+    wait_for(lambda: ended(quitter), 45, "the quitter's end")
+    said = daemon.script_lines(quitter)
+    assert said[0] == "asking"
+    assert json.loads(said[1])["killed"] is True
+    assert "late" not in said
+    assert (daemon.run(quitter).duration or 0) < 30
+
+    wait_for(lambda: ended(caller), 150, "the caller's end")
+    assert daemon.run(caller).status == "completed", daemon.records(caller)
+    (callee,) = daemon.runs("callee")
+    assert (callee.trigger, callee.runtime) == ("agent-call", "swarm")
+    (waited,) = [line for line in daemon.script_lines(caller) if line.startswith("waited: ")]
+    (answer,) = json.loads(waited.removeprefix("waited: ")).values()
+    assert (answer["status"], answer["returnValue"]) == ("completed", "callee ran")
+
+    def left() -> dict[str, list[str]]:
+        found = swarm_objects(docker_client, f"al.project={root}")
+        return {kind: names for kind, names in found.items() if names}
+
+    wait_for(lambda: left() == {}, 30, "nothing of the runs left in the swarm")

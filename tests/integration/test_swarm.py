@@ -294,6 +294,47 @@ def test_a_pinned_workspace_persists_and_is_capped_a_per_run_one_starts_empty(
     assert "size=2048" in fresh
 
 
+def test_an_unchanged_chain_is_not_pushed_again_and_a_rebuild_leaves_no_old_image(
+    make_project: ProjectFactory, swarm_image: str, registry: str, docker_client: Any
+) -> None:
+    """The chain is published by content: building it again gives the same references and
+    pushes nothing; an agent whose Dockerfile changed gets a new reference in the registry,
+    and its old image goes from this engine, registry name and all."""
+    from action_llama.images.build import build_images
+    from action_llama.project import load_project
+    from action_llama.runtimes.swarm_images import in_registry
+
+    dockerfile = "FROM al-agent:latest\nUSER root\nRUN echo {} > /etc/marker\nUSER node\n"
+    root = make_project(
+        script_agent("tooled", "true\n", dockerfile=dockerfile.format("one")),
+        config=swarm_project(registry),
+    )
+    api = docker_client.api
+    pushes: list[str] = []
+    push = api.push
+
+    def counted(repository: str, *args: Any, **kwargs: Any) -> Any:
+        pushes.append(repository)
+        return push(repository, *args, **kwargs)
+
+    first = build_images(load_project(root))["tooled"]
+    old_id = api.inspect_image(first)["Id"]
+    api.push = counted
+    try:
+        assert build_images(load_project(root)) == {"tooled": first}
+        assert pushes == []
+        (root / "agents/tooled/Dockerfile").write_text(dockerfile.format("two"))
+        second = build_images(load_project(root))["tooled"]
+    finally:
+        del api.push
+    assert second != first
+    assert second.startswith(f"{registry}/")
+    assert pushes == [second.rsplit(":", 1)[0]]
+    assert in_registry(docker_client, second)
+    assert api.images(filters={"reference": first}) == []
+    assert old_id not in {image["Id"] for image in api.images(all=True)}
+
+
 def test_a_run_no_node_can_take_fails_with_the_constraint_named(
     make_project: ProjectFactory, swarm_image: str, registry: str, docker_client: Any
 ) -> None:
