@@ -120,6 +120,13 @@ def swarm_objects(client: Any, label: str) -> dict[str, list[str]]:
     }
 
 
+def left_in_swarm(client: Any, root: Path) -> dict[str, list[str]]:
+    """The services, secrets, configs and run volumes of project `root` still there, by kind
+    (none is expected once its runs ended)."""
+    left = swarm_objects(client, f"al.project={root}")
+    return {kind: names for kind, names in left.items() if names}
+
+
 def remove_swarm_objects(client: Any, label: str) -> None:
     """Remove the services (first: they hold the rest), secrets, configs and run volumes
     labelled `label` ("k=v")."""

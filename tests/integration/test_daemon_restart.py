@@ -31,6 +31,7 @@ from action_llama.state import State
 from support import (
     AL,
     ProjectFactory,
+    left_in_swarm,
     script_agent,
     stored_run,
     stored_runs,
@@ -124,6 +125,13 @@ class Daemon:
 
     def run(self, run_id: str) -> RunRecord:
         return stored_run(self.root, run_id)
+
+    def finished(self, run_id: str) -> bool:
+        """Whether run `run_id` is recorded as ended (False before it is recorded at all)."""
+        try:
+            return self.run(run_id).finished_at is not None
+        except RunNotFound:
+            return False
 
     def records(self, run_id: str) -> list[dict[str, Any]]:
         return list(read_log(self.run(run_id).log_path))
@@ -298,8 +306,6 @@ def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
     with exit 3 and holds both lines once, its lock is released; another adopted run is
     killed through the gateway; afterwards no service, secret, config or volume of either is
     left in the swarm."""
-    from support import swarm_objects
-
     swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
     root = make_project(
         {
@@ -330,11 +336,11 @@ def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
     assert [r["msg"] for r in daemon.records(adopted)].count("run completed") == 1
     wait_for(lambda: daemon.lock_holders() == {}, 30, "the adopted run's lock released")
 
-    def left() -> dict[str, list[str]]:
-        found = swarm_objects(docker_client, f"al.project={root}")
-        return {kind: names for kind, names in found.items() if names}
-
-    wait_for(lambda: left() == {}, 30, "nothing of either run left in the swarm")
+    wait_for(
+        lambda: left_in_swarm(docker_client, root) == {},
+        30,
+        "nothing of either run left in the swarm",
+    )
     assert "re-adopted" in daemon.text()
 
 
@@ -351,8 +357,6 @@ def test_swarm_runs_call_each_other_and_shut_themselves_down_through_the_gateway
     agent (al-subagent), which runs as a swarm service too, and gets its al-return back; a run
     that would sleep 60 s after `al-shutdown` ends within seconds of asking; nothing of the
     three runs is left in the swarm."""
-    from support import swarm_objects
-
     swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
     root = make_project(
         {
@@ -374,20 +378,14 @@ def test_swarm_runs_call_each_other_and_shut_themselves_down_through_the_gateway
     caller = daemon.trigger("caller")["runId"]
     quitter = daemon.trigger("quitter")["runId"]
 
-    def ended(run_id: str) -> bool:
-        try:
-            return daemon.run(run_id).finished_at is not None
-        except RunNotFound:
-            return False
-
-    wait_for(lambda: ended(quitter), 45, "the quitter's end")
+    wait_for(lambda: daemon.finished(quitter), 45, "the quitter's end")
     said = daemon.script_lines(quitter)
     assert said[0] == "asking"
     assert json.loads(said[1])["killed"] is True
     assert "late" not in said
     assert (daemon.run(quitter).duration or 0) < 30
 
-    wait_for(lambda: ended(caller), 150, "the caller's end")
+    wait_for(lambda: daemon.finished(caller), 150, "the caller's end")
     assert daemon.run(caller).status == "completed", daemon.records(caller)
     (callee,) = daemon.runs("callee")
     assert (callee.trigger, callee.runtime) == ("agent-call", "swarm")
@@ -395,8 +393,8 @@ def test_swarm_runs_call_each_other_and_shut_themselves_down_through_the_gateway
     (answer,) = json.loads(waited.removeprefix("waited: ")).values()
     assert (answer["status"], answer["returnValue"]) == ("completed", "callee ran")
 
-    def left() -> dict[str, list[str]]:
-        found = swarm_objects(docker_client, f"al.project={root}")
-        return {kind: names for kind, names in found.items() if names}
-
-    wait_for(lambda: left() == {}, 30, "nothing of the runs left in the swarm")
+    wait_for(
+        lambda: left_in_swarm(docker_client, root) == {},
+        30,
+        "nothing of the runs left in the swarm",
+    )

@@ -26,6 +26,7 @@ from support import (
     cleanup_project,
     facts,
     json_records,
+    left_in_swarm,
     run_al,
     script_agent,
     script_output,
@@ -51,12 +52,6 @@ def swarm_project(registry: str, runtime: str = "", extra: str = "", swarm: str 
     """A project config.toml whose agents are swarm agents by default."""
     tables = f'[swarm]\nregistry = "{registry}"\n{swarm}\n[runtime]\ntype = "swarm"\n{runtime}'
     return f"{extra}\n{tables}"
-
-
-def left_in_swarm(client: Any, root: Path) -> dict[str, list[str]]:
-    """The services, secrets and configs of the project still in the swarm (none is expected)."""
-    left = swarm_objects(client, f"al.project={root}")
-    return {kind: names for kind, names in left.items() if names}
 
 
 @pytest.fixture(scope="module")
