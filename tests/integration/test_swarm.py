@@ -480,6 +480,8 @@ def test_doctor_finds_a_node_that_cannot_reach_the_gateway(
     assert failing.returncode == 1
     assert f"Runs on {worker.hostname}" in failing.stdout
     assert "[swarm] advertise" in failing.stdout
+    # al-agent:latest is shared with other worktrees' test sessions: make it this one's again.
+    assert run_al("image", "build", "-p", str(advertised), "-q").returncode == 0
     passing = run_al("doctor", "-p", str(advertised), timeout=300)
     assert f"{bridge} reachable from" in passing.stdout, passing.stdout
     assert worker.hostname in passing.stdout
