@@ -55,8 +55,11 @@ def swarm_ready() -> bool:
         return False
     if swarm.get("LocalNodeState") != "inactive":
         raise SystemExit("this engine is a swarm worker: run the benchmark on a manager")
-    subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
     return True
 
 
@@ -66,13 +69,16 @@ def make_project(registry: str, creds: Path) -> Path:
 
     root = Path(tempfile.mkdtemp(prefix="al-bench-swarm-")).resolve()
     listed = 'credentials = ["github_token"]\n'
-    write_files(root, {
-        "config.toml": f'[swarm]\nregistry = "{registry}"\n',
-        **script_agent("dock", "echo first-line\n"),
-        "agents/dock/config.toml": listed,
-        **script_agent("swarmed", "echo first-line\n"),
-        "agents/swarmed/config.toml": f'{listed}[runtime]\ntype = "swarm"\n',
-    })
+    write_files(
+        root,
+        {
+            "config.toml": f'[swarm]\nregistry = "{registry}"\n',
+            **script_agent("dock", "echo first-line\n"),
+            "agents/dock/config.toml": listed,
+            **script_agent("swarmed", "echo first-line\n"),
+            "agents/swarmed/config.toml": f'{listed}[runtime]\ntype = "swarm"\n',
+        },
+    )
     CredentialStore(creds).write(CredentialRef("github_token"), {"token": "bench-token-0123"})
     return root
 
@@ -80,9 +86,13 @@ def make_project(registry: str, creds: Path) -> Path:
 def first_line(root: Path, agent: str) -> float:
     """Seconds from launching `al run AGENT --local --json` to its first output line."""
     started = time.perf_counter()
-    proc = subprocess.Popen([AL, "run", agent, "-p", str(root), "--json", "--local"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [AL, "run", agent, "-p", str(root), "--json", "--local"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     elapsed = time.perf_counter() - started
@@ -102,8 +112,10 @@ def launch(root: Path, runs: int) -> tuple[bool, str]:
     print(f"  swarm   {summary(times['swarmed'])}")
     ratio = statistics.median(times["swarmed"]) / statistics.median(times["dock"])
     ok = ratio <= GOAL_LAUNCH_RATIO
-    print(f"  ratio swarm/docker (medians): {ratio:.2f}x   goal <= {GOAL_LAUNCH_RATIO}x: "
-          f"{verdict(ok)}")
+    print(
+        f"  ratio swarm/docker (medians): {ratio:.2f}x   goal <= {GOAL_LAUNCH_RATIO}x: "
+        f"{verdict(ok)}"
+    )
     return ok, f"launch {ratio:.2f}x"
 
 
@@ -126,7 +138,8 @@ def publish(root: Path, publishes: int) -> tuple[bool, str]:
     print(f"  unchanged chain  {summary(times)}")
     # For scale: one push of a layer the registry has never seen.
     (root / "agents/swarmed/Dockerfile").write_text(
-        f"FROM al-agent:latest\nRUN echo {time.time_ns()} > /tmp/bench-marker\n")
+        f"FROM al-agent:latest\nRUN echo {time.time_ns()} > /tmp/bench-marker\n"
+    )
     fresh = load_project(root)
     chain = ChainBuilder(connect(), fresh).ensure(["swarmed"])
     started = time.perf_counter()
@@ -188,8 +201,10 @@ def series(root: Path, count: int) -> tuple[bool, str]:
     ours = tuple(f"{run_id}-" for _, _, run_id in done)
     stages = [p for p in staging_root().iterdir() if p.name.startswith(ours)]
     print(f"  {count} runs  {summary([seconds for seconds, _, _ in done])}   failed: {failed}")
-    print(f"  left in the swarm and on this node: {json.dumps(remains)}; "
-          f"staging directories: {len(stages)}")
+    print(
+        f"  left in the swarm and on this node: {json.dumps(remains)}; "
+        f"staging directories: {len(stages)}"
+    )
     ok = failed == 0 and not any(remains.values()) and not stages
     print(f"  goal: nothing left, every run completed: {verdict(ok)}")
     return ok, f"{count} runs, {sum(remains.values()) + len(stages)} objects left"
@@ -200,15 +215,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="launches of each agent")
     parser.add_argument("--publishes", type=int, default=10)
     parser.add_argument("--series", type=int, default=50, help="swarm runs in a row")
-    parser.add_argument("--registry", default=os.environ.get("AL_BENCH_REGISTRY",
-                                                             "127.0.0.1:5000"))
+    parser.add_argument("--registry", default=os.environ.get("AL_BENCH_REGISTRY", "127.0.0.1:5000"))
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args()
     try:
         urllib.request.urlopen(f"http://{args.registry}/v2/", timeout=5).close()
     except OSError as exc:
-        raise SystemExit(f"no registry at {args.registry} ({exc}): source scripts/lib.sh && "
-                         "start_registry") from None
+        raise SystemExit(
+            f"no registry at {args.registry} ({exc}): source scripts/lib.sh && start_registry"
+        ) from None
     made_swarm = swarm_ready()
     scratch = Path(tempfile.mkdtemp(prefix="al-bench-swarm-creds-"))
     os.environ["AL_CREDENTIALS_DIR"] = str(scratch / "creds")

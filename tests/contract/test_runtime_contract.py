@@ -272,7 +272,9 @@ def test_stop_ends_the_run_within_seconds_and_reports_killed(case: Case) -> None
     """`stop` ends a running run promptly; `wait` then reports it killed, with a signal exit."""
 
     async def scenario() -> tuple[RunResult, float, list[str]]:
-        handle = await case.runtime.start(case.spec(Script(("started",), pause=60), entry_timeout=300))
+        handle = await case.runtime.start(
+            case.spec(Script(("started",), pause=60), entry_timeout=300)
+        )
         try:
             await asyncio.wait_for(_wait_for_line(handle, case.runtime, "started"), 30)
             sent = time.monotonic()

@@ -20,6 +20,7 @@ from support import (
 
 pytestmark = [pytest.mark.docker]
 
+
 @pytest.fixture
 def probed(make_project: ProjectFactory, base_image: str) -> dict[str, str]:
     root = make_project(

@@ -151,7 +151,7 @@ def test_swarm_agents_get_images_pushed_and_reach_the_advertised_gateway(tmp_pat
     assert "this node" in swarm.describe(agents["kept"])
     assert "node.labels.al == true" in swarm.describe(agents["spread"])
     (ignored,) = runtime_for(agents["boxed"]).warnings(project, agents["boxed"])
-    assert "[runtime] constraints of agent boxed only apply to type = \"swarm\"" in ignored
+    assert '[runtime] constraints of agent boxed only apply to type = "swarm"' in ignored
 
 
 @pytest.mark.parametrize(
