@@ -224,3 +224,13 @@ def test_layer_build_hint_offers_node_when_the_log_says_npm_is_missing() -> None
     layer = Layer("agent", "al-dev:latest", "RUN npm i -g x", "dev")
     hint = troubleshooting_hint(layer, "/bin/sh: 1: npm: not found")
     assert "RUN apk add --no-cache nodejs npm" in hint
+
+
+def test_al_image_ls_names_an_image_by_its_local_tag_before_its_registry_copy() -> None:
+    """An image also published to a swarm's registry (or pulled back from it) is listed by
+    its name on this engine; a base image from a registry keeps its only name."""
+    from action_llama.images.inventory import names_local_first
+
+    published = ["127.0.0.1:5000/al-agent:5e087aee6b88", "al-agent:latest", "<none>:<none>"]
+    assert names_local_first(published) == ["al-agent:latest", published[0]]
+    assert names_local_first(["ghcr.io/org/base:1"]) == ["ghcr.io/org/base:1"]

@@ -23,12 +23,19 @@ class ImageRow:
     created: float
 
 
+def names_local_first(tags: list[str]) -> list[str]:
+    """An image's names, those of this engine first: a copy published to a cluster's registry
+    (or pulled back from it by a swarm task) is also `<registry>/<name>:<id>`."""
+    named = [t for t in tags if t != "<none>:<none>"]
+    return sorted(named, key=lambda tag: "/" in tag.rsplit(":", 1)[0])
+
+
 def project_images(client: docker.DockerClient, project: Project) -> list[ImageRow]:
     """The base image in use plus the project-base and agent images built for this project."""
     images = client.api.images(filters={"label": LABEL_LAYER})
     names: dict[str, str] = {}
     for image in images:
-        tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+        tags = names_local_first(image.get("RepoTags") or [])
         names[image["Id"]] = tags[0] if tags else image["Id"][7:19]
     base_tag = project.config.local.image
     order = {"base": 0, "project-base": 1, "agent": 2}
