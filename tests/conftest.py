@@ -8,6 +8,7 @@ are skipped unless the tests run as root).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -101,11 +102,17 @@ def registry() -> str:
 
 
 @pytest.fixture(scope="session")
-def swarm_image(docker_client: Any, base_image: str, swarm: str, registry: str) -> str:
-    """The base image in the registry, where swarm tasks pull it from."""
+def swarm_image(docker_client: Any, base_image: str, swarm: str, registry: str) -> Iterator[str]:
+    """The base image in the registry, where swarm tasks pull it from; its registry name is
+    taken off this engine afterwards (else each source version's base image stays)."""
+    import docker.errors
+
     from action_llama.runtimes.swarm_images import push
 
-    return push(docker_client, registry, base_image)
+    ref = push(docker_client, registry, base_image)
+    yield ref
+    with contextlib.suppress(docker.errors.APIError):
+        docker_client.api.remove_image(ref)
 
 
 @pytest.fixture(scope="session")
