@@ -378,11 +378,12 @@ def test_secrets_of_a_run_whose_al_was_killed_are_swept(
 
 
 def test_doctor_checks_the_swarm_the_registry_and_every_node(
-    make_project: ProjectFactory, swarm_image: str, registry: str
+    make_project: ProjectFactory, swarm_image: str, registry: str, docker_client: Any
 ) -> None:
     """`al doctor` for swarm agents: this engine manages a swarm, its nodes are ready, the
     registry takes a push, and a probe task on every node reaches the gateway's address and
-    reports no-new-privileges (said plainly, with the daemon-wide fix, when it is off)."""
+    reports no-new-privileges (said plainly, with the daemon-wide fix, when it is off); the
+    probe leaves no container behind."""
     root = make_project(script_agent("hello", "echo hi"), config=swarm_project(registry))
     assert run_al("image", "build", "-p", str(root), "-q").returncode == 0
     result = run_al("doctor", "-p", str(root))
@@ -392,6 +393,7 @@ def test_doctor_checks_the_swarm_the_registry_and_every_node(
     assert "ready and active" in out
     assert f"{registry} takes pushes" in out
     assert "reachable from" in out
+    assert docker_client.api.containers(all=True, filters={"label": "al.doctor"}) == []
     if "no-new-privileges is off" in out:
         assert '"no-new-privileges": true in /etc/docker/daemon.json' in out
 

@@ -241,6 +241,7 @@ def _run_probe(
         lines = [line for _, line in whole_log(client, service)]
     finally:
         api.remove_service(service)
+        _remove_ended_containers(api, service)
     found = []
     for line in lines:
         try:
@@ -248,6 +249,18 @@ def _run_probe(
         except ValueError:
             continue
     return found
+
+
+def _remove_ended_containers(api: Any, service: str) -> None:
+    """Remove this node's containers of the probe's tasks: engine 20.10 keeps those of a
+    job's ended tasks after the service is removed (one per `al doctor` otherwise). Other
+    nodes' stay until their engine's `docker container prune`."""
+    from docker.errors import APIError
+
+    of_service = {"label": f"com.docker.swarm.service.id={service}"}
+    for container in api.containers(all=True, filters=of_service):
+        with contextlib.suppress(APIError):  # being removed already
+            api.remove_container(container["Id"], force=True)
 
 
 def _verdicts(seen: list[dict[str, Any]], gateway: str) -> list[Check]:
