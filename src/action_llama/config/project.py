@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from action_llama.config._base import Strict
+from action_llama.config.network import NetworkConfig
 
 DEFAULT_IMAGE = "al-agent:latest"
 DEFAULT_TIMEOUT = 900
@@ -139,6 +140,7 @@ class ProjectConfig(Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     project_name: str | None = Field(default=None, alias="projectName")
     max_reruns: int = Field(default=10, ge=0, alias="maxReruns")
     max_call_depth: int = Field(default=3, ge=0, alias="maxCallDepth")
