@@ -50,11 +50,13 @@ def script_agent(
 
 
 def cleanup_project(client: Any, root: Path) -> None:
+    from action_llama.egress.service import teardown
     from action_llama.runtimes.docker_workspace import release_workspaces
 
     label = f"al.project={root}"
     for container in client.api.containers(all=True, filters={"label": label}):
         client.api.remove_container(container["Id"], force=True)
+    teardown(client, root)  # its egress proxy, networks and firewall rules
     release_workspaces(client, root)
     for image in client.api.images(filters={"label": label}):
         client.api.remove_image(image["Id"], force=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from action_llama.egress.rules import DEFAULT_PORTS, PRESETS, Policy, Rule, parse_entry
+from action_llama.egress.rules import PRESETS, Policy, Rule, fix_for, parse_entry
 
 if TYPE_CHECKING:
     from action_llama.config import ModelConfig
@@ -52,10 +52,7 @@ class AgentPolicy:
 
     def fix_for(self, host: str, port: int) -> str:
         """The sentence of a denied connection's log line that says how to allow it."""
-        entry = host if port in DEFAULT_PORTS else f"{host}:{port}"
-        if self.mode == "none":
-            return f'set [network] mode = "allowlist" and allow "{entry}" in {self.file}'
-        return f'add "{entry}" to allow in {self.file}'
+        return fix_for(self.mode, self.file, host, port)
 
 
 def _model_rule(name: str, model: ModelConfig) -> Rule | None:

@@ -161,6 +161,14 @@ def check_entry(entry: str) -> str:
     return entry
 
 
+def fix_for(mode: str, file: str, host: str, port: int) -> str:
+    """How to allow `host:port` for an agent whose `[network]` is in `file`, in words."""
+    entry = host if port in DEFAULT_PORTS else f"{host}:{port}"
+    if mode == "none":
+        return f'set [network] mode = "allowlist" and allow "{entry}" in {file}'
+    return f'add "{entry}" to allow in {file}'
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the policy says about one destination."""

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from action_llama.egress.policy import AgentPolicy
+
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
     from action_llama.project import Agent, Project
@@ -83,6 +85,8 @@ class RunSpec(BaseModel):
     timeout: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Where the run may connect to (`[network]`); None: nowhere is checked (as `open`).
+    network: AgentPolicy | None = None
 
 
 class RunHandle(BaseModel):
@@ -97,6 +101,8 @@ class RunHandle(BaseModel):
     ref: str
     name: str = ""
     project: str = ""
+    #: What the runtime has to say about how it started the run (a warning each), for its log.
+    notes: tuple[str, ...] = ()
 
 
 class RunResult(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from action_llama.egress.proxy import GATEWAY_NAME
 from action_llama.engine import engine_errors
 from action_llama.errors import RunError
 from action_llama.runtimes.base import (
@@ -20,6 +21,7 @@ from action_llama.runtimes.base import (
     RunSpec,
     status_for,
 )
+from action_llama.runtimes.docker_network import plan_network, release_network
 from action_llama.runtimes.docker_workspace import ensure_workspace
 
 if TYPE_CHECKING:
@@ -34,8 +36,6 @@ LABEL_PROJECT = "al.project"
 #: Extra seconds the host waits past the timeout, so the entry's own timer ends the run first
 #: and says so in the log.
 TIMEOUT_GRACE = 3
-#: How runs name the host; the engine maps it to the bridge's gateway address.
-CONTAINER_HOST = "host.docker.internal"
 
 
 def container_name(agent: str, run_id: str) -> str:
@@ -65,7 +65,9 @@ class DockerRuntime:
         return RunIdentity(uid=CONTAINER_UID, gid=CONTAINER_UID)
 
     def gateway_url(self, port: int) -> str:
-        return f"http://{CONTAINER_HOST}:{port}"
+        # A name each run's container maps: to the proxy (which relays it) when its network
+        # is checked, else to the host.
+        return f"http://{GATEWAY_NAME}:{port}"
 
     def describe(self, agent: Agent) -> str:
         return "container"
@@ -99,6 +101,7 @@ class DockerRuntime:
         api = self.client.api
         workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
         limits = spec.limits
+        network = plan_network(self.client, spec)
         owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
         tmpfs = {
             "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},{owner},mode=1777",
@@ -121,7 +124,9 @@ class DockerRuntime:
             tmpfs=tmpfs,
             mounts=mounts,
             init=True,
-            extra_hosts={CONTAINER_HOST: "host-gateway"},
+            extra_hosts=network.extra_hosts,
+            dns=network.dns or None,
+            network_mode=network.network_mode,
         )
         name = container_name(spec.agent, spec.run_id)
         labels = {
@@ -130,7 +135,7 @@ class DockerRuntime:
             LABEL_AGENT: spec.agent,
             LABEL_PROJECT: str(spec.project),
         }
-        env = {**spec.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
+        env = {**spec.env, **network.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
         if not workspace.capped:
             env["AL_WORKSPACE_UNCAPPED"] = "1"
         with engine_errors(f"starting run {spec.run_id}"):
@@ -143,9 +148,11 @@ class DockerRuntime:
                     environment=env,
                     labels=labels,
                     host_config=host_config,
+                    networking_config=network.networking_config(api),
                 )
                 api.start(created["Id"])
             except APIError as exc:
+                release_network(self.client, str(spec.project), spec.run_id)
                 raise RunError(
                     f"Could not start the container for agent {spec.agent}: "
                     f"{exc.explanation or exc}",
@@ -158,6 +165,7 @@ class DockerRuntime:
             ref=created["Id"],
             name=name,
             project=str(spec.project),
+            notes=network.notes,
         )
 
     async def start(self, spec: RunSpec) -> RunHandle:
@@ -255,6 +263,8 @@ class DockerRuntime:
         self._stopped.discard(handle.ref)
         with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
+        # Only once its container is gone: the address must not serve another run before.
+        await asyncio.to_thread(release_network, self.client, handle.project, handle.run_id)
 
     async def close(self) -> None:
         if self._client is not None:

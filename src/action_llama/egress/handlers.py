@@ -1,0 +1,157 @@
+"""What the proxy does with a connection it allowed: the seam for per-destination handling.
+
+Standard library only. Today every allowed destination is tunnelled untouched (`Tunnel`): the
+bytes of a CONNECT tunnel, or of a plain-HTTP request rewritten to origin form, go to the
+destination as they are. `Connection` carries everything a handler needs (the run it belongs
+to, the destination, the client's streams, the request head when there is one, the record it
+fills in), so a handler that terminates TLS and rewrites requests for some hosts can be chosen
+per run and destination in `Proxy.handler_for` without touching the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from action_llama.egress.records import Record
+from action_llama.egress.registry import Registration
+from action_llama.egress.rules import Rule, ipv4
+
+#: Bytes read at once when copying; also the streams' buffer limit.
+CHUNK = 256 * 1024
+CONNECT_TIMEOUT = 10.0
+
+
+class UpstreamError(Exception):
+    """The destination could not be reached (the message says why, for the client and log)."""
+
+
+@dataclass
+class Request:
+    """A parsed request head: `target` is `host:port` for CONNECT, else the URL as sent."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+@dataclass
+class Connection:
+    """One allowed connection of a run, handed to its handler."""
+
+    registration: Registration
+    host: str
+    port: int
+    #: The rule that allowed it.
+    rule: Rule
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    record: Record
+    #: The request head for plain HTTP (already rewritten to origin form); None for CONNECT.
+    head: bytes | None = None
+    #: Networks the destination must not be in (the proxy's own run networks).
+    forbidden: tuple[ipaddress.IPv4Network, ...] = field(default_factory=tuple)
+
+
+class Handler(Protocol):
+    """Serves one allowed connection to its end, filling in `connection.record`'s bytes."""
+
+    async def serve(self, connection: Connection) -> None: ...
+
+
+def _usable(address: str, rule: Rule, forbidden: Iterable[ipaddress.IPv4Network]) -> bool:
+    """Whether a name's address may be connected to: never the proxy's own loopback, link-local
+    addresses (cloud metadata services) or the run networks, unless the rule names it as is."""
+    ip = ipaddress.IPv4Address(address)
+    if ipv4(rule.pattern) is not None or rule.pattern == "localhost":
+        return True
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+        return False
+    return not any(ip in net for net in forbidden)
+
+
+async def open_upstream(
+    host: str, port: int, rule: Rule, forbidden: Iterable[ipaddress.IPv4Network]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to `host:port`, trying each of its IPv4 addresses that may be used."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise UpstreamError(f"cannot resolve {host}: {exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    usable = [a for a in addresses if _usable(a, rule, forbidden)]
+    if not usable:
+        raise UpstreamError(f"{host} resolves to an address runs may not reach ({addresses[0]})")
+    last: Exception | None = None
+    for address in usable:
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(address, port, limit=CHUNK), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            last = exc
+    raise UpstreamError(f"cannot connect to {host}:{port}: {last}")
+
+
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """Copy `reader` to `writer` until end of stream; the bytes copied. Half-closes after."""
+    total = 0
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            total += len(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError, RuntimeError):
+        # The other side went away (RuntimeError: writing after the transport closed).
+        pass
+    return total
+
+
+async def splice(
+    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> tuple[int, int]:
+    """Copy both ways until both ends finished: (bytes client→upstream, upstream→client)."""
+    try:
+        sent, received = await asyncio.gather(
+            pump(client[0], upstream[1]), pump(upstream[0], client[1])
+        )
+    finally:
+        for writer in (upstream[1], client[1]):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+    return sent, received
+
+
+class Tunnel:
+    """Connect to the destination and copy bytes both ways, untouched."""
+
+    async def serve(self, connection: Connection) -> None:
+        upstream = await open_upstream(
+            connection.host, connection.port, connection.rule, connection.forbidden
+        )
+        if connection.head is None:
+            connection.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            upstream[1].write(connection.head)
+            connection.record.sent += len(connection.head)
+        sent, received = await splice((connection.reader, connection.writer), upstream)
+        connection.record.sent += sent
+        connection.record.received += received

@@ -1,0 +1,98 @@
+"""The network of a run's container, from its `[network]` policy.
+
+- `open` (or no policy): the default bridge, as before egress control; the host is
+  `host.docker.internal` and the gateway `al-gateway`, both the bridge's gateway address.
+- `allowlist` and `none`: the agent's internal network, attached through the project's egress
+  component (`action_llama.egress.service`): the proxy is the only way out, the only resolver,
+  and `al-gateway` (it relays the gateway).
+- When that cannot be set up: no network at all (Docker's `none`), and a note for the run's
+  log saying why. Never an open one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from action_llama.egress.proxy import GATEWAY_NAME
+
+if TYPE_CHECKING:
+    import docker
+
+    from action_llama.runtimes.base import RunSpec
+
+#: How runs name the host; the engine maps it to the bridge's gateway address.
+CONTAINER_HOST = "host.docker.internal"
+
+
+@dataclass
+class NetworkPlan:
+    """What the container is created with, network-wise."""
+
+    network_mode: str | None = None
+    extra_hosts: dict[str, str] = field(default_factory=dict)
+    dns: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    #: Its address on `network_mode` (an egress network), if one was claimed.
+    address: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def networking_config(self, api: Any) -> Any:
+        if self.address is None or self.network_mode is None:
+            return None
+        endpoint = api.create_endpoint_config(ipv4_address=self.address)
+        return api.create_networking_config({self.network_mode: endpoint})
+
+
+def gateway_port(spec: RunSpec) -> int | None:
+    """The gateway's port on the host, from the GATEWAY_URL the runtime gave the run."""
+    url = spec.env.get("GATEWAY_URL")
+    return urlsplit(url).port if url else None
+
+
+def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
+    policy = spec.network
+    if policy is None or policy.mode == "open":
+        return NetworkPlan(
+            extra_hosts={CONTAINER_HOST: "host-gateway", GATEWAY_NAME: "host-gateway"}
+        )
+    from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+    assert spec.image is not None
+    try:
+        attached = ProjectEgress(client, spec.project).attach_container(
+            spec.run_id, policy, gateway_port(spec), spec.image
+        )
+    except EgressUnavailable as exc:
+        return NetworkPlan(
+            network_mode="none",
+            notes=(
+                f"egress: {exc}; this run has no network at all (its [network] mode is "
+                f'"{policy.mode}", and al never runs it unchecked). See: al doctor',
+            ),
+        )
+    return NetworkPlan(
+        network_mode=attached.network,
+        extra_hosts=dict(attached.extra_hosts),
+        dns=list(attached.dns),
+        env=dict(attached.env),
+        address=attached.address,
+    )
+
+
+def release_network(client: docker.DockerClient, project: str, run_id: str) -> None:
+    """Give back the address the run claimed on its egress network (if it claimed one)."""
+    if not project:
+        return
+    from pathlib import Path
+
+    from action_llama.egress.registry import registrations, unregister
+    from action_llama.egress.service import state_of
+
+    state = state_of(Path(project))
+    with contextlib.suppress(OSError):
+        for registration in registrations(state):
+            if registration.run == run_id:
+                unregister(state, registration.key)
