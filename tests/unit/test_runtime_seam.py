@@ -43,10 +43,11 @@ def test_only_agents_whose_runtime_needs_an_image_get_one(tmp_path: Path) -> Non
 
 
 def test_runs_reach_the_gateway_the_way_their_runtime_can(tmp_path: Path) -> None:
-    """Containers use host.docker.internal; host-user runs use loopback."""
+    """Containers use al-gateway (a name each container maps: to the egress proxy, which
+    relays it, or to the host); host-user runs use loopback."""
     project = _project(tmp_path)
     agents = project.agents  # type: ignore[attr-defined]
-    assert runtime_for(agents["plain"]).gateway_url(8080) == "http://host.docker.internal:8080"
+    assert runtime_for(agents["plain"]).gateway_url(8080) == "http://al-gateway:8080"
     assert runtime_for(agents["onhost"]).gateway_url(8080) == "http://127.0.0.1:8080"
 
 

@@ -222,6 +222,10 @@ class Deployment:
             return None
         return attrs
 
+    def proxy_running(self) -> bool:
+        proxy = self._proxy()
+        return proxy is not None and bool(proxy["State"].get("Running"))
+
     def proxy_alive(self) -> bool:
         """The proxy container runs and its heartbeat is fresh."""
         proxy = self._proxy()

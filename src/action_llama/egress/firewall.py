@@ -9,15 +9,34 @@ For each agent network's bridge (runs' packets arrive on it):
                                                             whatever Docker's own rules say)
 
 Runs reach the scheduler's gateway through the proxy (which is not on that bridge's INPUT),
-so no exception is needed. Comments are `al-egress:<project id>`; `remove` deletes a
-project's rules and `remove_stray` those whose bridge no longer exists.
+so no exception is needed.
+
+For host-user runs, every packet their OS user sends goes through a chain of its own:
+
+    OUTPUT       -m owner --uid-owner <uid>        -j al-uid-<uid>
+    al-uid-<uid> ESTABLISHED,RELATED               ACCEPT
+                 -d <proxy> --dport 3128           ACCEPT   (per project: its egress proxy,
+                 -d 127.0.0.1 --dport <gateway>    ACCEPT    its gateway, loopback services
+                 -d 127.0.0.1 --dport <allowed>    ACCEPT    its allow list names)
+                                                   REJECT   (everything else, DNS included)
+
+and ip6tables rejects everything of that user (the proxy is reached over IPv4).
+
+Comments are `al-egress:<project id>` (`al-egress:uid` for a chain's own rules); `remove`
+deletes a project's rules (and a user's chain once no project has rules in it) and
+`remove_stray` those whose bridge no longer exists.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shlex
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 COMMENT = "al-egress"
@@ -28,12 +47,14 @@ class FirewallError(Exception):
     """iptables is missing or refused (the message says which)."""
 
 
-def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("iptables") or next(
-        (p for p in ("/usr/sbin/iptables", "/sbin/iptables") if Path(p).exists()), None
+def _iptables(
+    *args: str, check: bool = True, tool: str = "iptables"
+) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which(tool) or next(
+        (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if Path(p).exists()), None
     )
     if binary is None:
-        raise FirewallError("iptables is not installed (apt-get install iptables)")
+        raise FirewallError(f"{tool} is not installed (apt-get install iptables)")
     done = subprocess.run(
         [binary, "-w", *args], capture_output=True, text=True, timeout=IPTABLES_TIMEOUT, check=False
     )
@@ -100,15 +121,156 @@ def _delete(rule: list[str]) -> None:
     _iptables("-D", *rule[1:], check=False)
 
 
-def remove(project: str, chains: tuple[str, ...] = ("INPUT", "DOCKER-USER", "OUTPUT")) -> int:
-    """Delete every rule of `project`; how many."""
+def remove(project: str) -> int:
+    """Delete every rule of `project` (and users' chains left empty by it); how many."""
     count = 0
-    for chain in chains:
-        for rule in _listed(chain):
-            if _ours(rule, project):
-                _delete(rule)
-                count += 1
+    with machine_lock():
+        for chain in ("INPUT", "DOCKER-USER", *_user_chains()):
+            for rule in _listed(chain):
+                if _ours(rule, project):
+                    _delete(rule)
+                    count += 1
+        for chain in _user_chains():
+            if not any(_ours(r, None) and not _ours(r, "uid") for r in _listed(chain)):
+                _drop_user_chain(int(chain.removeprefix(USER_CHAIN)))
     return count
+
+
+# -- host-user runs ---------------------------------------------------------------------------
+
+USER_CHAIN = "al-uid-"
+LOCK_FILE = "al-egress-firewall.lock"
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One al process at a time edits users' chains (they are shared by every project)."""
+    folder = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _user_chains() -> list[str]:
+    done = _iptables("-S", check=False)
+    return [
+        line.split()[1] for line in done.stdout.splitlines() if line.startswith(f"-N {USER_CHAIN}")
+    ]
+
+
+def _jump(uid: int) -> list[str]:
+    return ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", f"{USER_CHAIN}{uid}"]
+
+
+def _ipv6_active() -> bool:
+    return Path("/proc/net/if_inet6").exists() and bool(Path("/proc/net/if_inet6").read_text())
+
+
+def _ensure_user_chain(uid: int) -> str:
+    chain = f"{USER_CHAIN}{uid}"
+    _iptables("-N", chain, check=False)
+    established = [
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "ESTABLISHED,RELATED",
+        *_tag("uid"),
+        "-j",
+        "ACCEPT",
+    ]
+    reject = [*_tag("uid"), "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+    if _iptables("-C", chain, *established, check=False).returncode != 0:
+        _iptables("-I", chain, "1", *established)
+    if _iptables("-C", chain, *reject, check=False).returncode != 0:
+        _iptables("-A", chain, *reject)
+    if _iptables("-C", "OUTPUT", *_jump(uid), check=False).returncode != 0:
+        _iptables("-I", "OUTPUT", "1", *_jump(uid))
+    if _ipv6_active():
+        v6 = ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", "REJECT"]
+        if _iptables("-C", "OUTPUT", *v6, check=False, tool="ip6tables").returncode != 0:
+            _iptables("-I", "OUTPUT", "1", *v6, tool="ip6tables")
+    return chain
+
+
+def _drop_user_chain(uid: int) -> None:
+    chain = f"{USER_CHAIN}{uid}"
+    while _iptables("-D", "OUTPUT", *_jump(uid), check=False).returncode == 0:
+        pass
+    _iptables("-F", chain, check=False)
+    _iptables("-X", chain, check=False)
+    v6 = ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", "REJECT"]
+    with contextlib.suppress(FirewallError):
+        while _iptables("-D", "OUTPUT", *v6, check=False, tool="ip6tables").returncode == 0:
+            pass
+
+
+def user_rules(
+    project: str, proxy: str | None, proxy_port: int, gateway: int | None, loopback: list[int]
+) -> list[list[str]]:
+    """The ACCEPT rules of one project in a user's chain."""
+    tag = _tag(project)
+    rules = []
+    if proxy is not None:
+        rules.append(
+            [
+                "-d",
+                f"{proxy}/32",
+                "-p",
+                "tcp",
+                "-m",
+                "tcp",
+                "--dport",
+                str(proxy_port),
+                *tag,
+                "-j",
+                "ACCEPT",
+            ]
+        )
+    for port in sorted({*loopback, *([gateway] if gateway else [])}):
+        rules.append(
+            [
+                "-d",
+                "127.0.0.1/32",
+                "-o",
+                "lo",
+                "-p",
+                "tcp",
+                "-m",
+                "tcp",
+                "--dport",
+                str(port),
+                *tag,
+                "-j",
+                "ACCEPT",
+            ]
+        )
+    return rules
+
+
+def guard_user(
+    uid: int,
+    project: str,
+    proxy: str | None,
+    proxy_port: int,
+    gateway: int | None,
+    loopback: list[int],
+) -> None:
+    """Everything `uid` sends rejected but what `project` allows it (see the module)."""
+    if uid == 0:
+        raise FirewallError("host-user runs as root cannot be restricted (run_as root)")
+    with machine_lock():
+        chain = _ensure_user_chain(uid)
+        wanted = user_rules(project, proxy, proxy_port, gateway, loopback)
+        present = [r[2:] for r in _listed(chain) if _ours(r, project)]
+        if present == wanted:
+            return
+        for rule in present:
+            _iptables("-D", chain, *rule, check=False)
+        for rule in reversed(wanted):
+            _iptables("-I", chain, "2", *rule)
 
 
 def remove_stray() -> int:

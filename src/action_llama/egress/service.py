@@ -11,15 +11,24 @@ fails raises `EgressUnavailable`: the runtime then starts the run with no networ
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from action_llama.egress.deploy import DeployError, Deployment, Network
-from action_llama.egress.firewall import FirewallError, guard_bridge
+from action_llama.egress.firewall import FirewallError, guard_bridge, guard_user
 from action_llama.egress.proxy import GATEWAY_NAME, PROXY_PORT
-from action_llama.egress.registry import RUNS, Registration, register, unregister
+from action_llama.egress.registry import (
+    RUNS,
+    Registration,
+    register,
+    registrations,
+    token_digest,
+    unregister,
+)
 from action_llama.layout import STATE_DIR
 
 if TYPE_CHECKING:
@@ -95,27 +104,50 @@ class ProjectEgress:
     """The egress component of one project, as container runs use it."""
 
     def __init__(self, client: docker.DockerClient, project: Path):
+        self.client = client
         self.project = project
         self.state = state_of(project)
         self.deployment = Deployment(client, project, self.state)
 
-    def _ready_network(self, agent: str, image: str) -> Network:
+    def _base_image(self) -> str:
+        """The image the proxy runs: the project's base layer, built when missing or stale."""
+        from action_llama.images.build import ChainBuilder
+        from action_llama.project import load_project
+
+        result = ChainBuilder(self.client, load_project(self.project)).ensure([])
+        return result.image_ids[result.layers[0].tag]
+
+    def _ensure_proxy(self) -> None:
+        if not self.deployment.proxy_running():
+            self.deployment.ensure_proxy(self._base_image())
+
+    def _ready_network(self, agent: str) -> Network:
         with self.deployment.locked():
-            self.deployment.ensure_proxy(image)
+            self._ensure_proxy()
             network = self.deployment.agent_network(agent)
             guard_bridge(network.bridge, self.deployment.id)
         return network
 
-    def attach_container(
-        self, run_id: str, policy: AgentPolicy, gateway: int | None, image: str
-    ) -> ContainerAttachment:
-        """Register the run on its agent's network; EgressUnavailable when that cannot be."""
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Whatever fails while setting up becomes EgressUnavailable (never an open run)."""
+        from action_llama.errors import ActionLlamaError
+
         try:
-            network = self._ready_network(policy.agent, image)
+            yield
         except (DeployError, FirewallError) as exc:
             raise EgressUnavailable(str(exc)) from None
+        except ActionLlamaError as exc:
+            raise EgressUnavailable(exc.message) from None
         except Exception as exc:  # the engine refused something: still no open network
             raise EgressUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    def attach_container(
+        self, run_id: str, policy: AgentPolicy, gateway: int | None
+    ) -> ContainerAttachment:
+        """Register the run on its agent's network; EgressUnavailable when that cannot be."""
+        with self._unavailable():
+            network = self._ready_network(policy.agent)
         for address in network.run_addresses():
             registration = registration_for(run_id, policy, gateway, address=address)
             if register(self.state, registration):
@@ -142,8 +174,55 @@ class ProjectEgress:
                 break  # the run starts anyway; its gateway calls say "unreachable"
             time.sleep(0.02)
 
-    def detach(self, key: str) -> None:
-        unregister(self.state, key)
+    def attach_host_user(
+        self, run_id: str, policy: AgentPolicy, gateway: int | None, uid: int
+    ) -> HostAttachment:
+        """Restrict the run's OS user to the proxy and the gateway, and register the run with
+        the secret of its proxy URL. FirewallError when the user cannot be restricted here;
+        without a proxy (no Docker...) the user is restricted to the gateway alone and the
+        attachment carries a note saying so."""
+        loopback = sorted(
+            {port for r in policy.rules if r.pattern in LOOPBACK_NAMES for port in r.ports}
+        )
+        proxy: str | None = None
+        note = None
+        try:
+            with self._unavailable(), self.deployment.locked():
+                self._ensure_proxy()
+                proxy = self.deployment.proxy_outside_address()
+        except EgressUnavailable as exc:
+            note = f"egress: {exc}; this run has no network but the gateway. See: al doctor"
+        guard_user(uid, self.deployment.id, proxy, PROXY_PORT, gateway, loopback)
+        if proxy is None:
+            return HostAttachment(env={}, notes=(note,) if note else ())
+        token = secrets.token_urlsafe(24)
+        register(
+            self.state, registration_for(run_id, policy, gateway, token_sha256=token_digest(token))
+        )
+        env = proxy_env(f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}")
+        env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
+        return HostAttachment(env=env)
+
+
+@dataclass(frozen=True)
+class HostAttachment:
+    """What a host-user run's environment gets (empty without a proxy), and notes."""
+
+    env: dict[str, str]
+    notes: tuple[str, ...] = ()
+
+
+#: Allow entries naming the host's loopback: host-user runs reach them directly.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+
+
+def release_run(project: Path, run_id: str) -> None:
+    """Forget the run's registration (its address or proxy secret), once it has ended."""
+    state = state_of(project)
+    with contextlib.suppress(OSError):
+        for registration in registrations(state):
+            if registration.run == run_id:
+                unregister(state, registration.key)
 
 
 def teardown(client: docker.DockerClient, project: Path) -> list[str]:

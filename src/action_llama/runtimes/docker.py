@@ -78,8 +78,13 @@ class DockerRuntime:
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
         from action_llama.doctor.dockerfiles import check_dockerfiles
         from action_llama.runtimes.docker_checks import engine_checks
+        from action_llama.runtimes.egress_checks import container_egress_checks
 
-        return engine_checks(project, agents) + check_dockerfiles(project, agents)
+        return [
+            *engine_checks(project, agents),
+            *check_dockerfiles(project, agents),
+            *container_egress_checks(agents),
+        ]
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
@@ -152,7 +157,7 @@ class DockerRuntime:
                 )
                 api.start(created["Id"])
             except APIError as exc:
-                release_network(self.client, str(spec.project), spec.run_id)
+                release_network(str(spec.project), spec.run_id)
                 raise RunError(
                     f"Could not start the container for agent {spec.agent}: "
                     f"{exc.explanation or exc}",
@@ -264,7 +269,7 @@ class DockerRuntime:
         with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
         # Only once its container is gone: the address must not serve another run before.
-        await asyncio.to_thread(release_network, self.client, handle.project, handle.run_id)
+        await asyncio.to_thread(release_network, handle.project, handle.run_id)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -60,10 +60,9 @@ def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
         )
     from action_llama.egress.service import EgressUnavailable, ProjectEgress
 
-    assert spec.image is not None
     try:
         attached = ProjectEgress(client, spec.project).attach_container(
-            spec.run_id, policy, gateway_port(spec), spec.image
+            spec.run_id, policy, gateway_port(spec)
         )
     except EgressUnavailable as exc:
         return NetworkPlan(
@@ -82,17 +81,9 @@ def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
     )
 
 
-def release_network(client: docker.DockerClient, project: str, run_id: str) -> None:
+def release_network(project: str, run_id: str) -> None:
     """Give back the address the run claimed on its egress network (if it claimed one)."""
-    if not project:
-        return
-    from pathlib import Path
+    if project:
+        from action_llama.egress.service import release_run
 
-    from action_llama.egress.registry import registrations, unregister
-    from action_llama.egress.service import state_of
-
-    state = state_of(Path(project))
-    with contextlib.suppress(OSError):
-        for registration in registrations(state):
-            if registration.run == run_id:
-                unregister(state, registration.key)
+        release_run(Path(project), run_id)

@@ -50,6 +50,7 @@ from action_llama.runtimes.base import (
     RunSpec,
     status_for,
 )
+from action_llama.runtimes.host_user_network import plan_host_network, release_host_network
 
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
@@ -113,6 +114,8 @@ class _Run:
     record: PidFile
     #: The process, when we started it ourselves.
     proc: subprocess.Popen[bytes] | None = None
+    #: What starting it had to say (egress), for the run's log.
+    notes: tuple[str, ...] = ()
 
 
 def _read_exit(path: Path) -> int | None:
@@ -178,9 +181,10 @@ class HostUserRuntime:
         ]
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        from action_llama.runtimes.egress_checks import host_user_egress_checks
         from action_llama.runtimes.host_user_checks import host_user_checks
 
-        return host_user_checks(agents, fix=fix)
+        return [*host_user_checks(agents, fix=fix), *host_user_egress_checks(agents)]
 
     def __init__(self, runs_dir: Path | None = None, python: str | None = None):
         self.runs_dir = runs_dir or default_runs_dir()
@@ -200,7 +204,7 @@ class HostUserRuntime:
         self._runs[spec.run_id] = run
         if run.proc is not None:
             _children.append(run.proc)
-        return self._handle(run.record)
+        return self._handle(run.record).model_copy(update={"notes": run.notes})
 
     def _start(self, spec: RunSpec) -> _Run:
         user = launch.resolve_user(spec.user or DEFAULT_USER, spec.groups)
@@ -220,16 +224,29 @@ class HostUserRuntime:
                 f"{user.name}.",
                 hint="Stage them for that user (the run service does so for host-user agents).",
             )
+        network = plan_host_network(spec, user.uid)
         work = root / spec.run_id
-        self._make_work_dir(work, user, mode)
         try:
-            return self._spawn(spec, user, mode, lib, python)
+            self._make_work_dir(work, user, mode)
+            try:
+                run = self._spawn(spec, user, mode, lib, python, network.env)
+            except BaseException:
+                self._remove_paths(spec.run_id, mode, user, keep_files=True)
+                raise
         except BaseException:
-            self._remove_paths(spec.run_id, mode, user, keep_files=True)
+            release_host_network(str(spec.project), spec.run_id)
             raise
+        run.notes = network.notes
+        return run
 
     def _spawn(
-        self, spec: RunSpec, user: launch.RunUser, mode: launch.Mode, lib: Path, python: str
+        self,
+        spec: RunSpec,
+        user: launch.RunUser,
+        mode: launch.Mode,
+        lib: Path,
+        python: str,
+        network_env: dict[str, str],
     ) -> _Run:
         root, work = self.runs_dir, self.runs_dir / spec.run_id
         static, static_copy = spec.static_dir, None
@@ -248,6 +265,7 @@ class HostUserRuntime:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
+            **network_env,
             "AL_STATIC_DIR": str(static),
             "AL_WORK_DIR": str(work),
             "AL_CREDENTIALS_PATH": str(spec.credentials_dir),
@@ -522,6 +540,7 @@ class HostUserRuntime:
             with contextlib.suppress(RunError):
                 user = launch.resolve_user(record.user, record.groups)
         await asyncio.to_thread(self._remove_paths, record.run_id, record.mode, user)
+        await asyncio.to_thread(release_host_network, record.project, record.run_id)
 
     def _remove_paths(
         self,
