@@ -50,7 +50,7 @@ def script_agent(
 
 
 def cleanup_project(client: Any, root: Path) -> None:
-    from action_llama.egress.service import teardown
+    from action_llama.egress.maintenance import teardown
     from action_llama.runtimes.docker_workspace import release_workspaces
 
     label = f"al.project={root}"

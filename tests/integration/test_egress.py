@@ -9,18 +9,20 @@ its checks, its log and its egress records. Nothing reaches an address outside t
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from action_llama.egress.deploy import LABEL_EGRESS
 from action_llama.egress.records import read, records_path
 from action_llama.egress.service import state_of
 from egress_support import MUST_FAIL, ONE_CHECK, PROBE, World, checks, egress_world
 
 from fakes.upstream import NAMES
-from support import run_al, stored_runs
+from support import json_records, run_al, script_agent, stored_runs
 
 pytestmark = [pytest.mark.docker]
 
@@ -143,3 +145,112 @@ def test_names_the_upstream_answers_to_are_resolvable_by_the_proxy_only(world: W
     attrs = world.client.api.inspect_container(world.upstream.container)
     aliases = next(iter(attrs["NetworkSettings"]["Networks"].values()))["Aliases"]
     assert set(NAMES) <= set(aliases)
+
+
+WATCHER = r"""
+check first curl $C https://allowed.test/hello
+i=0
+while [ $i -lt 150 ]; do
+  if ! curl $C -m 2 https://allowed.test/hello >/dev/null 2>&1; then echo LOST; break; fi
+  sleep 0.2; i=$((i+1))
+done
+check after_loss curl $C https://allowed.test/hello
+check direct_after_loss curl $C --noproxy '*' --resolve allowed.test:443:@UPSTREAM@ https://allowed.test/hello
+sleep 7
+"""
+
+
+def test_proxy_killed_mid_run_leaves_no_egress_and_comes_back(
+    world: World, docker_client: Any
+) -> None:
+    """The proxy killed during a run: the run has no way out (and its log says so), nothing
+    goes direct instead; the next run starts the proxy again and gets out."""
+    import subprocess
+    import time
+
+    from action_llama.egress.deploy import Deployment
+
+    from support import AL
+
+    world.add_agent("watcher", WATCHER)
+    log = world.root / "watcher.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [AL, "run", "watcher", "-p", str(world.root), "--json"], stdout=out, text=True
+        )
+        deadline = time.monotonic() + 180
+        while "CHECK first ok" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        proxy = Deployment(docker_client, world.root, state_of(world.root)).proxy_name
+        docker_client.api.kill(proxy)
+        assert proc.wait(timeout=120) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    found = checks(records)
+    assert found["after_loss"][0] == "fail"
+    assert found["direct_after_loss"][0] == "fail"
+    assert any(r.get("msg") == "LOST" for r in records)
+    warnings = [r["msg"] for r in records if r.get("source") == "egress"]
+    assert any("the proxy stopped answering" in w for w in warnings), warnings
+
+    code, _ = world.run("sealed")  # any checked run starts the proxy again
+    assert code == 0
+    assert docker_client.api.inspect_container(proxy)["State"]["Running"]
+
+
+def test_egress_that_cannot_be_set_up_means_no_network(
+    make_project: Any, base_image: str, docker_client: Any
+) -> None:
+    """When the egress cannot be set up (here a network of its name that al did not make is
+    in the way), the run starts with no network at all, and its log says why."""
+    from action_llama.egress.deploy import Deployment
+
+    root = make_project(
+        script_agent(
+            "cut", "ls /sys/class/net | tr '\\n' ' '; echo\ncurl -sS -m 3 http://x.test/\n"
+        )
+    )
+    deployment = Deployment(docker_client, root, state_of(root))
+    docker_client.api.create_network(
+        deployment.outside_name, labels={"al.project": str(root), LABEL_EGRESS: "outside"}
+    )
+    result = run_al("run", "cut", "-p", str(root), "--json", timeout=240)
+    records = json_records(result.stdout)
+    lines = [r["msg"] for r in records if r.get("source") == "script"]
+    assert lines[0].split() == ["lo"], lines
+    notes = [r["msg"] for r in records if r.get("source") == "egress"]
+    assert any("is not one al made" in n and "no network at all" in n for n in notes), notes
+
+
+def test_doctor_fix_removes_what_is_stray(world: World, docker_client: Any) -> None:
+    """`al doctor` names egress leftovers (the network of an agent that is gone, a network of
+    a project that no longer exists); `--fix` removes them and, nothing of the project
+    running, its idle proxy and networks too."""
+    from action_llama.egress.deploy import Deployment
+
+    ghost_project = world.root.parent / "deleted-project"
+    stray = Deployment(docker_client, world.root, state_of(world.root)).network_name("gone")
+    docker_client.api.create_network(
+        stray,
+        internal=True,
+        labels={"al.project": str(world.root), LABEL_EGRESS: "agent", "al.agent": "gone"},
+    )
+    orphan = docker_client.api.create_network(
+        "al-egress-test-orphan",
+        labels={"al.project": str(ghost_project), LABEL_EGRESS: "outside"},
+    )
+    try:
+        report = run_al("doctor", "-p", str(world.root))
+        assert f"network {stray}" in report.stdout
+        assert "network al-egress-test-orphan" in report.stdout
+        fixed = run_al("doctor", "-p", str(world.root), "--fix")
+        assert f"network {stray}" in fixed.stdout
+        label = f"al.project={world.root}"
+        assert not docker_client.api.networks(filters={"label": [label, LABEL_EGRESS]})
+        assert not docker_client.api.containers(all=True, filters={"label": [label, LABEL_EGRESS]})
+        assert not docker_client.api.networks(filters={"name": "al-egress-test-orphan"})
+    finally:
+        for name in (stray, orphan["Id"]):
+            with contextlib.suppress(Exception):
+                docker_client.api.remove_network(name)

@@ -109,7 +109,7 @@ def test_the_users_rules_go_with_the_project(world: World, docker_client: Any) -
     """The user's chain exists while the project keeps its egress, and tearing the project's
     egress down removes it (nothing stray is left)."""
     from action_llama.egress.deploy import project_id
-    from action_llama.egress.service import teardown
+    from action_llama.egress.maintenance import teardown
 
     chains = firewall._user_chains()
     assert any(c.startswith(firewall.USER_CHAIN) for c in chains)

@@ -115,7 +115,7 @@ class Daemon:
     async def start(self) -> None:
         """Everything up to taking requests; raises before anything runs if the project
         cannot start (checks, images)."""
-        from action_llama.daemon import housekeeping
+        from action_llama.daemon import egress, housekeeping
         from action_llama.daemon.backend import SchedulerBackend
         from action_llama.daemon.preflight import preflight
         from action_llama.daemon.reload import Reloader
@@ -145,6 +145,8 @@ class Daemon:
         self.store = RunStore(project.state_dir, database=self.state.db)
         opened.callback(self.store.close)
         opened.push_async_callback(self._close_runtimes)
+        # Closed after the runs and the gateway, before the runtimes: the project's egress.
+        opened.push_async_callback(egress.at_stop, project.root)
         board.seed(self.store.latest_of(project.agents).values())
         housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
         launch = gateway_launcher(
@@ -163,6 +165,7 @@ class Daemon:
         opened.push_async_callback(self.server.stop)
         # Before the gateway takes requests: runs a killed daemon left hold their runners first.
         await self._adopt()
+        await egress.at_start(project.root)
         await self.server.start()
         marker = self.marker
         marker.write_text(

@@ -22,7 +22,6 @@ from action_llama.egress.deploy import DeployError, Deployment, Network
 from action_llama.egress.firewall import FirewallError, guard_bridge, guard_user
 from action_llama.egress.proxy import GATEWAY_NAME, PROXY_PORT
 from action_llama.egress.registry import (
-    RUNS,
     Registration,
     register,
     registrations,
@@ -223,20 +222,3 @@ def release_run(project: Path, run_id: str) -> None:
         for registration in registrations(state):
             if registration.run == run_id:
                 unregister(state, registration.key)
-
-
-def teardown(client: docker.DockerClient, project: Path) -> list[str]:
-    """Remove the project's proxy, egress networks, firewall rules and registrations; what
-    was removed (nothing when there was nothing)."""
-    import shutil
-
-    from action_llama.egress import firewall
-
-    deployment = Deployment(client, project, state_of(project))
-    removed = deployment.teardown()
-    with contextlib.suppress(firewall.FirewallError):
-        count = firewall.remove(deployment.id)
-        if count:
-            removed.append(f"{count} firewall rule{'s' * (count > 1)}")
-    shutil.rmtree(state_of(project) / RUNS, ignore_errors=True)
-    return removed

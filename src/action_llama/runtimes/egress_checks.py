@@ -67,7 +67,7 @@ def _proxy_check(names: str) -> Check:
     from action_llama.errors import RuntimeUnavailable
 
     try:
-        connect(timeout=10)
+        connect()
     except RuntimeUnavailable as exc:
         return Check(
             "egress host users",

@@ -53,7 +53,7 @@ def plan_host_network(spec: RunSpec, uid: int) -> HostNetworkPlan:
     try:
         from action_llama.engine import connect
 
-        client = connect(timeout=10)
+        client = connect()
     except RuntimeUnavailable as exc:
         loopback = sorted({p for r in policy.rules if r.pattern in LOOPBACK_NAMES for p in r.ports})
         try:

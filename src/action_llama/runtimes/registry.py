@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from action_llama.project import Agent, Project
     from action_llama.runtimes.base import Runtime
 
@@ -58,3 +60,18 @@ def image_agents(project: Project) -> list[str]:
         for agent in project.agents.values()
         if runtime_class(runtime_name(agent)).needs_image
     ]
+
+
+async def live_run_ids(project: Path) -> set[str] | None:
+    """Ids of the runs of the project at `project` that some runtime still has (running or
+    not yet removed); None when a runtime cannot tell (its engine is down)."""
+    from action_llama.errors import ActionLlamaError
+
+    found: set[str] = set()
+    for name in RUNTIMES:
+        runtime = get_runtime(name)
+        try:
+            found |= {handle.run_id for handle in await runtime.list_runs(project)}
+        except ActionLlamaError:
+            return None
+    return found
