@@ -13,6 +13,8 @@ install_system() {
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
   command -v losetup >/dev/null 2>&1 || missing+=(util-linux)
+  # Egress control: firewall rules for runs' networks and host users (owner, comment, conntrack).
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"

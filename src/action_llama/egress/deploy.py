@@ -4,6 +4,10 @@
                               container on it, with the project's egress state at /egress
     al-egress-<id>-<agent>    one `--internal` network per agent: its runs and the proxy, no
                               route anywhere; runs of different agents never share one
+    al-egress-<id>-<agent>-N  a holder of the address .N on it: a container that only sleeps,
+                              whose network namespace (address, resolver, hosts) a run joins
+                              (`container:<holder>`); made once, reused by run after run of
+                              the agent, which makes a run's start cheaper than on a bridge
 
 `<id>` is a digest of the project's path. Subnets are /24s of POOL that no Docker network and
 no route of this host uses; on each, the host's bridge is .1 and the proxy .2. Everything
@@ -20,12 +24,12 @@ import hashlib
 import ipaddress
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from action_llama.egress.proxy import HEARTBEAT_FILE, PROXY_PORT, STATUS_FILE
+from action_llama.egress.proxy import GATEWAY_NAME, HEARTBEAT_FILE, PROXY_PORT, STATUS_FILE
 
 if TYPE_CHECKING:
     import docker
@@ -103,6 +107,10 @@ class Deployment:
 
     def network_name(self, agent: str) -> str:
         return f"al-egress-{self.id}-{agent}"
+
+    @staticmethod
+    def holder_name(network: Network, address: str) -> str:
+        return f"{network.name}-{address.rsplit('.', 1)[1]}"
 
     def _labels(self, kind: str, agent: str | None = None) -> dict[str, str]:
         labels = {LABEL_PROJECT: str(self.root), LABEL_EGRESS: kind}
@@ -182,6 +190,23 @@ class Deployment:
         return self._create_network(
             self.outside_name, self._bridge_name("outside"), self._labels("outside")
         )
+
+    def ready_network(self, agent: str) -> Network | None:
+        """The agent's network when it exists with the proxy running on it; else None."""
+        from docker.errors import NotFound
+
+        proxy = self._proxy()
+        if proxy is None or not proxy["State"].get("Running"):
+            return None
+        try:
+            attrs = self.client.api.inspect_network(self.network_name(agent))
+        except NotFound:
+            return None
+        subnet = _subnet_of(attrs)
+        bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name", "")
+        if subnet is None or not bridge or proxy["Id"] not in (attrs.get("Containers") or {}):
+            return None
+        return Network(attrs["Name"], bridge, subnet)
 
     def agent_network(self, agent: str) -> Network:
         """The agent's internal network (made when missing) with the proxy attached."""
@@ -272,7 +297,8 @@ class Deployment:
             # Binding 53 (the runs' resolver) and low gateway ports without a capability.
             sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
             mem_limit=256 * 1024**2,
-            pids_limit=256,
+            # Two threads per open tunnel (kernel splice), plus the event loop.
+            pids_limit=2048,
             restart_policy={"Name": "unless-stopped"},
             extra_hosts={"host.docker.internal": "host-gateway"},
             network_mode=outside.name,
@@ -322,6 +348,68 @@ class Deployment:
         except (OSError, ValueError):
             return set()
 
+    # -- holders -----------------------------------------------------------------------------
+
+    def holder(self, network: Network, address: str, agent: str, image: Callable[[], str]) -> str:
+        """The id of the running holder of `address` on `network` (made from `image()` when
+        missing, started when stopped)."""
+        from docker.errors import NotFound
+
+        name = self.holder_name(network, address)
+        try:
+            attrs = self.client.api.inspect_container(name)
+        except NotFound:
+            return self._create_holder(network, address, agent, image())
+        if not attrs["State"].get("Running"):
+            self.client.api.start(attrs["Id"])
+        return str(attrs["Id"])
+
+    def _create_holder(self, network: Network, address: str, agent: str, image: str) -> str:
+        from docker.errors import APIError
+
+        api = self.client.api
+        proxy = network.proxy_address
+        host_config = api.create_host_config(
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            mem_limit=16 * 1024**2,
+            pids_limit=8,
+            init=True,
+            restart_policy={"Name": "unless-stopped"},
+            network_mode=network.name,
+            dns=[proxy],
+            extra_hosts={GATEWAY_NAME: proxy},
+        )
+        endpoint = api.create_endpoint_config(ipv4_address=address)
+        name = self.holder_name(network, address)
+        try:
+            created = api.create_container(
+                image,
+                name=name,
+                user="65534:65534",
+                entrypoint=["sleep", "infinity"],
+                command=[],
+                labels={**self._labels("holder", agent)},
+                host_config=host_config,
+                networking_config=api.create_networking_config({network.name: endpoint}),  # type: ignore[arg-type]
+            )
+            api.start(created["Id"])
+        except APIError as exc:
+            found = self._inspect_holder(name)
+            if found is not None:
+                return found  # another al process made it meanwhile
+            raise DeployError(f"cannot start {name}: {exc.explanation}") from None
+        return str(created["Id"])
+
+    def _inspect_holder(self, name: str) -> str | None:
+        from docker.errors import NotFound
+
+        try:
+            return str(self.client.api.inspect_container(name)["Id"])
+        except NotFound:
+            return None
+
     # -- removing ----------------------------------------------------------------------------
 
     def teardown(self) -> list[str]:
@@ -332,6 +420,14 @@ class Deployment:
         with contextlib.suppress(NotFound):
             self.client.api.remove_container(self.proxy_name, force=True)
             removed.append(f"container {self.proxy_name}")
+        holders = self.client.api.containers(
+            all=True, filters={"label": [f"{LABEL_PROJECT}={self.root}", f"{LABEL_EGRESS}=holder"]}
+        )
+        for attrs in holders:
+            with contextlib.suppress(NotFound):
+                self.client.api.remove_container(attrs["Id"], force=True)
+        if holders:
+            removed.append(f"{len(holders)} address holder{'s' * (len(holders) > 1)}")
         nets = self.client.api.networks(filters={"label": [f"{LABEL_PROJECT}={self.root}"]})
         for attrs in nets:
             if LABEL_EGRESS not in (attrs.get("Labels") or {}):

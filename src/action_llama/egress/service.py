@@ -3,9 +3,10 @@
 A container run under `allowlist` or `none` is attached like this: the project's proxy is
 running (started when missing), the agent's internal network exists with the proxy on it and
 the bridge's firewall rules in place, the run claims a free address on that network by
-registering there, and its container is created on that network at that address, with the
-proxy as its only DNS server and its proxy variables pointing at the proxy. Anything that
-fails raises `EgressUnavailable`: the runtime then starts the run with no network at all.
+registering there, and its container joins the network namespace of that address's holder
+(`deploy.py`), whose only DNS server is the proxy; its proxy variables point at the proxy.
+Anything that fails raises `EgressUnavailable`: the runtime then starts the run with no
+network at all.
 """
 
 from __future__ import annotations
@@ -69,14 +70,13 @@ def proxy_env(proxy_url: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ContainerAttachment:
-    """How to create a run's container on its agent's network."""
+    """How to create a run's container: in the network namespace of its address's holder
+    (whose resolver is the proxy and whose hosts file maps al-gateway to it)."""
 
-    network: str
+    network_mode: str
     address: str
     key: str
     env: dict[str, str] = field(default_factory=dict)
-    extra_hosts: dict[str, str] = field(default_factory=dict)
-    dns: tuple[str, ...] = ()
 
 
 def registration_for(
@@ -121,10 +121,14 @@ class ProjectEgress:
             self.deployment.ensure_proxy(self._base_image())
 
     def _ready_network(self, agent: str) -> Network:
-        with self.deployment.locked():
-            self._ensure_proxy()
-            network = self.deployment.agent_network(agent)
-            guard_bridge(network.bridge, self.deployment.id)
+        """The agent's network with the proxy on it and the bridge's rules in place: checked
+        without the lock when all is there (each run), made under it when not."""
+        network = self.deployment.ready_network(agent)
+        if network is None:
+            with self.deployment.locked():
+                self._ensure_proxy()
+                network = self.deployment.agent_network(agent)
+        guard_bridge(network.bridge, self.deployment.id)
         return network
 
     @contextlib.contextmanager
@@ -144,25 +148,30 @@ class ProjectEgress:
     def attach_container(
         self, run_id: str, policy: AgentPolicy, gateway: int | None
     ) -> ContainerAttachment:
-        """Register the run on its agent's network; EgressUnavailable when that cannot be."""
+        """Claim an address on the agent's network for the run (the first free one, so a
+        holder is reused run after run) and the holder of that address; EgressUnavailable
+        when that cannot be."""
         with self._unavailable():
             network = self._ready_network(policy.agent)
-        for address in network.run_addresses():
-            registration = registration_for(run_id, policy, gateway, address=address)
-            if register(self.state, registration):
-                break
-        else:
-            raise EgressUnavailable(f"no free address left on {network.name}")
+            for address in network.run_addresses():
+                registration = registration_for(run_id, policy, gateway, address=address)
+                if register(self.state, registration):
+                    break
+            else:
+                raise EgressUnavailable(f"no free address left on {network.name}")
+            try:
+                holder = self.deployment.holder(network, address, policy.agent, self._base_image)
+            except BaseException:
+                unregister(self.state, registration.key)
+                raise
         if gateway is not None:
             self._await_gateway_listener(gateway)
         proxy = network.proxy_address
         return ContainerAttachment(
-            network=network.name,
+            network_mode=f"container:{holder}",
             address=address,
             key=registration.key,
             env=proxy_env(f"http://{proxy}:{PROXY_PORT}"),
-            extra_hosts={GATEWAY_NAME: proxy},
-            dns=(proxy,),
         )
 
     def _await_gateway_listener(self, port: int) -> None:

@@ -153,7 +153,6 @@ class DockerRuntime:
                     environment=env,
                     labels=labels,
                     host_config=host_config,
-                    networking_config=network.networking_config(api),
                 )
                 api.start(created["Id"])
             except APIError as exc:

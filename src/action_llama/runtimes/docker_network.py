@@ -2,9 +2,9 @@
 
 - `open` (or no policy): the default bridge, as before egress control; the host is
   `host.docker.internal` and the gateway `al-gateway`, both the bridge's gateway address.
-- `allowlist` and `none`: the agent's internal network, attached through the project's egress
-  component (`action_llama.egress.service`): the proxy is the only way out, the only resolver,
-  and `al-gateway` (it relays the gateway).
+- `allowlist` and `none`: the network namespace of a holder of an address on the agent's
+  internal network, through the project's egress component (`action_llama.egress.service`):
+  the proxy is the only way out, the only resolver, and `al-gateway` (it relays the gateway).
 - When that cannot be set up: no network at all (Docker's `none`), and a note for the run's
   log saying why. Never an open one.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from action_llama.egress.proxy import GATEWAY_NAME
@@ -35,15 +35,7 @@ class NetworkPlan:
     extra_hosts: dict[str, str] = field(default_factory=dict)
     dns: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    #: Its address on `network_mode` (an egress network), if one was claimed.
-    address: str | None = None
     notes: tuple[str, ...] = ()
-
-    def networking_config(self, api: Any) -> Any:
-        if self.address is None or self.network_mode is None:
-            return None
-        endpoint = api.create_endpoint_config(ipv4_address=self.address)
-        return api.create_networking_config({self.network_mode: endpoint})
 
 
 def gateway_port(spec: RunSpec) -> int | None:
@@ -72,13 +64,7 @@ def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
                 f'"{policy.mode}", and al never runs it unchecked). See: al doctor',
             ),
         )
-    return NetworkPlan(
-        network_mode=attached.network,
-        extra_hosts=dict(attached.extra_hosts),
-        dns=list(attached.dns),
-        env=dict(attached.env),
-        address=attached.address,
-    )
+    return NetworkPlan(network_mode=attached.network_mode, env=dict(attached.env))
 
 
 def release_network(project: str, run_id: str) -> None:
