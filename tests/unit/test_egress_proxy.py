@@ -208,3 +208,21 @@ def test_resolver_answers_every_name_with_nxdomain() -> None:
     assert answer[12:] == query[12:]
     assert dns.question_name(answer) is None  # responses are not questions
     assert dns.question_name(b"\x00" * 5) is None
+
+
+def test_a_name_never_leads_to_the_host_the_runs_or_metadata() -> None:
+    """An allowed name that resolves to loopback, link-local (cloud metadata), another run's
+    network or the host's bridge address is not connected to; rules naming the host or an
+    address as such are."""
+    import ipaddress
+
+    from action_llama.egress.handlers import _usable
+    from action_llama.egress.rules import Rule
+
+    forbidden = (ipaddress.IPv4Network("10.213.5.0/24"), ipaddress.IPv4Network("172.17.0.1/32"))
+    by_name = Rule("*.example.com")
+    for address in ("127.0.0.1", "169.254.169.254", "10.213.5.11", "172.17.0.1", "0.0.0.0"):
+        assert not _usable(address, by_name, forbidden), address
+    assert _usable("93.184.216.34", by_name, forbidden)
+    assert _usable("172.17.0.1", Rule("host.docker.internal", (11434,)), forbidden)
+    assert _usable("10.213.5.11", Rule("10.213.5.11", (22,)), forbidden)

@@ -91,7 +91,8 @@ def logs(
         if egress:
             from action_llama.cli.egress import show_egress
 
-            typer.echo(_header(run)) if not as_json else None
+            if not as_json:
+                typer.echo(_header(run))
             show_egress(project.root, run.run_id, lines, as_json)
             return
         if follow_run is None:

@@ -73,11 +73,18 @@ class Handler(Protocol):
     async def serve(self, connection: Connection) -> None: ...
 
 
+#: Names that stand for the host itself: a rule must name one of them (or an address) to reach
+#: the host's own services.
+HOST_NAMES = ("host.docker.internal", "localhost")
+
+
 def _usable(address: str, rule: Rule, forbidden: Iterable[ipaddress.IPv4Network]) -> bool:
     """Whether a name's address may be connected to: never the proxy's own loopback, link-local
-    addresses (cloud metadata services) or the run networks, unless the rule names it as is."""
+    addresses (cloud metadata services), the run networks or the host (its bridge addresses),
+    unless the rule names it as such. (An allowed name whose DNS someone else controls could
+    otherwise be pointed at them.)"""
     ip = ipaddress.IPv4Address(address)
-    if ipv4(rule.pattern) is not None or rule.pattern == "localhost":
+    if ipv4(rule.pattern) is not None or rule.pattern in HOST_NAMES:
         return True
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
         return False

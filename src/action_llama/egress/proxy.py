@@ -125,9 +125,15 @@ def _answer(writer: asyncio.StreamWriter, status: str, text: str, extra: str = "
     )
 
 
+def _hex_ip(text: str) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(text, 16).to_bytes(4, "little"))
+
+
 def own_run_networks() -> tuple[ipaddress.IPv4Network, ...]:
-    """The networks this container is attached to, except the one with its default route
-    (the outside): destinations there would be other runs."""
+    """Where the proxy never connects for a name: the networks this container is attached to
+    except the outside one (destinations there would be other runs), and the host's addresses
+    (the outside network's gateway, and `host.docker.internal`), which only rules naming the
+    host reach."""
     nets: list[ipaddress.IPv4Network] = []
     default_ifaces: set[str] = set()
     with contextlib.suppress(OSError), open("/proc/net/route", encoding="ascii") as fh:
@@ -135,12 +141,17 @@ def own_run_networks() -> tuple[ipaddress.IPv4Network, ...]:
         for row in rows:
             if row[1] == "00000000":
                 default_ifaces.add(row[0])
+                nets.append(ipaddress.IPv4Network(_hex_ip(row[2])))
         for row in rows:
             if row[1] == "00000000" or row[0] in default_ifaces or row[0] == "lo":
                 continue
-            dest = ipaddress.IPv4Address(int(row[1], 16).to_bytes(4, "little"))
-            mask = ipaddress.IPv4Address(int(row[7], 16).to_bytes(4, "little"))
-            nets.append(ipaddress.IPv4Network(f"{dest}/{mask}", strict=False))
+            nets.append(ipaddress.IPv4Network(f"{_hex_ip(row[1])}/{_hex_ip(row[7])}", strict=False))
+    with contextlib.suppress(OSError), open("/etc/hosts", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split("#", 1)[0].split()
+            if len(fields) > 1 and "host.docker.internal" in fields[1:]:
+                with contextlib.suppress(ValueError):
+                    nets.append(ipaddress.IPv4Network(fields[0]))
     return tuple(nets)
 
 
