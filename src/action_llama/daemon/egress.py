@@ -1,4 +1,5 @@
-"""The scheduler's part in keeping its project's egress: tidy at start, removed at stop.
+"""The scheduler's part in keeping its project's egress: tidy and prepared at start, removed
+at stop.
 
 At start, after adoption, registrations of runs that no runtime has any more are forgotten
 (the runs adopted keep theirs, and the proxy and networks they use are left as they are). At
@@ -11,10 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from action_llama.errors import ActionLlamaError
 
+if TYPE_CHECKING:
+    from action_llama.project import Project
+
 log = logging.getLogger("action_llama.daemon")
+#: How long a stopping scheduler waits for its preparing to end before tearing down.
+PREPARE_WAIT = 60.0
 
 
 async def at_start(project: Path) -> None:
@@ -48,3 +55,17 @@ async def at_stop(project: Path) -> None:
         return
     if removed:
         log.info("egress: removed %s", ", ".join(removed))
+
+
+async def prepare(project: Project) -> None:
+    """Each runtime makes ready what its agents' runs need (egress networks, address holders)
+    while the scheduler already takes requests: a run that comes first just waits for it."""
+    from action_llama.runtimes.registry import by_runtime, get_runtime
+
+    for name, agents in by_runtime(project.agents.values()).items():
+        if not agents:
+            continue
+        try:
+            await get_runtime(name).prepare(project, agents)
+        except Exception as exc:  # the runs will meet it, and say it in their logs
+            log.warning("could not prepare runs of %s: %s", ", ".join(a.name for a in agents), exc)

@@ -166,6 +166,7 @@ class Daemon:
         # Before the gateway takes requests: runs a killed daemon left hold their runners first.
         await self._adopt()
         await egress.at_start(project.root)
+        self._prepare(egress.prepare(project))
         await self.server.start()
         marker = self.marker
         marker.write_text(
@@ -192,6 +193,19 @@ class Daemon:
                 await task
 
         self._opened.push_async_callback(cancel)
+
+    def _prepare(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` now; at shutdown wait for it (bounded) rather than cancel it: its engine
+        calls would go on in their thread behind the teardown."""
+        from action_llama.daemon.egress import PREPARE_WAIT
+
+        task = asyncio.create_task(work)
+
+        async def finish() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, PREPARE_WAIT)
+
+        self._opened.push_async_callback(finish)
 
     async def _close_runtimes(self) -> None:
         for service in self.services.values():

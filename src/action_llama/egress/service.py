@@ -174,6 +174,14 @@ class ProjectEgress:
             env=proxy_env(f"http://{proxy}:{PROXY_PORT}"),
         )
 
+    def prepare(self, agent: str) -> None:
+        """The agent's network and the holder of its first address, made now (a scheduler
+        starting) rather than by its first run; EgressUnavailable when they cannot be."""
+        with self._unavailable():
+            network = self._ready_network(agent)
+            first = next(network.run_addresses())
+            self.deployment.holder(network, first, agent, self._base_image)
+
     def _await_gateway_listener(self, port: int) -> None:
         """The proxy opens the gateway's port when it sees the first run that has it."""
         deadline = time.monotonic() + GATEWAY_WAIT

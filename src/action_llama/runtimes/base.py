@@ -158,6 +158,11 @@ class Runtime(Protocol):
         none); with `fix`, repair what can be."""
         ...
 
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        """Make ready what runs of `agents` need before the first one starts, so that it does
+        not pay for it (the scheduler asks at start). Failures are left for the runs to meet."""
+        ...
+
     # -- runs ------------------------------------------------------------------------------
 
     async def start(self, spec: RunSpec) -> RunHandle:

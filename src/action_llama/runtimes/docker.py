@@ -86,6 +86,17 @@ class DockerRuntime:
             *container_egress_checks(agents),
         ]
 
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        """The egress of checked agents: the proxy, each agent's network and its first address
+        holder (a first run would otherwise wait seconds for them)."""
+        from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+        egress = ProjectEgress(self.client, project.root)
+        for agent in agents:
+            if agent.network.mode != "open":
+                with contextlib.suppress(EgressUnavailable):
+                    await asyncio.to_thread(egress.prepare, agent.name)
+
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
         #: Containers `stop` was called on: their end is reported as "killed".

@@ -186,6 +186,9 @@ class HostUserRuntime:
 
         return [*host_user_checks(agents, fix=fix), *host_user_egress_checks(agents)]
 
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        return None  # the OS user's firewall rules are checked by each run anyway
+
     def __init__(self, runs_dir: Path | None = None, python: str | None = None):
         self.runs_dir = runs_dir or default_runs_dir()
         #: Interpreter for runs; by default the first of host_launch.PYTHON_CANDIDATES the
