@@ -105,17 +105,43 @@ def test_mode_none_for_a_host_user(world: World) -> None:
     assert checks(records)["allowed_https"][0] == "fail"
 
 
-def test_the_users_rules_go_with_the_project(world: World, docker_client: Any) -> None:
-    """The user's chain exists while the project keeps its egress, and tearing the project's
-    egress down removes it (nothing stray is left)."""
+def test_only_the_runs_processes_are_restricted_and_nothing_is_left(
+    world: World, docker_client: Any
+) -> None:
+    """The rules match the run's cgroup, not its OS user: another process of that user reaches
+    the host service; once runs end their rules and cgroups are gone, and tearing the
+    project's egress down leaves no rule of it."""
+    import subprocess
+
+    from action_llama.egress import cgroups
     from action_llama.egress.deploy import project_id
     from action_llama.egress.maintenance import teardown
 
-    chains = firewall._user_chains()
-    assert any(c.startswith(firewall.USER_CHAIN) for c in chains)
+    other = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={USER}",
+            f"--regid={USER}",
+            "--clear-groups",
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            f"http://127.0.0.1:{world.listener}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert other.stdout == "host service\n", other.stderr
+    pid = project_id(world.root)
+    assert not [r for r in firewall._listed(firewall.RUNS_CHAIN) if firewall._ours(r, pid)]
+    base = cgroups.root()
+    assert base is not None
+    assert not list((base / cgroups.PARENT).glob(f"{pid}-*"))
     removed = teardown(docker_client, world.root)
-    assert any("firewall rule" in item for item in removed)
-    for chain in ("INPUT", "DOCKER-USER", "OUTPUT", *firewall._user_chains()):
-        assert not [r for r in firewall._listed(chain) if firewall._ours(r, project_id(world.root))]
+    assert any("container" in item for item in removed)
+    for chain in ("INPUT", "DOCKER-USER", "OUTPUT", firewall.RUNS_CHAIN):
+        assert not [r for r in firewall._listed(chain) if firewall._ours(r, pid)]
     result = run_al("doctor", "-p", str(world.root), env=world.env)
     assert "egress host users" in result.stdout

@@ -64,7 +64,7 @@ def test_host_user_runs_are_refused_when_their_policy_cannot_be_enforced(
     """No iptables (or no root): the run does not start, and the error says how to go on."""
     monkeypatch.setattr(firewall, "available", lambda: "iptables refused: Permission denied")
     with pytest.raises(RunError) as info:
-        plan_host_network(spec(tmp_path, ""), uid=4242)
+        plan_host_network(spec(tmp_path, ""))
     assert "cannot be enforced for host-user runs here" in info.value.message
     assert info.value.hint is not None
     assert 'mode = "open" in config.toml' in info.value.hint
@@ -72,6 +72,6 @@ def test_host_user_runs_are_refused_when_their_policy_cannot_be_enforced(
 
 def test_host_user_runs_under_open_are_left_alone(tmp_path: Path) -> None:
     """`open` asks nothing of the firewall."""
-    plan = plan_host_network(spec(tmp_path, '[network]\nmode = "open"\n'), uid=4242)
+    plan = plan_host_network(spec(tmp_path, '[network]\nmode = "open"\n'))
     assert plan.env == {}
     assert plan.notes == ()

@@ -359,10 +359,24 @@ class Deployment:
         try:
             attrs = self.client.api.inspect_container(name)
         except NotFound:
-            return self._create_holder(network, address, agent, image())
-        if not attrs["State"].get("Running"):
-            self.client.api.start(attrs["Id"])
-        return str(attrs["Id"])
+            return self._running(self._create_holder(network, address, agent, image()))
+        if attrs["State"].get("Running"):
+            return str(attrs["Id"])
+        return self._running(str(attrs["Id"]))
+
+    def _running(self, container: str) -> str:
+        """`container` started (by us, or by another al process making it at the same time)
+        and seen running: a run can only join the namespace of a running holder."""
+        from docker.errors import APIError
+
+        deadline = time.monotonic() + READY_SECONDS
+        while not self.client.api.inspect_container(container)["State"].get("Running"):
+            with contextlib.suppress(APIError):  # already started meanwhile
+                self.client.api.start(container)
+            if time.monotonic() > deadline:
+                raise DeployError(f"address holder {container[:12]} does not start")
+            time.sleep(0.05)
+        return container
 
     def _create_holder(self, network: Network, address: str, agent: str, image: str) -> str:
         from docker.errors import APIError
@@ -394,7 +408,6 @@ class Deployment:
                 host_config=host_config,
                 networking_config=api.create_networking_config({network.name: endpoint}),  # type: ignore[arg-type]
             )
-            api.start(created["Id"])
         except APIError as exc:
             found = self._inspect_holder(name)
             if found is not None:

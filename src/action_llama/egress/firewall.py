@@ -11,20 +11,20 @@ For each agent network's bridge (runs' packets arrive on it):
 Runs reach the scheduler's gateway through the proxy (which is not on that bridge's INPUT),
 so no exception is needed.
 
-For host-user runs, every packet their OS user sends goes through a chain of its own:
+For host-user runs, each run's processes are in a cgroup of their own (`cgroups.py`), and what
+they send goes through rules of that run in one chain:
 
-    OUTPUT       -m owner --uid-owner <uid>        -j al-uid-<uid>
-    al-uid-<uid> ESTABLISHED,RELATED               ACCEPT
-                 -d <proxy> --dport 3128           ACCEPT   (per project: its egress proxy,
-                 -d 127.0.0.1 --dport <gateway>    ACCEPT    its gateway, loopback services
-                 -d 127.0.0.1 --dport <allowed>    ACCEPT    its allow list names)
-                                                   REJECT   (everything else, DNS included)
+    OUTPUT            -j al-egress-runs
+    al-egress-runs    -m cgroup --path <run's> ESTABLISHED,RELATED   ACCEPT
+                      -m cgroup --path <run's> -d <proxy> --dport 3128 ACCEPT
+                      -m cgroup --path <run's> -d 127.0.0.1 --dport <gateway or allowed> ACCEPT
+                      -m cgroup --path <run's>                       REJECT   (DNS included)
 
-and ip6tables rejects everything of that user (the proxy is reached over IPv4).
+and ip6tables rejects everything of the run (the proxy is reached over IPv4). The run's OS
+user and its other processes are not touched.
 
-Comments are `al-egress:<project id>` (`al-egress:uid` for a chain's own rules); `remove`
-deletes a project's rules (and a user's chain once no project has rules in it) and
-`remove_stray` those whose bridge no longer exists.
+Comments are `al-egress:<project id>`; `remove` deletes a project's rules, `remove_run` a
+run's, and `remove_stray` those whose bridge or run cgroup no longer exists.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def guard_bridge(bridge: str, project: str) -> None:
         _iptables("-I", chain, "1", *rule)
 
 
-def _listed(chain: str) -> list[list[str]]:
-    done = _iptables("-S", chain, check=False)
+def _listed(chain: str, tool: str = "iptables") -> list[list[str]]:
+    done = _iptables("-S", chain, check=False, tool=tool)
     if done.returncode != 0:
         return []
     return [shlex.split(line) for line in done.stdout.splitlines() if line.startswith("-A ")]
@@ -117,172 +117,41 @@ def _ours(rule: list[str], project: str | None) -> bool:
     return project is None or comment == f"{COMMENT}:{project}"
 
 
-def _delete(rule: list[str]) -> None:
-    _iptables("-D", *rule[1:], check=False)
+def _delete(rule: list[str], tool: str = "iptables") -> None:
+    _iptables("-D", *rule[1:], check=False, tool=tool)
 
 
 def remove(project: str) -> int:
-    """Delete every rule of `project` (and users' chains left empty by it); how many."""
+    """Delete every rule of `project` (and the runs' chain once empty); how many."""
     count = 0
     with machine_lock():
-        for chain in ("INPUT", "DOCKER-USER", *_user_chains()):
-            for rule in _listed(chain):
+        for chain, tool in (("INPUT", "iptables"), ("DOCKER-USER", "iptables"),
+                            (RUNS_CHAIN, "iptables"), (RUNS_CHAIN, "ip6tables")):
+            for rule in _listed(chain, tool):
                 if _ours(rule, project):
-                    _delete(rule)
+                    _delete(rule, tool)
                     count += 1
-        for chain in _user_chains():
-            if not any(_ours(r, None) and not _ours(r, "uid") for r in _listed(chain)):
-                _drop_user_chain(int(chain.removeprefix(USER_CHAIN)))
+        _drop_runs_chain_if_empty()
     return count
 
 
-# -- host-user runs ---------------------------------------------------------------------------
-
-USER_CHAIN = "al-uid-"
-LOCK_FILE = "al-egress-firewall.lock"
-
-
-@contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
-    """One al process at a time edits users' chains (they are shared by every project)."""
-    folder = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _user_chains() -> list[str]:
-    done = _iptables("-S", check=False)
-    return [
-        line.split()[1] for line in done.stdout.splitlines() if line.startswith(f"-N {USER_CHAIN}")
-    ]
-
-
-def _jump(uid: int) -> list[str]:
-    return ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", f"{USER_CHAIN}{uid}"]
-
-
-def _ipv6_active() -> bool:
-    return Path("/proc/net/if_inet6").exists() and bool(Path("/proc/net/if_inet6").read_text())
-
-
-def _ensure_user_chain(uid: int) -> str:
-    chain = f"{USER_CHAIN}{uid}"
-    _iptables("-N", chain, check=False)
-    established = [
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "ESTABLISHED,RELATED",
-        *_tag("uid"),
-        "-j",
-        "ACCEPT",
-    ]
-    reject = [*_tag("uid"), "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
-    if _iptables("-C", chain, *established, check=False).returncode != 0:
-        _iptables("-I", chain, "1", *established)
-    if _iptables("-C", chain, *reject, check=False).returncode != 0:
-        _iptables("-A", chain, *reject)
-    if _iptables("-C", "OUTPUT", *_jump(uid), check=False).returncode != 0:
-        _iptables("-I", "OUTPUT", "1", *_jump(uid))
-    if _ipv6_active():
-        v6 = ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", "REJECT"]
-        if _iptables("-C", "OUTPUT", *v6, check=False, tool="ip6tables").returncode != 0:
-            _iptables("-I", "OUTPUT", "1", *v6, tool="ip6tables")
-    return chain
-
-
-def _drop_user_chain(uid: int) -> None:
-    chain = f"{USER_CHAIN}{uid}"
-    while _iptables("-D", "OUTPUT", *_jump(uid), check=False).returncode == 0:
-        pass
-    _iptables("-F", chain, check=False)
-    _iptables("-X", chain, check=False)
-    v6 = ["-m", "owner", "--uid-owner", str(uid), *_tag("uid"), "-j", "REJECT"]
-    with contextlib.suppress(FirewallError):
-        while _iptables("-D", "OUTPUT", *v6, check=False, tool="ip6tables").returncode == 0:
-            pass
-
-
-def user_rules(
-    project: str, proxy: str | None, proxy_port: int, gateway: int | None, loopback: list[int]
-) -> list[list[str]]:
-    """The ACCEPT rules of one project in a user's chain."""
-    tag = _tag(project)
-    rules = []
-    if proxy is not None:
-        rules.append(
-            [
-                "-d",
-                f"{proxy}/32",
-                "-p",
-                "tcp",
-                "-m",
-                "tcp",
-                "--dport",
-                str(proxy_port),
-                *tag,
-                "-j",
-                "ACCEPT",
-            ]
-        )
-    for port in sorted({*loopback, *([gateway] if gateway else [])}):
-        rules.append(
-            [
-                "-d",
-                "127.0.0.1/32",
-                "-o",
-                "lo",
-                "-p",
-                "tcp",
-                "-m",
-                "tcp",
-                "--dport",
-                str(port),
-                *tag,
-                "-j",
-                "ACCEPT",
-            ]
-        )
-    return rules
-
-
-def guard_user(
-    uid: int,
-    project: str,
-    proxy: str | None,
-    proxy_port: int,
-    gateway: int | None,
-    loopback: list[int],
-) -> None:
-    """Everything `uid` sends rejected but what `project` allows it (see the module)."""
-    if uid == 0:
-        raise FirewallError("host-user runs as root cannot be restricted (run_as root)")
-    with machine_lock():
-        chain = _ensure_user_chain(uid)
-        wanted = user_rules(project, proxy, proxy_port, gateway, loopback)
-        present = [r[2:] for r in _listed(chain) if _ours(r, project)]
-        if present == wanted:
-            return
-        for rule in present:
-            _iptables("-D", chain, *rule, check=False)
-        for rule in reversed(wanted):
-            _iptables("-I", chain, "2", *rule)
-
-
 def remove_stray() -> int:
-    """Delete al's bridge rules whose bridge no longer exists (any project's); how many."""
+    """Delete al's rules whose bridge or run cgroup no longer exists (any project's)."""
+    from action_llama.egress.cgroups import exists
+
     count = 0
-    for chain in ("INPUT", "DOCKER-USER"):
-        for rule in _listed(chain):
-            if _ours(rule, None) and "-i" in rule:
-                bridge = rule[rule.index("-i") + 1]
-                if not Path("/sys/class/net", bridge).exists():
-                    _delete(rule)
-                    count += 1
+    for chain, tool in (("INPUT", "iptables"), ("DOCKER-USER", "iptables"),
+                        (RUNS_CHAIN, "iptables"), (RUNS_CHAIN, "ip6tables")):
+        for rule in _listed(chain, tool):
+            if not _ours(rule, None):
+                continue
+            if "-i" in rule and not Path("/sys/class/net", rule[rule.index("-i") + 1]).exists():
+                gone = True
+            else:
+                gone = "--path" in rule and not exists(rule[rule.index("--path") + 1])
+            if gone:
+                _delete(rule, tool)
+                count += 1
     return count
 
 
@@ -295,3 +164,85 @@ def available() -> str | None:
     if done.returncode != 0:
         return f"iptables refused: {done.stderr.strip()} (al must run as root to set rules)"
     return None
+
+
+# -- host-user runs ---------------------------------------------------------------------------
+
+RUNS_CHAIN = "al-egress-runs"
+
+
+def _ipv6_active() -> bool:
+    return Path("/proc/net/if_inet6").exists() and bool(Path("/proc/net/if_inet6").read_text())
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One al process at a time creates or drops the runs' chain (every project shares it)."""
+    folder = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
+    fd = os.open(folder / "al-egress-firewall.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _drop_runs_chain_if_empty() -> None:
+    jump = ["-m", "comment", "--comment", COMMENT, "-j", RUNS_CHAIN]
+    for tool in ("iptables", "ip6tables"):
+        with contextlib.suppress(FirewallError):
+            listed = _iptables("-S", RUNS_CHAIN, check=False, tool=tool)
+            if listed.returncode != 0 or len(listed.stdout.splitlines()) > 1:
+                continue  # no such chain, or rules of runs still in it
+            while _iptables("-D", "OUTPUT", *jump, check=False, tool=tool).returncode == 0:
+                pass
+            _iptables("-X", RUNS_CHAIN, check=False, tool=tool)
+
+
+def _ensure_runs_chain(tool: str) -> None:
+    _iptables("-N", RUNS_CHAIN, check=False, tool=tool)
+    jump = ["-m", "comment", "--comment", COMMENT, "-j", RUNS_CHAIN]
+    if _iptables("-C", "OUTPUT", *jump, check=False, tool=tool).returncode != 0:
+        _iptables("-I", "OUTPUT", "1", *jump, tool=tool)
+
+
+def run_rules(
+    project: str, cgroup: str, proxy: str | None, proxy_port: int, ports: list[int]
+) -> list[list[str]]:
+    """The run's rules in RUNS_CHAIN, in order (IPv4)."""
+    match = ["-m", "cgroup", "--path", cgroup]
+    tag = _tag(project)
+    rules = [[*match, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *tag, "-j", "ACCEPT"]]
+    if proxy is not None:
+        rules.append([*match, "-d", f"{proxy}/32", "-p", "tcp", "--dport", str(proxy_port), *tag,
+                      "-j", "ACCEPT"])
+    for port in sorted(set(ports)):
+        rules.append([*match, "-d", "127.0.0.1/32", "-o", "lo", "-p", "tcp", "--dport",
+                      str(port), *tag, "-j", "ACCEPT"])
+    rules.append([*match, *tag, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"])
+    return rules
+
+
+def guard_run(
+    project: str, cgroup: str, proxy: str | None, proxy_port: int, ports: list[int]
+) -> None:
+    """Everything the run's cgroup sends rejected but what it is allowed (see the module)."""
+    with machine_lock():
+        _ensure_runs_chain("iptables")
+        for rule in reversed(run_rules(project, cgroup, proxy, proxy_port, ports)):
+            _iptables("-I", RUNS_CHAIN, "1", *rule)
+        if _ipv6_active():
+            _ensure_runs_chain("ip6tables")
+            _iptables("-I", RUNS_CHAIN, "1", "-m", "cgroup", "--path", cgroup, *_tag(project),
+                      "-j", "REJECT", tool="ip6tables")
+
+
+def remove_run(cgroup: str) -> None:
+    """Delete the rules of the run in `cgroup` (IPv4 and IPv6)."""
+    with machine_lock():
+        for tool in ("iptables", "ip6tables"):
+            with contextlib.suppress(FirewallError):
+                for rule in _listed(RUNS_CHAIN, tool):
+                    if "--path" in rule and rule[rule.index("--path") + 1] == cgroup:
+                        _delete(rule, tool)
+        _drop_runs_chain_if_empty()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from action_llama.egress import firewall
+from action_llama.egress import cgroups, firewall
 from action_llama.egress.deploy import (
     LABEL_AGENT,
     LABEL_EGRESS,
@@ -41,6 +41,7 @@ def teardown(client: docker.DockerClient | None, project: Path) -> list[str]:
         if count:
             removed.append(f"{count} firewall rule{'s' * (count > 1)}")
     shutil.rmtree(state_of(project) / RUNS, ignore_errors=True)
+    cgroups.remove(cgroups.PARENT)  # when no run of any project is in it any more
     return removed
 
 
@@ -111,5 +112,8 @@ def remove_strays(client: docker.DockerClient, found: EgressState) -> list[str]:
     with contextlib.suppress(firewall.FirewallError):
         count = firewall.remove_stray()
         if count:
-            removed.append(f"{count} firewall rule{'s' * (count > 1)} of removed networks")
+            removed.append(f"{count} firewall rule{'s' * (count > 1)} of removed networks or runs")
+    count = cgroups.remove_idle()
+    if count:
+        removed.append(f"{count} cgroup{'s' * (count > 1)} of ended host-user runs")
     return removed

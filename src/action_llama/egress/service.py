@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from action_llama.egress.deploy import DeployError, Deployment, Network
-from action_llama.egress.firewall import FirewallError, guard_bridge, guard_user
+from action_llama.egress.firewall import FirewallError, guard_bridge
 from action_llama.egress.proxy import GATEWAY_NAME, PROXY_PORT
 from action_llama.egress.registry import (
     Registration,
@@ -42,7 +42,8 @@ EGRESS_DIR = "egress"
 NO_PROXY = f"{GATEWAY_NAME},localhost,127.0.0.1"
 #: The ssh helper that opens a CONNECT tunnel through the proxy (in /app/bin).
 SSH_HELPER = "al-proxy-connect"
-GATEWAY_WAIT = 3.0
+#: How long a run with a gateway waits, at most, for the proxy to listen on its port.
+GATEWAY_WAIT = 10.0
 
 
 class EgressUnavailable(Exception):
@@ -191,15 +192,12 @@ class ProjectEgress:
             time.sleep(0.02)
 
     def attach_host_user(
-        self, run_id: str, policy: AgentPolicy, gateway: int | None, uid: int
+        self, run_id: str, policy: AgentPolicy, gateway: int | None
     ) -> HostAttachment:
-        """Restrict the run's OS user to the proxy and the gateway, and register the run with
-        the secret of its proxy URL. FirewallError when the user cannot be restricted here;
-        without a proxy (no Docker...) the user is restricted to the gateway alone and the
-        attachment carries a note saying so."""
-        loopback = sorted(
-            {port for r in policy.rules if r.pattern in LOOPBACK_NAMES for port in r.ports}
-        )
+        """Give the run a cgroup whose packets reach only the proxy, the gateway and loopback
+        services its list names, and register it with the secret of its proxy URL.
+        FirewallError when that cannot be here; without a proxy (no Docker...) the run is
+        restricted to the gateway alone, and the attachment carries a note saying so."""
         proxy: str | None = None
         note = None
         try:
@@ -208,22 +206,55 @@ class ProjectEgress:
                 proxy = self.deployment.proxy_outside_address()
         except EgressUnavailable as exc:
             note = f"egress: {exc}; this run has no network but the gateway. See: al doctor"
-        guard_user(uid, self.deployment.id, proxy, PROXY_PORT, gateway, loopback)
+        procs = restrict_run(self.deployment.id, run_id, policy, gateway, proxy)
         if proxy is None:
-            return HostAttachment(env={}, notes=(note,) if note else ())
+            return HostAttachment(procs, env={}, notes=(note,) if note else ())
         token = secrets.token_urlsafe(24)
         register(
             self.state, registration_for(run_id, policy, gateway, token_sha256=token_digest(token))
         )
         env = proxy_env(f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}")
         env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
-        return HostAttachment(env=env)
+        return HostAttachment(procs, env=env)
+
+
+def restrict_run(
+    project: str, run_id: str, policy: AgentPolicy, gateway: int | None, proxy: str | None
+) -> Path:
+    """The run's cgroup and its firewall rules; the cgroup's `cgroup.procs` (FirewallError
+    when either cannot be made)."""
+    from action_llama.egress import cgroups
+    from action_llama.egress.firewall import guard_run
+
+    cgroup = cgroups.path_of(project, run_id)
+    try:
+        procs = cgroups.make(cgroup)
+    except OSError as exc:
+        raise FirewallError(f"cannot make the run's cgroup: {exc}") from None
+    ports = [p for r in policy.rules if r.pattern in LOOPBACK_NAMES for p in r.ports]
+    guard_run(project, cgroup, proxy, PROXY_PORT, [*ports, *([gateway] if gateway else [])])
+    return procs
+
+
+def release_host_run(project: Path, run_id: str) -> None:
+    """Forget a host-user run's registration, rules and cgroup, once it has ended."""
+    from action_llama.egress import cgroups
+    from action_llama.egress.deploy import project_id
+    from action_llama.egress.firewall import remove_run
+
+    release_run(project, run_id)
+    cgroup = cgroups.path_of(project_id(project), run_id)
+    with contextlib.suppress(FirewallError):
+        remove_run(cgroup)
+    cgroups.remove(cgroup)
 
 
 @dataclass(frozen=True)
 class HostAttachment:
-    """What a host-user run's environment gets (empty without a proxy), and notes."""
+    """The run's cgroup (its `cgroup.procs`), what its environment gets (empty without a
+    proxy), and notes."""
 
+    procs: Path
     env: dict[str, str]
     notes: tuple[str, ...] = ()
 

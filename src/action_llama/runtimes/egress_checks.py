@@ -38,15 +38,16 @@ def container_egress_checks(agents: Sequence[Agent]) -> list[Check]:
 
 
 def host_user_egress_checks(agents: Sequence[Agent]) -> list[Check]:
-    """Host-user runs under `allowlist`/`none`: their OS user is restricted with iptables,
-    which needs root; their proxy runs in Docker. Said plainly when either is missing."""
-    from action_llama.egress import firewall
+    """Host-user runs under `allowlist`/`none` get a cgroup each, whose packets iptables
+    restricts (root, iptables, cgroup v2); their proxy runs in Docker. Said plainly when any of
+    it is missing."""
+    from action_llama.egress import cgroups, firewall
 
     checked = _checked(agents)
     if not checked:
         return []
     names = ", ".join(a.name for a in checked)
-    why = firewall.available()
+    why = firewall.available() or (None if cgroups.root() else "no cgroup v2 hierarchy")
     if why is not None:
         return [
             Check(
@@ -58,8 +59,7 @@ def host_user_egress_checks(agents: Sequence[Agent]) -> list[Check]:
                 "that may run unchecked.",
             )
         ]
-    checks = [_proxy_check(names), *_bypass_checks(agents)]
-    return checks
+    return [_proxy_check(names), *_bypass_checks(agents)]
 
 
 def _proxy_check(names: str) -> Check:
@@ -73,44 +73,27 @@ def _proxy_check(names: str) -> Check:
             "egress host users",
             "warn",
             f"{exc.message}: without Docker there is no egress proxy, so runs of {names} get "
-            "no network but the gateway (their OS user is restricted all the same)",
+            "no network but the gateway (they are restricted all the same)",
             exc.hint,
         )
     return Check(
         "egress host users",
         "ok",
-        f"enforced for {names}: their OS users reach only the egress proxy and the gateway",
+        f"enforced for {names}: each run reaches only the egress proxy and the gateway",
     )
 
 
 def _bypass_checks(agents: Sequence[Agent]) -> list[Check]:
-    """Ways around the user's firewall that configuration opens: the Docker socket, and a
-    user shared with an agent checked differently (the user's rules apply to both)."""
-    checks = []
-    modes: dict[str, set[str]] = {}
-    for agent in agents:
-        runtime = agent.config.runtime
-        modes.setdefault(runtime.run_as, set()).add(agent.network.mode)
-        if "docker" in runtime.groups and agent.network.mode != "open":
-            checks.append(
-                Check(
-                    f"egress {agent.name}",
-                    "warn",
-                    "its runs are in the docker group: they can start containers on any "
-                    "network, around its [network]",
-                    f"Remove docker from [runtime] groups in agents/{agent.name}/config.toml, "
-                    "or use a container agent.",
-                )
-            )
-    for user, seen in modes.items():
-        if len(seen) > 1:
-            checks.append(
-                Check(
-                    f"egress user {user}",
-                    "warn",
-                    f"agents with different [network] modes ({', '.join(sorted(seen))}) run as "
-                    f"{user}: its firewall rules apply to all of them once one is checked",
-                    "Give agents with different [network] modes different run_as users.",
-                )
-            )
-    return checks
+    """A way around the firewall that configuration opens: the Docker socket."""
+    return [
+        Check(
+            f"egress {agent.name}",
+            "warn",
+            "its runs are in the docker group: they can start containers on any network, "
+            "around its [network]",
+            f"Remove docker from [runtime] groups in agents/{agent.name}/config.toml, or use a "
+            "container agent.",
+        )
+        for agent in agents
+        if "docker" in agent.config.runtime.groups and agent.network.mode != "open"
+    ]

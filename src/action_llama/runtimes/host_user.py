@@ -50,7 +50,11 @@ from action_llama.runtimes.base import (
     RunSpec,
     status_for,
 )
-from action_llama.runtimes.host_user_network import plan_host_network, release_host_network
+from action_llama.runtimes.host_user_network import (
+    HostNetworkPlan,
+    plan_host_network,
+    release_host_network,
+)
 
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
@@ -227,12 +231,12 @@ class HostUserRuntime:
                 f"{user.name}.",
                 hint="Stage them for that user (the run service does so for host-user agents).",
             )
-        network = plan_host_network(spec, user.uid)
+        network = plan_host_network(spec)
         work = root / spec.run_id
         try:
             self._make_work_dir(work, user, mode)
             try:
-                run = self._spawn(spec, user, mode, lib, python, network.env)
+                run = self._spawn(spec, user, mode, lib, python, network)
             except BaseException:
                 self._remove_paths(spec.run_id, mode, user, keep_files=True)
                 raise
@@ -249,7 +253,7 @@ class HostUserRuntime:
         mode: launch.Mode,
         lib: Path,
         python: str,
-        network_env: dict[str, str],
+        network: HostNetworkPlan,
     ) -> _Run:
         root, work = self.runs_dir, self.runs_dir / spec.run_id
         static, static_copy = spec.static_dir, None
@@ -268,7 +272,7 @@ class HostUserRuntime:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
-            **network_env,
+            **network.env,
             "AL_STATIC_DIR": str(static),
             "AL_WORK_DIR": str(work),
             "AL_CREDENTIALS_PATH": str(spec.credentials_dir),
@@ -278,7 +282,9 @@ class HostUserRuntime:
             "AL_SHARED_PGROUP": "1",
             "AL_EXIT_FILE": str(exit_file),
         }
-        argv = launch.as_user(user, mode, [python, "-s", "-m", "action_llama.agent"], list(env))
+        argv = network.wrap(
+            launch.as_user(user, mode, [python, "-s", "-m", "action_llama.agent"], list(env))
+        )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             log_fd = os.open(log_path, flags, 0o600)

@@ -1,11 +1,12 @@
 """The network of a host-user run, from its `[network]` policy.
 
-A process of the host cannot be put on another network, so the policy is enforced for the
-run's OS user: iptables rejects everything that user sends except the project's egress proxy,
-the gateway and loopback services the allow list names (`egress.firewall`), and the run's
-proxy variables carry a secret of its own, which tells the proxy which run a connection is.
-This needs root (iptables); without it the run is refused, with the fix, rather than run
-unchecked. Without Docker (no proxy) the user is still restricted, to the gateway alone.
+A process of the host cannot be put on another network, so the run gets a cgroup of its own and
+iptables rejects everything that cgroup sends except the project's egress proxy, the gateway
+and loopback services the allow list names (`egress.firewall`, `egress.cgroups`); its proxy
+variables carry a secret of its own, which tells the proxy which run a connection is. Only the
+run's processes are restricted, not its OS user. This needs root (iptables, cgroups); without
+it the run is refused, with the fix, rather than run unchecked. Without Docker (no proxy) the
+run is still restricted, to the gateway alone.
 """
 
 from __future__ import annotations
@@ -26,27 +27,38 @@ if TYPE_CHECKING:
 class HostNetworkPlan:
     env: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: The run's cgroup to start it in (its `cgroup.procs`); None: no restriction.
+    procs: Path | None = None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """`argv` started inside the run's cgroup, when it has one."""
+        if self.procs is None:
+            return argv
+        from action_llama.egress.cgroups import join_argv
+
+        return join_argv(self.procs, argv)
 
 
 def cannot_enforce(policy: AgentPolicy, why: str) -> RunError:
     return RunError(
         f"[network] of agent {policy.agent} cannot be enforced for host-user runs here: {why}.",
-        hint=f"Run al as root (it restricts the agent's OS user with iptables), or set "
+        hint=f"Run al as root (it restricts each run with iptables and a cgroup), or set "
         f'[network] mode = "open" in {policy.file} to run it unchecked.',
     )
 
 
-def plan_host_network(spec: RunSpec, uid: int) -> HostNetworkPlan:
-    """Restrict the run's user and give it its proxy variables; RunError when impossible."""
-    from action_llama.egress import firewall
+def plan_host_network(spec: RunSpec) -> HostNetworkPlan:
+    """Restrict the run and give it its proxy variables; RunError when that is impossible."""
+    from action_llama.egress import cgroups, firewall
     from action_llama.egress.deploy import project_id
-    from action_llama.egress.proxy import PROXY_PORT
-    from action_llama.egress.service import LOOPBACK_NAMES, ProjectEgress
+    from action_llama.egress.service import ProjectEgress, restrict_run
 
     policy = spec.network
     if policy is None or policy.mode == "open":
         return HostNetworkPlan()
-    why = firewall.available()
+    why = firewall.available() or (
+        None if cgroups.root() else "this host has no cgroup v2 hierarchy"
+    )
     if why is not None:
         raise cannot_enforce(policy, why)
     gateway = gateway_port(spec)
@@ -55,30 +67,26 @@ def plan_host_network(spec: RunSpec, uid: int) -> HostNetworkPlan:
 
         client = connect()
     except RuntimeUnavailable as exc:
-        loopback = sorted({p for r in policy.rules if r.pattern in LOOPBACK_NAMES for p in r.ports})
         try:
-            firewall.guard_user(
-                uid, project_id(Path(spec.project)), None, PROXY_PORT, gateway, loopback
-            )
+            procs = restrict_run(project_id(Path(spec.project)), spec.run_id, policy, gateway, None)
         except firewall.FirewallError as error:
             raise cannot_enforce(policy, str(error)) from None
-        return HostNetworkPlan(
-            notes=(
-                f"egress: no proxy without Docker ({exc.message}); this run has no network "
-                "but the gateway. See: al doctor",
-            )
+        note = (
+            f"egress: no proxy without Docker ({exc.message}); this run has no network but "
+            "the gateway. See: al doctor"
         )
+        return HostNetworkPlan(notes=(note,), procs=procs)
     try:
         attached = ProjectEgress(client, spec.project).attach_host_user(
-            spec.run_id, policy, gateway, uid
+            spec.run_id, policy, gateway
         )
     except firewall.FirewallError as exc:
         raise cannot_enforce(policy, str(exc)) from None
-    return HostNetworkPlan(env=attached.env, notes=attached.notes)
+    return HostNetworkPlan(env=attached.env, notes=attached.notes, procs=attached.procs)
 
 
 def release_host_network(project: str, run_id: str) -> None:
     if project:
-        from action_llama.egress.service import release_run
+        from action_llama.egress.service import release_host_run
 
-        release_run(Path(project), run_id)
+        release_host_run(Path(project), run_id)
