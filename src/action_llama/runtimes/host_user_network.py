@@ -66,13 +66,14 @@ def plan_host_network(spec: RunSpec) -> HostNetworkPlan:
         from action_llama.engine import connect
 
         client = connect()
-    except RuntimeUnavailable as exc:
+    except (RuntimeUnavailable, ImportError) as exc:  # no engine, or no docker package
+        why = exc.message if isinstance(exc, RuntimeUnavailable) else "no docker package"
         try:
             procs = restrict_run(project_id(Path(spec.project)), spec.run_id, policy, gateway, None)
         except firewall.FirewallError as error:
             raise cannot_enforce(policy, str(error)) from None
         note = (
-            f"egress: no proxy without Docker ({exc.message}); this run has no network but "
+            f"egress: no proxy without Docker ({why}); this run has no network but "
             "the gateway. See: al doctor"
         )
         return HostNetworkPlan(notes=(note,), procs=procs)
