@@ -2,11 +2,12 @@
 
 `egress_world(...)` makes a project whose agents are script-mode probes, an upstream container
 on the project's outside egress network (TLS for allowed.test and denied.test with a test CA,
-plain HTTP, an echo on port 22, a git repository), two HTTP services on every host address
-(one the policy allows through the proxy, one on loopback that host-user runs may reach
-directly) and a recording UDP resolver on every host address. The probe script tries every way
-out with real clients and prints one `CHECK name ok|fail output` line each; `checks()` reads
-them. Nothing reaches an address outside this machine.
+plain HTTP, an echo on port 22, a git repository, pip and a wheel), two HTTP services on every
+host address (one the policy allows through the proxy, one on loopback that host-user runs may
+reach directly) and a recording UDP resolver on every host address. The probe script tries
+every way out with real clients (curl, git, Python requests and httpx, pip, the ssh helper) and
+prints one `CHECK name ok|fail output` line each; `checks()` reads them. Nothing reaches an
+address outside this machine.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ check git_https sh -c "GIT_SSL_CAINFO=$T/ca.pem git clone -q https://allowed.tes
 check requests python3 -c 'import requests,sys; print(requests.get("https://allowed.test/hello", verify=sys.argv[1], timeout=10).text)' $T/ca.pem
 check requests_denied python3 -c 'import requests,sys; requests.get("https://denied.test/hello", verify=sys.argv[1], timeout=10)' $T/ca.pem
 check httpx python3 -c 'import ssl, sys, httpx2; print(httpx2.get("https://allowed.test/hello", verify=ssl.create_default_context(cafile=sys.argv[1]), timeout=10).text)' $T/ca.pem
+check pip sh -c "curl $C -o $T/pip.zip https://allowed.test/pip.zip && python3 $T/pip.zip/pip install -q --disable-pip-version-check --no-cache-dir --cert $T/ca.pem --no-index --find-links https://allowed.test/wheels/ --target $T/site demo && PYTHONPATH=$T/site python3 -c 'import demo; print(demo.WORD)'"
 check loopback_allowed curl -sS -f -m 10 http://127.0.0.1:@LOOPBACK@/
 """
 
@@ -166,6 +168,32 @@ def git_repo(files: Path) -> None:
     git("update-server-info", cwd=files / "repo.git")
 
 
+def pip_files(files: Path) -> None:
+    """pip itself (a zip of the test venv's, which runs as `python3 pip.zip/pip`: the base image
+    has no pip) and a wheel of a package `demo` in a folder pip finds links in."""
+    import zipfile
+
+    import pip
+
+    source = Path(pip.__file__).parent
+    with zipfile.ZipFile(files / "pip.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in source.rglob("*"):
+            if "__pycache__" not in path.parts and path.is_file():
+                archive.write(path, Path("pip") / path.relative_to(source))
+    (files / "wheels").mkdir()
+    info = "demo-1.0.dist-info"
+    members = {
+        "demo.py": 'WORD = "installed through the proxy"\n',
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    members[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*members, f"{info}/RECORD"])
+    with zipfile.ZipFile(files / "wheels" / "demo-1.0-py3-none-any.whl", "w") as wheel:
+        for name, text in members.items():
+            wheel.writestr(name, text)
+
+
 def _serve(address: str) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((address, 0), HostService)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -187,6 +215,7 @@ def egress_world(
     files = base / "files"
     files.mkdir()
     git_repo(files)
+    pip_files(files)
     services = [_serve("0.0.0.0"), _serve("127.0.0.1")]
     listener, loopback = (s.server_address[1] for s in services)
     resolver = RecordingResolver.start()

@@ -46,7 +46,7 @@ def probe(world: World) -> tuple[int, list[dict[str, Any]], dict[str, tuple[str,
 
 def test_allowed_destinations_work_with_ordinary_clients(probe: Any, world: World) -> None:
     """An allowed host answers curl (HTTPS and HTTP), git over HTTPS, Python requests and
-    httpx through the proxy variables, and the ssh helper reaches an allowed host:22."""
+    httpx and pip through the proxy variables, and the ssh helper reaches an allowed host:22."""
     code, _, found = probe
     assert code == 0
     run_id = stored_runs(world.root, "probe")[0].run_id
@@ -57,6 +57,7 @@ def test_allowed_destinations_work_with_ordinary_clients(probe: Any, world: Worl
     assert "cloned through the proxy" in found["git_https"][1]
     assert found["ssh_allowed"] == ("ok", "ping-22")
     assert found["ssh_command"][0] == "ok"
+    assert found["pip"] == ("ok", "installed through the proxy"), found["pip"]
 
 
 def test_everything_else_fails(probe: Any) -> None:

@@ -1,6 +1,7 @@
-"""Egress under `al start`: helpers reach the gateway under `none` (and the default `allowlist`,
-which the daemon container tests exercise throughout), a model session reaches its base_url,
-and `al stop` leaves no proxy, network or firewall rule of the project behind."""
+"""Egress under `al start`, for container and host-user runs alike: helpers reach the gateway
+under `none` (and the default `allowlist`, which the daemon tests exercise throughout), a model
+session reaches its base_url, and `al stop` leaves no proxy, network or firewall rule of the
+project behind."""
 
 from __future__ import annotations
 
@@ -45,22 +46,33 @@ echo "still here"
 """
 
 
-@pytest.fixture
+@pytest.fixture(params=["container", "host-user"])
 def daemon(
-    make_project: ProjectFactory, base_image: str, model_server: FakeModelServer, tmp_path: Path
+    request: pytest.FixtureRequest,
+    make_project: ProjectFactory,
+    base_image: str,
+    model_server: FakeModelServer,
+    tmp_path: Path,
 ) -> Iterator[tuple[Path, int, dict[str, str]]]:
+    runtime, model_host, extra_env = "", "host.docker.internal", {}
+    if request.param == "host-user":
+        user = request.getfixturevalue("host_users")[0]
+        runtime = f'[runtime]\ntype = "host-user"\nrun_as = "{user}"\n'
+        # The model server is a loopback service to a host-user run, allowed by its base_url.
+        model_host = "127.0.0.1"
+        extra_env = {"AL_RUNS_DIR": str(request.getfixturevalue("runs_root"))}
     root = make_project(
         {
-            **script_agent("sealed", HELPERS, '[network]\nmode = "none"\n'),
-            **script_agent("callee", "echo called\n"),
-            **model_agent("talker", config='models = ["primary"]\n'),
+            **script_agent("sealed", HELPERS, runtime + '[network]\nmode = "none"\n'),
+            **script_agent("callee", "echo called\n", runtime),
+            **model_agent("talker", config='models = ["primary"]\n' + runtime),
         },
-        config=fake_models_config(model_server),
+        config=fake_models_config(model_server, model_host),
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "AL_CREDENTIALS_DIR": str(tmp_path / "creds")}
+    env = {**os.environ, "AL_CREDENTIALS_DIR": str(tmp_path / "creds"), **extra_env}
     CredentialStore(tmp_path / "creds").write(CredentialRef("openai_key"), {"token": "sk-fake"})
     log = (tmp_path / "daemon.log").open("wb")
     proc = subprocess.Popen(
@@ -70,6 +82,7 @@ def daemon(
         env=env,
     )
     try:
+
         def up() -> bool:
             assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             return (root / ".al/daemon.json").exists()
@@ -137,7 +150,7 @@ def test_gateway_helpers_and_models_work_and_al_stop_removes_the_egress(
     assert not docker_client.api.networks(filters={"label": [label, LABEL_EGRESS]})
     ours = [
         r
-        for chain in ("INPUT", "DOCKER-USER", "OUTPUT")
+        for chain in ("INPUT", "DOCKER-USER", "OUTPUT", firewall.RUNS_CHAIN)
         for r in firewall._listed(chain)
         if firewall._ours(r, project_id(root))
     ]

@@ -1,10 +1,10 @@
-"""Egress of host-user runs: the same policy, enforced for the run's OS user.
+"""Egress of host-user runs: the same policy, enforced for each run's processes.
 
-Everything the user sends is rejected by iptables except the project's egress proxy (which
-knows the run by the secret in its proxy URL), the gateway and the loopback services its
-allow list names. Same world and probe as the container tests (`egress_support`), as root
-(skipped otherwise), with an OS user of this module's own (the firewall applies to the whole
-user, so no other test session's runs may share it).
+Everything a run sends is rejected by iptables (matching the run's own cgroup) except the
+project's egress proxy (which knows the run by the secret in its proxy URL), the gateway and
+the loopback services its allow list names. Same world and probe as the container tests
+(`egress_support`), as root (skipped otherwise), as the session's host user (other processes
+of that user are not restricted, which the last test checks).
 """
 
 from __future__ import annotations
@@ -22,28 +22,26 @@ from action_llama.egress.records import read, records_path
 from action_llama.egress.service import state_of
 from egress_support import MUST_FAIL, ONE_CHECK, PROBE, World, checks, egress_world
 
-from support import run_al, stored_runs, system_users
+from support import run_al, stored_runs
 
 pytestmark = [pytest.mark.docker]
-
-USER = "al-test-egress"
 
 
 @pytest.fixture(scope="module")
 def world(
-    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, base_image: str
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: Any,
+    base_image: str,
+    host_users: tuple[str, ...],
 ) -> Iterator[World]:
     runs = Path(tempfile.mkdtemp(prefix="al-test-egress-", dir="/tmp"))
     runs.chmod(0o755)
     env = {"AL_RUNS_DIR": str(runs / "runs"), "AL_CREDENTIALS_DIR": str(runs / "creds")}
-    host_user = f'[runtime]\ntype = "host-user"\nrun_as = "{USER}"\n'
+    host_user = f'[runtime]\ntype = "host-user"\nrun_as = "{host_users[0]}"\n'
     try:
-        with (
-            system_users(USER),
-            egress_world(
-                tmp_path_factory.mktemp("egress-hu"), docker_client, base_image, env
-            ) as world,
-        ):
+        with egress_world(
+            tmp_path_factory.mktemp("egress-hu"), docker_client, base_image, env
+        ) as world:
             world.add_agent("probe", PROBE, host_user)
             world.add_agent("sealed", ONE_CHECK, host_user + '[network]\nmode = "none"\n')
             yield world
@@ -58,7 +56,7 @@ def probe(world: World) -> tuple[int, list[dict[str, Any]], dict[str, tuple[str,
 
 
 def test_allowed_destinations_work_for_the_runs_user(probe: Any) -> None:
-    """curl, git over HTTPS, Python requests and httpx and the ssh helper reach an allowed
+    """curl, git over HTTPS, Python requests and httpx, pip and the ssh helper reach an allowed
     host through the proxy; a loopback service the allow list names is reached directly."""
     code, records, found = probe
     assert code == 0, records[-5:]
@@ -66,6 +64,7 @@ def test_allowed_destinations_work_for_the_runs_user(probe: Any) -> None:
         assert found[name] == ("ok", "hello from allowed.test"), (name, found[name])
     assert found["git_https"][0] == "ok", found["git_https"]
     assert found["ssh_allowed"] == ("ok", "ping-22")
+    assert found["pip"] == ("ok", "installed through the proxy"), found["pip"]
     assert found["host_service_via_proxy"] == ("ok", "host service")
     assert found["loopback_allowed"] == ("ok", "host service")
 
@@ -106,7 +105,7 @@ def test_mode_none_for_a_host_user(world: World) -> None:
 
 
 def test_only_the_runs_processes_are_restricted_and_nothing_is_left(
-    world: World, docker_client: Any
+    world: World, docker_client: Any, host_users: tuple[str, ...]
 ) -> None:
     """The rules match the run's cgroup, not its OS user: another process of that user reaches
     the host service; once runs end their rules and cgroups are gone, and tearing the
@@ -120,8 +119,8 @@ def test_only_the_runs_processes_are_restricted_and_nothing_is_left(
     other = subprocess.run(
         [
             "setpriv",
-            f"--reuid={USER}",
-            f"--regid={USER}",
+            f"--reuid={host_users[0]}",
+            f"--regid={host_users[0]}",
             "--clear-groups",
             "curl",
             "-sS",
