@@ -52,6 +52,7 @@ STATUS_FILE = "proxy.json"
 HEARTBEAT_FILE = "heartbeat"
 HEARTBEAT_SECONDS = 1.0
 WATCH_SECONDS = 0.1
+NETWORKS_SECONDS = 1.0
 
 
 def parse_head(raw: bytes) -> Request | None:
@@ -184,9 +185,18 @@ class Proxy:
             self._write_status()
 
     async def watch_gateways(self) -> None:
-        """Listen on the gateway port of every registered run, as soon as it is registered."""
+        """Listen on the gateway port of every registered run, as soon as it is registered,
+        and keep the run networks (`forbidden`) current. A tick costs one stat when nothing
+        changed: the route table is read again when the registrations changed (a run on a new
+        network registers) or once every NETWORKS_SECONDS, so an idle proxy costs ~nothing."""
+        seen: int | None = None
+        networks_due = 0.0
         while True:
-            self.forbidden = own_run_networks()
+            self.registry.refresh()
+            if self.registry.stamp != seen or time.monotonic() >= networks_due:
+                seen = self.registry.stamp
+                self.forbidden = own_run_networks()
+                networks_due = time.monotonic() + NETWORKS_SECONDS
             for port in self.registry.gateways() - set(self.servers):
                 try:
                     await self.listen(port)

@@ -111,6 +111,11 @@ class Registry:
         self._by_address: dict[str, Registration] = {}
         self._by_run: dict[str, Registration] = {}
 
+    @property
+    def stamp(self) -> int | None:
+        """The folder's timestamp when it was last read (changes with every registration)."""
+        return self._seen
+
     def refresh(self, force: bool = False) -> None:
         try:
             stamp = os.stat(self.state / RUNS).st_mtime_ns
