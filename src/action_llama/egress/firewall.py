@@ -125,8 +125,12 @@ def remove(project: str) -> int:
     """Delete every rule of `project` (and the runs' chain once empty); how many."""
     count = 0
     with machine_lock():
-        for chain, tool in (("INPUT", "iptables"), ("DOCKER-USER", "iptables"),
-                            (RUNS_CHAIN, "iptables"), (RUNS_CHAIN, "ip6tables")):
+        for chain, tool in (
+            ("INPUT", "iptables"),
+            ("DOCKER-USER", "iptables"),
+            (RUNS_CHAIN, "iptables"),
+            (RUNS_CHAIN, "ip6tables"),
+        ):
             for rule in _listed(chain, tool):
                 if _ours(rule, project):
                     _delete(rule, tool)
@@ -140,8 +144,12 @@ def remove_stray() -> int:
     from action_llama.egress.cgroups import exists
 
     count = 0
-    for chain, tool in (("INPUT", "iptables"), ("DOCKER-USER", "iptables"),
-                        (RUNS_CHAIN, "iptables"), (RUNS_CHAIN, "ip6tables")):
+    for chain, tool in (
+        ("INPUT", "iptables"),
+        ("DOCKER-USER", "iptables"),
+        (RUNS_CHAIN, "iptables"),
+        (RUNS_CHAIN, "ip6tables"),
+    ):
         for rule in _listed(chain, tool):
             if not _ours(rule, None):
                 continue
@@ -214,11 +222,37 @@ def run_rules(
     tag = _tag(project)
     rules = [[*match, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *tag, "-j", "ACCEPT"]]
     if proxy is not None:
-        rules.append([*match, "-d", f"{proxy}/32", "-p", "tcp", "--dport", str(proxy_port), *tag,
-                      "-j", "ACCEPT"])
+        rules.append(
+            [
+                *match,
+                "-d",
+                f"{proxy}/32",
+                "-p",
+                "tcp",
+                "--dport",
+                str(proxy_port),
+                *tag,
+                "-j",
+                "ACCEPT",
+            ]
+        )
     for port in sorted(set(ports)):
-        rules.append([*match, "-d", "127.0.0.1/32", "-o", "lo", "-p", "tcp", "--dport",
-                      str(port), *tag, "-j", "ACCEPT"])
+        rules.append(
+            [
+                *match,
+                "-d",
+                "127.0.0.1/32",
+                "-o",
+                "lo",
+                "-p",
+                "tcp",
+                "--dport",
+                str(port),
+                *tag,
+                "-j",
+                "ACCEPT",
+            ]
+        )
     rules.append([*match, *tag, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"])
     return rules
 
@@ -233,8 +267,19 @@ def guard_run(
             _iptables("-I", RUNS_CHAIN, "1", *rule)
         if _ipv6_active():
             _ensure_runs_chain("ip6tables")
-            _iptables("-I", RUNS_CHAIN, "1", "-m", "cgroup", "--path", cgroup, *_tag(project),
-                      "-j", "REJECT", tool="ip6tables")
+            _iptables(
+                "-I",
+                RUNS_CHAIN,
+                "1",
+                "-m",
+                "cgroup",
+                "--path",
+                cgroup,
+                *_tag(project),
+                "-j",
+                "REJECT",
+                tool="ip6tables",
+            )
 
 
 def remove_run(cgroup: str) -> None:
