@@ -160,6 +160,7 @@ def cleanup_project(root: Path, *, images: bool) -> None:
     (detaching their loop devices), other volumes and, with `images`, images labelled with it."""
     from docker.errors import APIError
 
+    from action_llama.egress.maintenance import teardown
     from action_llama.engine import connect
     from action_llama.runtimes.docker_workspace import release_workspaces
 
@@ -167,6 +168,7 @@ def cleanup_project(root: Path, *, images: bool) -> None:
     label = f"al.project={root}"
     for container in client.api.containers(all=True, filters={"label": label}):
         client.api.remove_container(container["Id"], force=True)
+    teardown(client, root)  # the project's egress proxy, networks and firewall rules
     release_workspaces(client, root)
     for volume in client.api.volumes(filters={"label": label}).get("Volumes") or []:
         try:

@@ -72,7 +72,8 @@ def make_project(registry: str, creds: Path) -> Path:
     write_files(
         root,
         {
-            "config.toml": f'[swarm]\nregistry = "{registry}"\n',
+            # Open egress for both: swarm runs cannot enforce a [network] policy.
+            "config.toml": f'[swarm]\nregistry = "{registry}"\n\n[network]\nmode = "open"\n',
             **script_agent("dock", "echo first-line\n"),
             "agents/dock/config.toml": listed,
             **script_agent("swarmed", "echo first-line\n"),

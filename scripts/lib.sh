@@ -17,6 +17,8 @@ install_system() {
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
   fi
+  # Egress control: firewall rules for runs' networks and host users (owner, comment, conntrack).
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"

@@ -93,6 +93,7 @@ def facts(stdout: str) -> dict[str, str]:
 
 
 def cleanup_project(client: Any, root: Path) -> None:
+    from action_llama.egress.maintenance import teardown
     from action_llama.runtimes.docker_workspace import release_workspaces
 
     label = f"al.project={root}"
@@ -101,6 +102,7 @@ def cleanup_project(client: Any, root: Path) -> None:
     for container in client.api.containers(all=True, filters={"label": label}):
         if "com.docker.swarm.task.id" not in container["Labels"]:  # swarm removes its own
             client.api.remove_container(container["Id"], force=True)
+    teardown(client, root)  # its egress proxy, networks and firewall rules
     release_workspaces(client, root)
     for image in client.api.images(filters={"label": label}):
         client.api.remove_image(image["Id"], force=True)

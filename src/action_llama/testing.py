@@ -126,6 +126,9 @@ class FakeRuntime:
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
         return []
 
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        return None
+
     # -- runs ------------------------------------------------------------------------------
 
     def concurrent(self, agent: str) -> int:

@@ -61,7 +61,10 @@ def test_listed_credentials_become_files_and_variables(
     out = script_output(result.stdout)
     assert {"token=match", "gh=match", "helper=set", "key=written", "creds=readonly"} <= set(out)
     assert "keymode=600" in out
-    assert 'ssh=ssh -i "/home/node/.ssh/id_rsa"' in " ".join(out)
+    # The key joins the egress proxy's ProxyCommand the run was given.
+    assert 'ssh=ssh -o ProxyCommand="al-proxy-connect %h %p" -i "/home/node/.ssh/id_rsa"' in (
+        " ".join(out)
+    )
     assert "author=Ada <ada@example.com>" in out
     assert "committer=Ada" in out
     assert "types=git_ssh github_token " in out
@@ -109,14 +112,14 @@ def test_secret_never_appears_in_images_logs_inspect_or_processes(
         seen.append(line)
         if json.loads(line)["msg"] == "started":
             break
-    inspected = [
-        json.dumps(docker_client.api.inspect_container(c["Id"]))
-        for c in docker_client.api.containers(filters={"label": f"al.project={root}"})
-    ]
+    # Every container of the project: the run's, and its egress proxy and address holder.
+    containers = docker_client.api.containers(filters={"label": f"al.project={root}"})
+    inspected = [json.dumps(docker_client.api.inspect_container(c["Id"])) for c in containers]
+    runs = [c for c in containers if "al.run" in c["Labels"]]
     processes = subprocess.run(["ps", "auxww"], capture_output=True, text=True).stdout
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 4
-    assert len(inspected) == 1
+    assert len(runs) == 1
     image = docker_client.api.inspect_image("al-leaky:latest")
     history = docker_client.api.history("al-leaky:latest")
     stored = "".join(p.read_text() for p in (root / ".al/logs").rglob("*.jsonl"))

@@ -39,6 +39,9 @@ from support import (
     wait_for,
 )
 
+#: Swarm runs cannot enforce a [network] policy: their projects open egress.
+OPEN = '[network]\nmode = "open"\n'
+
 #: This module's own run_as user: other test sessions on the machine remove the shared ones
 #: (and kill their processes) when they end, which would kill a run meant to outlive its daemon.
 RESTART_USER = "al-test-restart"
@@ -306,7 +309,7 @@ def test_kill_9_then_restart_re_adopts_a_swarm_run_and_kills_another(
     with exit 3 and holds both lines once, its lock is released; another adopted run is
     killed through the gateway; afterwards no service, secret, config or volume of either is
     left in the swarm."""
-    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
+    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n\n{OPEN}'
     root = make_project(
         {
             **script_agent("slow", SLOW.format(seconds=15)),
@@ -357,7 +360,7 @@ def test_swarm_runs_call_each_other_and_shut_themselves_down_through_the_gateway
     agent (al-subagent), which runs as a swarm service too, and gets its al-return back; a run
     that would sleep 60 s after `al-shutdown` ends within seconds of asking; nothing of the
     three runs is left in the swarm."""
-    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n'
+    swarm = f'[swarm]\nregistry = "{registry}"\n\n[runtime]\ntype = "swarm"\n\n{OPEN}'
     root = make_project(
         {
             **script_agent(

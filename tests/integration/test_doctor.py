@@ -207,7 +207,9 @@ def test_missing_webhook_secret_warns_unless_unsigned_allowed(
     assert mark == "!"
     assert "fix: al creds add github_webhook_secret:org" in text
     assert row(result.stdout, "webhook secret open")[0] == "✓"
-    assert result.stdout.rstrip().endswith("All checks passed, 1 warning.")
+    # The other warning: without Docker, no egress proxy for the host-user agent's runs.
+    assert row(result.stdout, "egress host users")[0] == "!"
+    assert result.stdout.rstrip().endswith("All checks passed, 2 warnings.")
 
 
 def test_docker_down_fails_for_a_container_project(

@@ -134,7 +134,8 @@ def test_helper_commands_in_a_container_use_the_real_gateway(
         .replace("@A@", SECRET_A)
         .replace("@B@", SECRET_B)
     )
-    root = make_project(script_agent("gw", script))
+    # The gateway here is the test's, reached directly on the host: no egress proxy to relay it.
+    root = make_project(script_agent("gw", script), config='[network]\nmode = "open"\n')
     started = time.monotonic()
     result = run_al("run", "gw", "-p", str(root), "--json", "-q", timeout=240)
     elapsed = time.monotonic() - started

@@ -276,11 +276,13 @@ def outcome(
     base = None
     if request.param == "container":
         request.getfixturevalue("base_image")
-        config = ""
+        # Its fake gateways are services of the host, reached directly: no egress proxy.
+        config = '[network]\nmode = "open"\n'
         host = "host.docker.internal"
     else:
         user = request.getfixturevalue("host_users")[0]
-        config = f'[runtime]\ntype = "host-user"\nrun_as = "{user}"\n'
+        # As above: its fake gateways are host services, reached directly.
+        config = f'[runtime]\ntype = "host-user"\nrun_as = "{user}"\n[network]\nmode = "open"\n'
         host = "127.0.0.1"
         base = Path(tempfile.mkdtemp(prefix="al-test-helpers-", dir="/tmp"))
         base.chmod(0o755)

@@ -50,7 +50,10 @@ echo started; sleep 3
 
 def swarm_project(registry: str, runtime: str = "", extra: str = "", swarm: str = "") -> str:
     """A project config.toml whose agents are swarm agents by default."""
-    tables = f'[swarm]\nregistry = "{registry}"\n{swarm}\n[runtime]\ntype = "swarm"\n{runtime}'
+    tables = (
+        f'[swarm]\nregistry = "{registry}"\n{swarm}\n[runtime]\ntype = "swarm"\n{runtime}'
+        '\n[network]\nmode = "open"\n'  # swarm runs cannot enforce a policy
+    )
     return f"{extra}\n{tables}"
 
 

@@ -44,11 +44,12 @@ def test_only_agents_whose_runtime_needs_an_image_get_one(tmp_path: Path) -> Non
 
 
 def test_runs_reach_the_gateway_the_way_their_runtime_can(tmp_path: Path) -> None:
-    """Containers use host.docker.internal; host-user runs use loopback."""
+    """Containers use al-gateway (a name each container maps: to the egress proxy, which
+    relays it, or to the host); host-user runs use loopback."""
     project = _project(tmp_path)
     agents = project.agents  # type: ignore[attr-defined]
     url = runtime_for(agents["plain"]).gateway_url(project, 8080)  # type: ignore[arg-type]
-    assert url == "http://host.docker.internal:8080"
+    assert url == "http://al-gateway:8080"
     url = runtime_for(agents["onhost"]).gateway_url(project, 8080)  # type: ignore[arg-type]
     assert url == "http://127.0.0.1:8080"
 
@@ -186,3 +187,21 @@ def test_swarm_settings_are_checked_when_the_project_loads(
     with pytest.raises(ConfigError) as info:
         load_project(tmp_path / "proj")
     assert expected in str(info.value) + str(info.value.hint)
+
+
+def test_swarm_agents_without_open_egress_fail_doctor_with_the_fix(tmp_path: Path) -> None:
+    """A swarm agent under the default allowlist (or none) is a failing check naming the file
+    and both fixes: its runs would be refused, since no node has the egress proxy."""
+    from action_llama.runtimes.swarm_checks import network_checks
+
+    project = _swarm_project(tmp_path)
+    agents = project.agents
+    write_files(tmp_path / "proj", {"agents/spread/config.toml": '[network]\nmode = "open"\n'})
+    opened = load_project(tmp_path / "proj").agents["spread"]
+    [check] = network_checks([agents["kept"], opened])
+    assert check.name == "network kept"
+    assert check.status == "fail"
+    assert 'mode = "allowlist"' in check.detail
+    assert check.fix is not None
+    assert '[runtime] type = "docker"' in check.fix
+    assert 'mode = "open"' in check.fix

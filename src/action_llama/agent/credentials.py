@@ -54,8 +54,10 @@ def export(root: Path, refs: list[str], env: dict[str, str], home: Path) -> list
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(values["id_rsa"] + "\n")
+            # Keeps what the run was given (the egress proxy's ProxyCommand) and adds the key.
+            base = env.get("GIT_SSH_COMMAND") or "ssh"
             env["GIT_SSH_COMMAND"] = (
-                f'ssh -i "{key}" -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes'
+                f'{base} -i "{key}" -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes'
             )
             exported.append("GIT_SSH_COMMAND")
     if "GITHUB_TOKEN" in env and "GITHUB_TOKEN" in exported:

@@ -183,4 +183,6 @@ def _describe(kind: CredentialType) -> str:
     ]
     if purpose:
         lines.append(f"    for:        {purpose}")
+    if kind.hosts:
+        lines.append(f"    reaches:    {', '.join(kind.hosts)} (allowed to runs that list it)")
     return "\n".join(lines)

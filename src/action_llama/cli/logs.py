@@ -55,6 +55,9 @@ def logs(
     run_id: str | None = typer.Option(None, "--run", help="A run id (default: the latest run)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored records as JSON lines."),
     list_runs: bool = typer.Option(False, "--runs", help="List the agent's recent runs."),
+    egress: bool = typer.Option(
+        False, "--egress", help="The run's connection attempts: allowed, denied, bytes."
+    ),
 ) -> None:
     """Show the log of an agent's latest run (or of --run ID), live while it runs."""
     from action_llama.project import get_agent
@@ -85,6 +88,13 @@ def logs(
                 # -f is for a live view: an older run still going (scale > 1) beats a done one.
                 running = [r for r in store.runs(agent.name, limit=50) if r.status == "running"]
                 run = running[0] if running else run
+        if egress:
+            from action_llama.cli.egress import show_egress
+
+            if not as_json:
+                typer.echo(_header(run))
+            show_egress(project.root, run.run_id, lines, as_json)
+            return
         if follow_run is None:
             follow_run = sys.stdout.isatty()
         _show(store, run, lines, follow_run, as_json)

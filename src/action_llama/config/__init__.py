@@ -4,6 +4,7 @@ Pure data and validation; reading files and naming them in errors is `action_lla
 """
 
 from action_llama.config.agent import AgentFileConfig, Hooks, RuntimeConfig, WebhookTrigger
+from action_llama.config.network import NetworkConfig
 from action_llama.config.project import (
     GatewayConfig,
     LocalConfig,
@@ -21,6 +22,7 @@ __all__ = [
     "Hooks",
     "LocalConfig",
     "ModelConfig",
+    "NetworkConfig",
     "ProjectConfig",
     "RuntimeConfig",
     "SkillFile",

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from action_llama.config._base import Strict
+from action_llama.config.network import NetworkConfig
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 CREDENTIAL_REF_RE = re.compile(r"^[a-z0-9_]+(?::[A-Za-z0-9_.-]+)?$")
@@ -106,6 +107,8 @@ class AgentFileConfig(Strict):
     timeout: int | None = Field(default=None, gt=0)
     max_work_queue_size: int | None = Field(default=None, ge=0, alias="maxWorkQueueSize")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    #: Replaces the project's `[network]` for this agent when present.
+    network: NetworkConfig | None = None
 
     @field_validator("credentials")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from action_llama.config._base import Strict
 from action_llama.config.agent import RuntimeConfig
+from action_llama.config.network import NetworkConfig
 
 DEFAULT_IMAGE = "al-agent:latest"
 DEFAULT_TIMEOUT = 900
@@ -174,6 +175,7 @@ class ProjectConfig(Strict):
     swarm: SwarmConfig = Field(default_factory=SwarmConfig)
     #: The default `[runtime]` of every agent (an agent's own keys override it).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     project_name: str | None = Field(default=None, alias="projectName")
     max_reruns: int = Field(default=10, ge=0, alias="maxReruns")
     max_call_depth: int = Field(default=3, ge=0, alias="maxCallDepth")

@@ -31,21 +31,32 @@ class CredentialType:
     host_only: bool = False
     help_url: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: The hosts this credential exists for: a run that has it may reach them under
+    #: `[network] mode = "allowlist"` without listing them (entries as in `allow`).
+    hosts: tuple[str, ...] = ()
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
 
-def _token(name: str, label: str, env: tuple[str, ...], context: str, desc: str) -> CredentialType:
-    return CredentialType(name, label, desc, (Field("token", env),), context)
+def _token(
+    name: str,
+    label: str,
+    env: tuple[str, ...],
+    context: str,
+    desc: str,
+    hosts: tuple[str, ...],
+) -> CredentialType:
+    return CredentialType(name, label, desc, (Field("token", env),), context, hosts=hosts)
 
 
-def _provider(provider: str, label: str) -> CredentialType:
+def _provider(provider: str, label: str, hosts: tuple[str, ...]) -> CredentialType:
     return CredentialType(
         f"{provider}_key",
         f"{label} API key",
         f"API key for {label} models; handed to the model client, never exported.",
         (Field("token", help=f"your {label} API key"),),
+        hosts=hosts,
     )
 
 
@@ -59,6 +70,16 @@ def _secret(name: str, label: str) -> CredentialType:
     )
 
 
+#: GitHub's API, git over HTTPS, and its content hosts (raw files, release assets, archives).
+GITHUB_HOSTS = (
+    "github.com",
+    "api.github.com",
+    "codeload.github.com",
+    "uploads.github.com",
+    "*.githubusercontent.com",
+)
+X_HOSTS = ("api.x.com", "api.twitter.com", "upload.twitter.com")
+
 BUILTIN: dict[str, CredentialType] = {
     t.name: t
     for t in (
@@ -68,19 +89,21 @@ BUILTIN: dict[str, CredentialType] = {
             ("GITHUB_TOKEN", "GH_TOKEN"),
             "`GITHUB_TOKEN` / `GH_TOKEN`: GitHub API access (gh CLI, git over HTTPS)",
             "A GitHub personal access token.",
+            GITHUB_HOSTS,
         ),
         *(
-            _provider(p, label)
-            for p, label in (
-                ("anthropic", "Anthropic"),
-                ("openai", "OpenAI"),
-                ("groq", "Groq"),
-                ("google", "Google"),
-                ("xai", "xAI"),
-                ("mistral", "Mistral"),
-                ("openrouter", "OpenRouter"),
-                ("custom", "Custom provider"),
-                ("openai_compatible", "OpenAI-compatible server"),
+            _provider(p, label, hosts)
+            for p, label, hosts in (
+                ("anthropic", "Anthropic", ("api.anthropic.com",)),
+                ("openai", "OpenAI", ("api.openai.com",)),
+                ("groq", "Groq", ("api.groq.com",)),
+                ("google", "Google", ("generativelanguage.googleapis.com",)),
+                ("xai", "xAI", ("api.x.ai",)),
+                ("mistral", "Mistral", ("api.mistral.ai",)),
+                ("openrouter", "OpenRouter", ("openrouter.ai",)),
+                # Their server is the model's base_url: its host is allowed through the model.
+                ("custom", "Custom provider", ()),
+                ("openai_compatible", "OpenAI-compatible server", ()),
             )
         ),
         CredentialType(
@@ -105,6 +128,7 @@ BUILTIN: dict[str, CredentialType] = {
                 ),
             ),
             "`GIT_SSH_COMMAND`: git over SSH with your key; commits carry your name and email",
+            hosts=("github.com:22",),
         ),
         _token(
             "sentry_token",
@@ -112,6 +136,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("SENTRY_AUTH_TOKEN",),
             "`SENTRY_AUTH_TOKEN`: Sentry API access",
             "A Sentry auth token.",
+            ("sentry.io", "*.sentry.io"),
         ),
         _token(
             "linear_token",
@@ -119,6 +144,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("LINEAR_API_TOKEN",),
             "`LINEAR_API_TOKEN`: Linear API access",
             "A Linear API token.",
+            ("api.linear.app",),
         ),
         CredentialType(
             "linear_oauth",
@@ -131,6 +157,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("refresh_token", ("LINEAR_REFRESH_TOKEN",)),
             ),
             "`LINEAR_ACCESS_TOKEN` and friends: Linear API via OAuth",
+            hosts=("api.linear.app", "linear.app"),
         ),
         _token(
             "bugsnag_token",
@@ -138,6 +165,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("BUGSNAG_AUTH_TOKEN",),
             "`BUGSNAG_AUTH_TOKEN`: Bugsnag API access",
             "A Bugsnag auth token.",
+            ("api.bugsnag.com",),
         ),
         _token(
             "netlify_token",
@@ -145,6 +173,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("NETLIFY_AUTH_TOKEN",),
             "`NETLIFY_AUTH_TOKEN`: Netlify API access",
             "A Netlify auth token.",
+            ("api.netlify.com",),
         ),
         _token(
             "mintlify_token",
@@ -152,6 +181,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("MINTLIFY_API_TOKEN",),
             "`MINTLIFY_API_TOKEN`: Mintlify API access",
             "A Mintlify API token.",
+            ("api.mintlify.com",),
         ),
         _token(
             "slack_bot_token",
@@ -159,6 +189,7 @@ BUILTIN: dict[str, CredentialType] = {
             ("SLACK_BOT_TOKEN",),
             "`SLACK_BOT_TOKEN`: Slack API as your bot",
             "A Slack bot token.",
+            ("slack.com", "*.slack.com"),
         ),
         CredentialType(
             "discord_bot",
@@ -170,6 +201,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("bot_token", ("DISCORD_BOT_TOKEN",)),
             ),
             "`DISCORD_BOT_TOKEN`: Discord API as your bot",
+            hosts=("discord.com", "gateway.discord.gg", "cdn.discordapp.com"),
         ),
         CredentialType(
             "reddit_oauth",
@@ -183,6 +215,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("user_agent", ("REDDIT_USER_AGENT",), secret=False),
             ),
             "`REDDIT_CLIENT_ID` and friends: Reddit API",
+            hosts=("www.reddit.com", "oauth.reddit.com"),
         ),
         CredentialType(
             "x_twitter_api",
@@ -194,6 +227,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("bearer_token", ("X_BEARER_TOKEN",)),
             ),
             "`X_BEARER_TOKEN` and friends: X API",
+            hosts=X_HOSTS,
         ),
         CredentialType(
             "x_twitter_user_oauth1",
@@ -204,6 +238,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("access_token_secret", ("X_ACCESS_TOKEN_SECRET",)),
             ),
             "`X_ACCESS_TOKEN`: X API as a user",
+            hosts=X_HOSTS,
         ),
         CredentialType(
             "x_twitter_user_oauth2",
@@ -216,6 +251,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("refresh_token", ("X_OAUTH2_REFRESH_TOKEN",)),
             ),
             "`X_OAUTH2_ACCESS_TOKEN`: X API as a user",
+            hosts=X_HOSTS,
         ),
         CredentialType(
             "gcp_service_account",
@@ -223,6 +259,7 @@ BUILTIN: dict[str, CredentialType] = {
             "A Google Cloud service account key.",
             (Field("key_json", ("GOOGLE_APPLICATION_CREDENTIALS_JSON",)),),
             "`GOOGLE_APPLICATION_CREDENTIALS_JSON`: Google Cloud as the service account",
+            hosts=("oauth2.googleapis.com", "*.googleapis.com"),
         ),
         CredentialType(
             "vultr_api_key",
@@ -230,6 +267,7 @@ BUILTIN: dict[str, CredentialType] = {
             "Vultr API access.",
             (Field("api_key", ("VULTR_API_KEY",)),),
             "`VULTR_API_KEY`: Vultr API",
+            hosts=("api.vultr.com",),
         ),
         CredentialType(
             "hetzner_api_key",
@@ -237,6 +275,7 @@ BUILTIN: dict[str, CredentialType] = {
             "Hetzner Cloud API access.",
             (Field("api_key", ("HETZNER_API_KEY",)),),
             "`HETZNER_API_KEY`: Hetzner API",
+            hosts=("api.hetzner.cloud",),
         ),
         CredentialType(
             "cloudflare_api_token",
@@ -244,6 +283,7 @@ BUILTIN: dict[str, CredentialType] = {
             "Cloudflare API access.",
             (Field("api_token", ("CLOUDFLARE_API_TOKEN",)),),
             "`CLOUDFLARE_API_TOKEN`: Cloudflare API",
+            hosts=("api.cloudflare.com",),
         ),
         _secret("github_webhook_secret", "GitHub webhook secret"),
         _secret("sentry_client_secret", "Sentry client secret"),

@@ -115,7 +115,7 @@ class Daemon:
     async def start(self) -> None:
         """Everything up to taking requests; raises before anything runs if the project
         cannot start (checks, images)."""
-        from action_llama.daemon import housekeeping
+        from action_llama.daemon import egress, housekeeping
         from action_llama.daemon.backend import SchedulerBackend
         from action_llama.daemon.preflight import preflight
         from action_llama.daemon.reload import Reloader
@@ -145,6 +145,8 @@ class Daemon:
         self.store = RunStore(project.state_dir, database=self.state.db)
         opened.callback(self.store.close)
         opened.push_async_callback(self._close_runtimes)
+        # Closed after the runs and the gateway, before the runtimes: the project's egress.
+        opened.push_async_callback(egress.at_stop, project.root)
         board.seed(self.store.latest_of(project.agents).values())
         housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
         launch = gateway_launcher(
@@ -164,6 +166,8 @@ class Daemon:
         opened.push_async_callback(self.server.stop)
         # Before the gateway takes requests: runs a killed daemon left hold their runners first.
         await self._adopt()
+        await egress.at_start(project.root)
+        self._prepare(egress.prepare(project))
         await self.server.start()
         marker = self.marker
         marker.write_text(
@@ -190,6 +194,19 @@ class Daemon:
                 await task
 
         self._opened.push_async_callback(cancel)
+
+    def _prepare(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` now; at shutdown wait for it (bounded) rather than cancel it: its engine
+        calls would go on in their thread behind the teardown."""
+        from action_llama.daemon.egress import PREPARE_WAIT
+
+        task = asyncio.create_task(work)
+
+        async def finish() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, PREPARE_WAIT)
+
+        self._opened.push_async_callback(finish)
 
     async def _close_runtimes(self) -> None:
         for service in self.services.values():

@@ -212,6 +212,7 @@ def _load_agent(
         timeout=agent_cfg.timeout or config.local.timeout,
         scale=0 if config.scale == 0 else scale,
         queue_size=config.work_queue_size if queue_size is None else queue_size,
+        network=agent_cfg.network or config.network,
     )
     return agent, [], []
 

@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from action_llama.config import AgentFileConfig, ModelConfig, ProjectConfig, SkillFile
+from action_llama.config import (
+    AgentFileConfig,
+    ModelConfig,
+    NetworkConfig,
+    ProjectConfig,
+    SkillFile,
+)
 from action_llama.layout import STATE_DIR
 
 
@@ -31,6 +37,15 @@ class Agent:
     scale: int
     #: Items its work queue holds: `maxWorkQueueSize`, else the project's `workQueueSize`.
     queue_size: int
+    #: The agent's own `[network]`, else the project's.
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    @property
+    def network_file(self) -> str:
+        """The file whose `[network]` applies to this agent (relative to the project)."""
+        if self.config.network is not None:
+            return f"agents/{self.name}/config.toml"
+        return "config.toml"
 
     @property
     def dockerfile(self) -> Path | None:

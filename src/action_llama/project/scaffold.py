@@ -33,6 +33,14 @@ PROJECT_CONFIG = """\
 # thinkingLevel = "medium"
 # base_url = "http://host.docker.internal:11434/v1"   # openai-compatible servers only
 
+# Where runs may connect to (an agent's own [network] table replaces this one).
+[network]
+# mode = "allowlist"          # "allowlist": only the hosts below and those the agent needs
+#                             #   (its models' APIs, its credentials' hosts, the gateway);
+#                             # "none": the gateway only; "open": anywhere (nothing checked)
+# allow = []                  # e.g. ["api.example.com", "*.githubusercontent.com",
+#                             #       "github.com:22", "pypi", "npm", "github", "debian"]
+
 # The scheduler's HTTP gateway (al start).
 # [gateway]
 # port = 8080
@@ -70,6 +78,10 @@ HELLO_CONFIG = """\
 # credentials = []             # e.g. ["github_token"]
 # schedule = "*/30 * * * *"    # cron, for al start
 # timeout = 900                # seconds; defaults to [local].timeout
+
+# [network]                    # replaces the project's [network] for this agent
+# mode = "allowlist"
+# allow = ["pypi"]
 
 # [hooks]
 # pre = ["echo preparing"]

@@ -26,6 +26,9 @@ from action_llama.credentials.staging import (
     stages_of,
 )
 from action_llama.credentials.store import CredentialStore
+from action_llama.egress.policy import effective_policy
+from action_llama.egress.service import state_of
+from action_llama.egress.watch import EgressWatch, is_inserted, note
 from action_llama.errors import ActionLlamaError, AgentNotRunnable
 from action_llama.project import Agent, Project
 from action_llama.runs.records import parse_line
@@ -54,7 +57,8 @@ def new_run_id() -> str:
 
 
 def complete_lines(log: Path) -> int:
-    """How many whole lines a stored log holds; a partial last line (the writer was killed
+    """How many whole lines of the run's own output a stored log holds (records al inserted,
+    like egress warnings, are not counted); a partial last line (the writer was killed
     mid-write) is cut off, so the log can continue after it."""
     try:
         with log.open("r+b") as fh:
@@ -64,7 +68,7 @@ def complete_lines(log: Path) -> int:
                 fh.truncate(end)
     except FileNotFoundError:
         return 0
-    return data.count(b"\n", 0, end)
+    return sum(1 for line in data[:end].splitlines() if not is_inserted(line))
 
 
 @dataclass(frozen=True)
@@ -282,8 +286,19 @@ class RunService:
         redactor: Redactor,
         skip: int = 0,
     ) -> tuple[RunResult, bool]:
-        """Store the run's output while waiting for its end: (result, whether interrupted)."""
+        """Store the run's output while waiting for its end: (result, whether interrupted).
+
+        Beside the output, the log gets the runtime's notes on how it started the run and
+        what the run's egress refused (`egress.watch`)."""
         with self.store.open_log(agent.name, handle.run_id) as log_file:
+
+            def insert(record: dict[str, Any]) -> None:
+                self._write(log_file, record, on_line)
+
+            for text in handle.notes:
+                insert(note(text))
+            watch = EgressWatch(state_of(self.project.root), handle.run_id, insert)
+            watching = asyncio.ensure_future(watch.follow())
             pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line, redactor, skip))
             try:
                 return await self.runtime.wait(handle, timeout), False
@@ -295,6 +310,8 @@ class RunService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pump), LOG_DRAIN_SECONDS)
                 pump.cancel()
+                watching.cancel()
+                watch.check()
 
     async def _close(
         self, agent: Agent, run_id: str, result: RunResult | None, handle: RunHandle | None
@@ -354,6 +371,7 @@ class RunService:
             groups=identity.groups,
             labels={"al.trigger": trigger},
             env=dict(self.project.run_env),
+            network=effective_policy(agent),
         )
 
     def _capture(self, run_id: str, record: dict[str, Any]) -> None:
@@ -385,7 +403,11 @@ class RunService:
             if redactor:
                 record = redactor.record(record)
             self._capture(handle.run_id, record)
-            log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            log_file.flush()
-            if on_line is not None:
-                on_line(record)
+            self._write(log_file, record, on_line)
+
+    @staticmethod
+    def _write(log_file: Any, record: dict[str, Any], on_line: LineCallback | None) -> None:
+        log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        log_file.flush()
+        if on_line is not None:
+            on_line(record)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from action_llama.config import RuntimeConfig
+from action_llama.egress.policy import AgentPolicy
 
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
@@ -89,6 +90,8 @@ class RunSpec(BaseModel):
     timeout: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Where the run may connect to (`[network]`); None: nowhere is checked (as `open`).
+    network: AgentPolicy | None = None
 
 
 class RunHandle(BaseModel):
@@ -103,6 +106,8 @@ class RunHandle(BaseModel):
     ref: str
     name: str = ""
     project: str = ""
+    #: What the runtime has to say about how it started the run (a warning each), for its log.
+    notes: tuple[str, ...] = ()
 
 
 class RunResult(BaseModel):
@@ -171,6 +176,11 @@ class Runtime(Protocol):
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
         """What `al doctor` checks for `agents` (those of the project on this runtime; maybe
         none); with `fix`, repair what can be."""
+        ...
+
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        """Make ready what runs of `agents` need before the first one starts, so that it does
+        not pay for it (the scheduler asks at start). Failures are left for the runs to meet."""
         ...
 
     # -- runs ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from action_llama.egress.proxy import GATEWAY_NAME
 from action_llama.engine import engine_errors
 from action_llama.errors import RunError
 from action_llama.runtimes.base import (
@@ -21,6 +22,7 @@ from action_llama.runtimes.base import (
     cluster_keys_ignored,
     status_for,
 )
+from action_llama.runtimes.docker_network import plan_network, release_network
 from action_llama.runtimes.docker_workspace import ensure_workspace
 
 if TYPE_CHECKING:
@@ -35,8 +37,6 @@ LABEL_PROJECT = "al.project"
 #: Extra seconds the host waits past the timeout, so the entry's own timer ends the run first
 #: and says so in the log.
 TIMEOUT_GRACE = 3
-#: How runs name the host; the engine maps it to the bridge's gateway address.
-CONTAINER_HOST = "host.docker.internal"
 
 
 def container_name(agent: str, run_id: str) -> str:
@@ -69,7 +69,9 @@ class DockerRuntime:
         return dict(images)  # runs start on this engine, where the chain was built
 
     def gateway_url(self, project: Project, port: int) -> str:
-        return f"http://{CONTAINER_HOST}:{port}"
+        # A name each run's container maps: to the proxy (which relays it) when its network
+        # is checked, else to the host.
+        return f"http://{GATEWAY_NAME}:{port}"
 
     def describe(self, agent: Agent) -> str:
         return "container"
@@ -80,8 +82,24 @@ class DockerRuntime:
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
         from action_llama.doctor.dockerfiles import check_dockerfiles
         from action_llama.runtimes.docker_checks import engine_checks
+        from action_llama.runtimes.egress_checks import container_egress_checks
 
-        return engine_checks(project, agents) + check_dockerfiles(project, agents)
+        return [
+            *engine_checks(project, agents),
+            *check_dockerfiles(project, agents),
+            *container_egress_checks(agents),
+        ]
+
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        """The egress of checked agents: the proxy, each agent's network and its first address
+        holder (a first run would otherwise wait seconds for them)."""
+        from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+        egress = ProjectEgress(self.client, project.root)
+        for agent in agents:
+            if agent.network.mode != "open":
+                with contextlib.suppress(EgressUnavailable):
+                    await asyncio.to_thread(egress.prepare, agent.name)
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
@@ -103,6 +121,7 @@ class DockerRuntime:
         api = self.client.api
         workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
         limits = spec.limits
+        network = plan_network(self.client, spec)
         owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
         tmpfs = {
             "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},{owner},mode=1777",
@@ -125,7 +144,9 @@ class DockerRuntime:
             tmpfs=tmpfs,
             mounts=mounts,
             init=True,
-            extra_hosts={CONTAINER_HOST: "host-gateway"},
+            extra_hosts=network.extra_hosts,
+            dns=network.dns or None,
+            network_mode=network.network_mode,
         )
         name = container_name(spec.agent, spec.run_id)
         labels = {
@@ -134,7 +155,7 @@ class DockerRuntime:
             LABEL_AGENT: spec.agent,
             LABEL_PROJECT: str(spec.project),
         }
-        env = {**spec.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
+        env = {**spec.env, **network.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
         if not workspace.capped:
             env["AL_WORKSPACE_UNCAPPED"] = "1"
         with engine_errors(f"starting run {spec.run_id}"):
@@ -150,6 +171,7 @@ class DockerRuntime:
                 )
                 api.start(created["Id"])
             except APIError as exc:
+                release_network(str(spec.project), spec.run_id)
                 raise RunError(
                     f"Could not start the container for agent {spec.agent}: "
                     f"{exc.explanation or exc}",
@@ -162,6 +184,7 @@ class DockerRuntime:
             ref=created["Id"],
             name=name,
             project=str(spec.project),
+            notes=network.notes,
         )
 
     async def start(self, spec: RunSpec) -> RunHandle:
@@ -259,6 +282,8 @@ class DockerRuntime:
         self._stopped.discard(handle.ref)
         with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(APIError):
             await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
+        # Only once its container is gone: the address must not serve another run before.
+        await asyncio.to_thread(release_network, handle.project, handle.run_id)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -51,6 +51,11 @@ from action_llama.runtimes.base import (
     cluster_keys_ignored,
     status_for,
 )
+from action_llama.runtimes.host_user_network import (
+    HostNetworkPlan,
+    plan_host_network,
+    release_host_network,
+)
 
 if TYPE_CHECKING:
     from action_llama.doctor.result import Check
@@ -114,6 +119,8 @@ class _Run:
     record: PidFile
     #: The process, when we started it ourselves.
     proc: subprocess.Popen[bytes] | None = None
+    #: What starting it had to say (egress), for the run's log.
+    notes: tuple[str, ...] = ()
 
 
 def _read_exit(path: Path) -> int | None:
@@ -184,9 +191,13 @@ class HostUserRuntime:
         ]
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
+        from action_llama.runtimes.egress_checks import host_user_egress_checks
         from action_llama.runtimes.host_user_checks import host_user_checks
 
-        return host_user_checks(agents, fix=fix)
+        return [*host_user_checks(agents, fix=fix), *host_user_egress_checks(agents)]
+
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        return None  # the OS user's firewall rules are checked by each run anyway
 
     def __init__(self, runs_dir: Path | None = None, python: str | None = None):
         self.runs_dir = runs_dir or default_runs_dir()
@@ -206,7 +217,7 @@ class HostUserRuntime:
         self._runs[spec.run_id] = run
         if run.proc is not None:
             _children.append(run.proc)
-        return self._handle(run.record)
+        return self._handle(run.record).model_copy(update={"notes": run.notes})
 
     def _start(self, spec: RunSpec) -> _Run:
         user = launch.resolve_user(spec.user or DEFAULT_USER, spec.groups)
@@ -226,16 +237,29 @@ class HostUserRuntime:
                 f"{user.name}.",
                 hint="Stage them for that user (the run service does so for host-user agents).",
             )
+        network = plan_host_network(spec)
         work = root / spec.run_id
-        self._make_work_dir(work, user, mode)
         try:
-            return self._spawn(spec, user, mode, lib, python)
+            self._make_work_dir(work, user, mode)
+            try:
+                run = self._spawn(spec, user, mode, lib, python, network)
+            except BaseException:
+                self._remove_paths(spec.run_id, mode, user, keep_files=True)
+                raise
         except BaseException:
-            self._remove_paths(spec.run_id, mode, user, keep_files=True)
+            release_host_network(str(spec.project), spec.run_id)
             raise
+        run.notes = network.notes
+        return run
 
     def _spawn(
-        self, spec: RunSpec, user: launch.RunUser, mode: launch.Mode, lib: Path, python: str
+        self,
+        spec: RunSpec,
+        user: launch.RunUser,
+        mode: launch.Mode,
+        lib: Path,
+        python: str,
+        network: HostNetworkPlan,
     ) -> _Run:
         root, work = self.runs_dir, self.runs_dir / spec.run_id
         static, static_copy = spec.static_dir, None
@@ -254,6 +278,7 @@ class HostUserRuntime:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **spec.env,
+            **network.env,
             "AL_STATIC_DIR": str(static),
             "AL_WORK_DIR": str(work),
             "AL_CREDENTIALS_PATH": str(spec.credentials_dir),
@@ -263,7 +288,9 @@ class HostUserRuntime:
             "AL_SHARED_PGROUP": "1",
             "AL_EXIT_FILE": str(exit_file),
         }
-        argv = launch.as_user(user, mode, [python, "-s", "-m", "action_llama.agent"], list(env))
+        argv = network.wrap(
+            launch.as_user(user, mode, [python, "-s", "-m", "action_llama.agent"], list(env))
+        )
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             log_fd = os.open(log_path, flags, 0o600)
@@ -528,6 +555,7 @@ class HostUserRuntime:
             with contextlib.suppress(RunError):
                 user = launch.resolve_user(record.user, record.groups)
         await asyncio.to_thread(self._remove_paths, record.run_id, record.mode, user)
+        await asyncio.to_thread(release_host_network, record.project, record.run_id)
 
     def _remove_paths(
         self,

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from action_llama.project import Agent, Project
     from action_llama.runtimes.base import Runtime
 
@@ -83,3 +85,18 @@ def gateway_hosts(project: Project, port: int) -> list[str]:
         if host and host not in hosts:
             hosts.append(host)
     return hosts
+
+
+async def live_run_ids(project: Path) -> set[str] | None:
+    """Ids of the runs of the project at `project` that some runtime still has (running or
+    not yet removed); None when a runtime cannot tell (its engine is down)."""
+    from action_llama.errors import ActionLlamaError
+
+    found: set[str] = set()
+    for name in RUNTIMES:
+        runtime = get_runtime(name)
+        try:
+            found |= {handle.run_id for handle in await runtime.list_runs(project)}
+        except ActionLlamaError:
+            return None
+    return found

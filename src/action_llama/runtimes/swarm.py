@@ -149,9 +149,12 @@ class SwarmRuntime:
         return [f"{keys} of agent {agent.name} do not apply: its runs are uid 1000 in a task."]
 
     def checks(self, project: Project, agents: Sequence[Agent], *, fix: bool) -> list[Check]:
-        from action_llama.runtimes.swarm_checks import swarm_checks
+        from action_llama.runtimes.swarm_checks import network_checks, swarm_checks
 
-        return swarm_checks(self, project, agents)
+        return network_checks(agents) + swarm_checks(self, project, agents)
+
+    async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
+        return None  # services are made per run; the registry already has what was published
 
     # -- the node `al` runs on -------------------------------------------------------------
 
@@ -175,6 +178,11 @@ class SwarmRuntime:
     async def start(self, spec: RunSpec) -> RunHandle:
         if not spec.image:
             raise RunError(f"No image to run for agent {spec.agent}.")
+        if spec.network is not None and spec.network.mode != "open":
+            from action_llama.runtimes.swarm_checks import unenforced_policy
+
+            detail, fix = unenforced_policy(spec.agent, spec.network.mode, spec.network.file)
+            raise RunError(detail, hint=fix)
         creating = asyncio.ensure_future(asyncio.to_thread(self._create, spec))
         try:
             return await asyncio.shield(creating)

@@ -47,6 +47,29 @@ print(json.dumps(seen))
 """
 
 
+def unenforced_policy(agent: str, mode: str, file: str) -> tuple[str, str]:
+    """Why a swarm run of `agent` under `[network] mode = mode` is refused, and the fix: the
+    egress proxy and the internal networks that enforce a policy exist on this host only."""
+    return (
+        f'Agent {agent} has [network] mode = "{mode}" ({file}), which swarm runs cannot '
+        "enforce: the egress proxy and its internal networks exist on this host only, so a "
+        "task on any node could reach anything.",
+        f'Run it as a container on this host ([runtime] type = "docker"), or accept open '
+        f'egress for it in {file}:\n[network]\nmode = "open"',
+    )
+
+
+def network_checks(agents: Sequence[Agent]) -> list[Check]:
+    """A failing check for each swarm agent whose [network] policy its runs would be refused
+    for (al start stops on it, rather than refusing each run)."""
+    checks = []
+    for agent in agents:
+        if agent.network.mode != "open":
+            detail, fix = unenforced_policy(agent.name, agent.network.mode, agent.network_file)
+            checks.append(Check(f"network {agent.name}", "fail", detail, fix))
+    return checks
+
+
 def swarm_checks(runtime: SwarmRuntime, project: Project, agents: Sequence[Agent]) -> list[Check]:
     """The checks for `agents` (the project's swarm agents): none when there are none."""
     if not agents:

@@ -1,0 +1,22 @@
+"""`python -m action_llama.egress --state DIR`: the egress proxy (the proxy container's command)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from action_llama.egress.proxy import PROXY_PORT, serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="action_llama.egress")
+    parser.add_argument("--state", type=Path, required=True, help="the egress state folder")
+    parser.add_argument("--port", type=int, default=PROXY_PORT)
+    parser.add_argument("--dns-port", type=int, default=53, help="0: no resolver")
+    args = parser.parse_args()
+    asyncio.run(serve(args.state, args.port, args.dns_port or None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The network of a run's container, from its `[network]` policy.
+
+- `open` (or no policy): the default bridge, as before egress control; the host is
+  `host.docker.internal` and the gateway `al-gateway`, both the bridge's gateway address.
+- `allowlist` and `none`: the network namespace of a holder of an address on the agent's
+  internal network, through the project's egress component (`action_llama.egress.service`):
+  the proxy is the only way out, the only resolver, and `al-gateway` (it relays the gateway).
+- When that cannot be set up: no network at all (Docker's `none`), and a note for the run's
+  log saying why. Never an open one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from action_llama.egress.proxy import GATEWAY_NAME
+
+if TYPE_CHECKING:
+    import docker
+
+    from action_llama.runtimes.base import RunSpec
+
+#: How runs name the host; the engine maps it to the bridge's gateway address.
+CONTAINER_HOST = "host.docker.internal"
+
+
+@dataclass
+class NetworkPlan:
+    """What the container is created with, network-wise."""
+
+    network_mode: str | None = None
+    extra_hosts: dict[str, str] = field(default_factory=dict)
+    dns: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def gateway_port(spec: RunSpec) -> int | None:
+    """The gateway's port on the host, from the GATEWAY_URL the runtime gave the run."""
+    url = spec.env.get("GATEWAY_URL")
+    return urlsplit(url).port if url else None
+
+
+def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
+    policy = spec.network
+    if policy is None or policy.mode == "open":
+        return NetworkPlan(
+            extra_hosts={CONTAINER_HOST: "host-gateway", GATEWAY_NAME: "host-gateway"}
+        )
+    from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+    try:
+        attached = ProjectEgress(client, spec.project).attach_container(
+            spec.run_id, policy, gateway_port(spec)
+        )
+    except EgressUnavailable as exc:
+        return NetworkPlan(
+            network_mode="none",
+            notes=(
+                f"egress: {exc}; this run has no network at all (its [network] mode is "
+                f'"{policy.mode}", and al never runs it unchecked). See: al doctor',
+            ),
+        )
+    return NetworkPlan(network_mode=attached.network_mode, env=dict(attached.env))
+
+
+def release_network(project: str, run_id: str) -> None:
+    """Give back the address the run claimed on its egress network (if it claimed one)."""
+    if project:
+        from action_llama.egress.service import release_run
+
+        release_run(Path(project), run_id)

@@ -1,0 +1,246 @@
+"""Destinations for egress tests: a container serving TLS for `allowed.test` and `denied.test`
+(signed by a test CA made here), plain HTTP, and a TCP echo on port 22; a recording resolver.
+
+    ca = UpstreamCA.make(tmp_dir)                                 # ca.pem, server.pem, server.key
+    upstream = Upstream.start(client, image, network, ca, files_dir, project_root)
+    upstream.address                                          # its IP on `network`
+    ...runs reach https://allowed.test/hello through their proxy, trusting ca.pem...
+    upstream.remove()
+
+The container runs the base image's Python (standard library only) and joins the project's
+outside egress network under every name in `NAMES`, so the proxy resolves them to it. Nothing
+here talks to any address outside this machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import textwrap
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Names the upstream answers to (lookalikes included, so that only the policy stops them).
+NAMES = ("allowed.test", "denied.test", "allowed.test.evil.test", "notallowed.test")
+
+SERVER = textwrap.dedent(
+    """
+    import http.server, os, shutil, socketserver, ssl, sys, threading
+
+    ROOT = "/srv/files"
+
+    class Files(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=ROOT, **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path == "/hello":
+                body = ("hello from " + self.headers.get("Host", "?") + "\\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            super().do_GET()
+
+        def copyfile(self, source, outputfile):
+            shutil.copyfileobj(source, outputfile, 1024 * 1024)
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64
+
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self):
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+
+    class EchoServer(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    tls = Server(("0.0.0.0", 443), Files)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain("/srv/tls/server.pem", "/srv/tls/server.key")
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    for server in (tls, Server(("0.0.0.0", 80), Files), EchoServer(("0.0.0.0", 22), Echo)):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("upstream ready", flush=True)
+    threading.Event().wait()
+    """
+)
+
+
+@dataclass(frozen=True)
+class UpstreamCA:
+    """A CA and a server certificate for every name in NAMES, as PEM files in `folder`."""
+
+    folder: Path
+
+    @property
+    def ca_pem(self) -> str:
+        return (self.folder / "ca.pem").read_text()
+
+    @classmethod
+    def make(cls, folder: Path) -> UpstreamCA:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        now = datetime.datetime.now(datetime.UTC)
+        later = now + datetime.timedelta(days=2)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "al egress test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAMES[0])]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in NAMES]), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        pem = serialization.Encoding.PEM
+        (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+        (folder / "server.pem").write_bytes(server.public_bytes(pem))
+        (folder / "server.key").write_bytes(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        for path in folder.iterdir():
+            path.chmod(0o644)
+        folder.chmod(0o755)
+        return cls(folder)
+
+
+@dataclass
+class Upstream:
+    """The upstream container; `address` is its IP on the network it joined."""
+
+    client: Any
+    container: str
+    address: str
+
+    @classmethod
+    def start(
+        cls,
+        client: Any,
+        image: str,
+        network: str,
+        ca: UpstreamCA,
+        files: Path,
+        project: Path,
+    ) -> Upstream:
+        from docker.types import Mount
+
+        (ca.folder / "server.py").write_text(SERVER)
+        api = client.api
+        host_config = api.create_host_config(
+            network_mode=network,
+            mounts=[
+                Mount("/srv/tls", str(ca.folder), type="bind", read_only=True),
+                Mount("/srv/files", str(files), type="bind", read_only=True),
+            ],
+        )
+        endpoint = api.create_endpoint_config(aliases=list(NAMES))
+        created = api.create_container(
+            image,
+            entrypoint=["python3", "/srv/tls/server.py"],
+            command=[],
+            user="0:0",
+            labels={"al.project": str(project), "al.test": "egress-upstream"},
+            host_config=host_config,
+            networking_config=api.create_networking_config({network: endpoint}),
+        )
+        api.start(created["Id"])
+        upstream = cls(client, created["Id"], "")
+        upstream.wait_ready()
+        attrs = api.inspect_container(created["Id"])
+        upstream.address = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+        return upstream
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while b"upstream ready" not in self.client.api.logs(self.container):
+            assert time.monotonic() < deadline, self.client.api.logs(self.container)[-2000:]
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        self.client.api.remove_container(self.container, force=True)
+
+
+@dataclass
+class RecordingResolver:
+    """A UDP listener on every address of this host that records what reaches it."""
+
+    sock: socket.socket
+    received: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls) -> RecordingResolver:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", 0))
+        resolver = cls(sock)
+        threading.Thread(target=resolver._serve, daemon=True).start()
+        return resolver
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.received.append((peer[0], data))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def dns_query(name: str) -> bytes:
+    """A minimal DNS query for `name` (type A), as a run would send it."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
+
+
+def host_addresses() -> list[str]:
+    """This host's IPv4 addresses (every interface's), for runs to try and fail to reach."""
+    import fcntl
+    import struct
+
+    found = []
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))
+            except OSError:
+                continue
+        found.append(socket.inet_ntoa(packed[20:24]))
+    return found
