@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from action_llama.credentials.store import CredentialStore
-from action_llama.layout import DAEMON_FILE
+from action_llama.layout import DAEMON_FILE, DAEMON_LOCK
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
 from action_llama.runtimes.registry import gateway_hosts, get_runtime, image_agents, runtime_name
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 SHUTDOWN_GRACE = 60.0
 #: Held (flock) by the one scheduler of a project, in its state folder.
-LOCK_FILE = "daemon.lock"
+LOCK_FILE = DAEMON_LOCK
 
 
 def daemon_file(project: Project) -> Path:

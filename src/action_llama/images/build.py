@@ -91,12 +91,9 @@ class ChainBuilder:
 
         project = self.project
         names = agents if agents is not None else image_agents(project)
-        dockerfiles: dict[str, str | None] = {}
-        for name in names:
-            path = project.agents[name].dockerfile
-            dockerfiles[name] = path.read_text(encoding="utf-8") if path else None
-        project_df = project.dockerfile.read_text(encoding="utf-8") if project.dockerfile else None
-        layers = plan_chain(project.config.local.image, project_df, dockerfiles)
+        # The texts the loader read (and checked): one read per file, errors named there.
+        dockerfiles = {name: project.agents[name].dockerfile_text for name in names}
+        layers = plan_chain(project.config.local.image, project.dockerfile_text, dockerfiles)
         result = ChainResult(layers)
         for layer in layers:
             parent = parent_of(layer, layers)

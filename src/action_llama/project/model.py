@@ -31,11 +31,12 @@ class Agent:
     scale: int
     #: Items its work queue holds: `maxWorkQueueSize`, else the project's `workQueueSize`.
     queue_size: int
+    #: The agent's Dockerfile as loaded (None: it has none).
+    dockerfile_text: str | None = None
 
     @property
     def dockerfile(self) -> Path | None:
-        path = self.path / "Dockerfile"
-        return path if path.is_file() else None
+        return None if self.dockerfile_text is None else self.path / "Dockerfile"
 
     @property
     def script(self) -> Path | None:
@@ -52,6 +53,8 @@ class Project:
     agents: dict[str, Agent] = field(default_factory=dict)
     #: Variables of `al`'s own environment every run is given (`config.environment`).
     run_env: Mapping[str, str] = field(default_factory=dict)
+    #: The project Dockerfile as loaded (None: it has none).
+    dockerfile_text: str | None = None
 
     @property
     def cap(self) -> int | None:
@@ -65,8 +68,7 @@ class Project:
 
     @property
     def dockerfile(self) -> Path | None:
-        path = self.root / "Dockerfile"
-        return path if path.is_file() else None
+        return None if self.dockerfile_text is None else self.root / "Dockerfile"
 
     @property
     def state_dir(self) -> Path:
