@@ -365,7 +365,8 @@ class DeliveryPayload(TypedDict):
     #: processed or dead-letter.
     status: str
     event: str
-    #: How many agents matched, and how many listen to the source but did not match.
+    #: How many agents matched; how many will not run it (they listen to the source but did
+    #: not match, or matched and refused it: paused, disabled, scale 0).
     matched: int
     skipped: int
     dispatched: list[DispatchPayload]
@@ -380,12 +381,13 @@ class DeliveryPayload(TypedDict):
 
 
 def delivery(done: Receipt, status: str, dispatched: Iterable[Dispatch]) -> DeliveryPayload:
+    dispatched = list(dispatched)
     payload: DeliveryPayload = {
         "receiptId": done.id,
         "status": status,
         "event": done.event_summary,
         "matched": len(done.matched_agents),
-        "skipped": len(done.unmatched),
+        "skipped": len(done.unmatched) + sum(not d.accepted for d in dispatched),
         "dispatched": [dispatch(d) for d in dispatched],
         "detail": done.detail,
     }

@@ -81,7 +81,16 @@ class WebhookDesk:
             refused = replace(unread, reason="validation_failed", detail=detail)
             raise self._unread(refused, 500, detail) from exc
         agents = settings.webhook_agents()
-        return await self._settle(intake(source, config, body, headers, agents, secrets, now=now))
+        try:
+            receipt = intake(source, config, body, headers, agents, secrets, now=now)
+        except Exception as exc:
+            # A bug of ours in reading this delivery: it still gets its receipt (the sender
+            # is told 500, and the operator sees the delivery and why it did not run).
+            log.exception("reading a webhook delivery to %s failed", source)
+            detail = "internal error while reading the delivery"
+            refused = replace(unread, reason="parse_error", detail=detail)
+            raise self._unread(refused, 500, "internal error") from exc
+        return await self._settle(receipt)
 
     async def replay(self, receipt_id: str) -> JSONResponse:
         """Route a stored delivery again, unverified (operator only): a new receipt."""

@@ -4,8 +4,10 @@ Every trigger (cron tick, webhook, manual run, agent call) is a `Trigger` handed
 `Scheduler.dispatch`. An agent runs at most its scale at once, and the project at most its
 `scale` (the cap) across all agents; the rest waits in the project database's work queue
 (oldest dropped when an agent's queue is full, the drop recorded). Whenever a run ends, queued
-work starts, oldest first among the agents with a free runner. Schedule and manual runs that
-exit 42 rerun, up to `maxReruns`.
+work starts, oldest first among the agents with a free runner. Work arriving while the
+scheduler or the agent is paused waits in the queue too (a manual run of a paused scheduler is
+refused, so its operator knows at once). Schedule and manual runs that exit 42 rerun, up to
+`maxReruns`.
 """
 
 from __future__ import annotations
@@ -89,13 +91,15 @@ class Scheduler:
             return Rejected(f'agent "{agent_name}" not found')
         if self.stopping:
             return Rejected("the scheduler is stopping")
-        if self.paused:
+        if self.paused and item.type == "manual":
+            # Whoever typed `al run` is told now, rather than finding it queued later.
             return Rejected("the scheduler is paused")
         if agent.scale == 0:
             reason = "the project's scale is 0" if self.project.cap == 0 else "scale = 0"
             return Rejected(f"agent {agent_name} is disabled ({reason})")
-        if self._has_room(agent):
+        if not self.paused and self._has_room(agent):
             return Dispatched(self._start(agent, item))
+        # A pause is for maintenance: work arriving meanwhile (webhooks, calls) waits.
         return self._enqueue(agent, item)
 
     def _enqueue(self, agent: Agent, item: Trigger) -> Queued:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from croniter import croniter
 
+from action_llama.errors import ActionLlamaError
 from action_llama.runs.trigger import Trigger
 from action_llama.scheduler.core import Dispatched, Queued, Scheduler
 
@@ -71,9 +72,11 @@ class CronLoop:
                 continue
             try:
                 self._fire(name, when)
-            except Exception:
+            except ActionLlamaError as exc:
                 # One agent's failing trigger (a full disk under its queue, say) must not stop
-                # every other agent's schedule: log it, and go on to its next fire time.
+                # every other agent's schedule: say why, and go on to its next fire time.
+                log.warning("schedule of %s could not be fired: %s", name, exc.message)
+            except Exception:
                 log.exception("schedule of %s could not be fired", name)
             fire = next_fire(self.schedules[name], when)
             if fire is None:

@@ -295,3 +295,62 @@ def test_an_unreadable_credential_store_is_500_with_a_receipt(
     assert stored.reason == "validation_failed"
     assert stored.detail.startswith("cannot read the source's secret")
     assert backend.named("dispatch_webhook") == []
+
+
+def test_a_signed_delivery_nested_too_deep_is_400_with_a_receipt(
+    client: TestClient, backend: RecordingBackend, state: State
+) -> None:
+    """Correctly signed JSON nested 10,000 deep is a parse error (400) with a stored receipt,
+    never a 500 without one."""
+    response = post(client, "gh", *github(body=b"[" * 10_000 + b"]" * 10_000))
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["reason"] == "parse_error"
+    assert "nested too deeply" in answer["error"]
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert (stored.status, stored.event_summary) == ("dead-letter", "issues")
+    assert backend.named("dispatch_webhook") == []
+
+
+def test_delivery_ids_are_deduplicated_per_source(
+    client: TestClient, backend: RecordingBackend
+) -> None:
+    """An unsigned delivery to an allowUnsigned source, carrying the id D, does not make the
+    genuine signed delivery D to another source a duplicate; D again to the same source is."""
+    assert post(client, "open", *github(secret=None, delivery="D")).status_code == 200
+    genuine = post(client, "gh", *github(delivery="D")).json()
+    assert "duplicate" not in genuine
+    assert genuine["dispatched"][0]["agent"] == "dev"
+    assert post(client, "gh", *github(delivery="D")).json()["duplicate"] is True
+    assert len(backend.named("dispatch_webhook")) == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "body", "summary"),
+    [
+        ("ping", b'{"zen": "Design for failure."}', "ping"),
+        ("pull_request", b'{"action": "opened"}', "pull_request opened"),
+        ("push", b"{not json", "push"),
+    ],
+)
+def test_github_deliveries_that_do_not_parse_are_summarised_by_their_event(
+    client: TestClient, state: State, event: str, body: bytes, summary: str
+) -> None:
+    """A ping, a payload without `repository` and bad JSON are summarised by X-GitHub-Event
+    (and the action when there is one), not as "github"."""
+    answer = post(client, "gh", *github(event, body=body)).json()
+    assert answer["receiptId"]
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert stored.event_summary == summary
+
+
+def test_agents_that_refuse_a_matching_delivery_count_as_skipped(
+    client: TestClient, backend: RecordingBackend
+) -> None:
+    """A delivery matched by an agent that then refuses it (disabled, stopping) answers
+    matched 1, skipped 1: skipped counts every agent that will not run it."""
+    backend.paused.add(None)
+    answer = post(client, "gh", *github()).json()
+    assert (answer["matched"], answer["skipped"]) == (1, 1)
