@@ -118,7 +118,8 @@ def active_run(run: ActiveRun) -> ActiveRunPayload:
         "agent": run.agent,
         "runtime": run.runtime,
         "startedAt": iso(run.started_at),
-        "trigger": run.trigger,
+        # Its type only: the row also keeps the whole trigger (webhook context and all).
+        "trigger": {"type": run.trigger.get("type")} if isinstance(run.trigger, dict) else None,
         "depth": run.depth,
         "callId": run.call_id,
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from action_llama.daemon.runner import gateway_launcher
+from action_llama.daemon.runner import GatewayLauncher
 from action_llama.project import Agent, load_project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
@@ -59,14 +59,14 @@ class Harness:
             return None
 
         # The daemon's own launch path; nothing here calls the gateway it names.
-        launch = gateway_launcher(
+        launch = GatewayLauncher(
             self.state,
             self.store,
             lambda: 9,
             lambda agent: RunService(self.project, runtime, self.store),
             no_image,
         )
-        self.scheduler = Scheduler(self.project, self.state, launch)
+        self.scheduler = Scheduler(self.project, self.state, launch, launch.claim)
 
     async def settle(self, timeout: float = 10) -> None:
         """Until every run ended and every queue is empty."""

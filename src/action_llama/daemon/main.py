@@ -119,7 +119,7 @@ class Daemon:
         from action_llama.daemon.backend import SchedulerBackend
         from action_llama.daemon.preflight import preflight
         from action_llama.daemon.reload import Reloader
-        from action_llama.daemon.runner import gateway_launcher
+        from action_llama.daemon.runner import GatewayLauncher
         from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
         from action_llama.gateway.server import open_server
         from action_llama.images.build import build_images
@@ -147,7 +147,7 @@ class Daemon:
         opened.push_async_callback(self._close_runtimes)
         board.seed(self.store.latest_of(project.agents).values())
         housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
-        launch = gateway_launcher(
+        launch = GatewayLauncher(
             self.state,
             self.store,
             lambda: self.server.port,
@@ -155,7 +155,7 @@ class Daemon:
             self.image_for,
             board.run_lines,
         )
-        self.scheduler = Scheduler(project, self.state, board.track(launch))
+        self.scheduler = Scheduler(project, self.state, board.track(launch), launch.claim)
         self.cron = CronLoop(self.scheduler)
         backend = SchedulerBackend(self.scheduler, self.cron, self._stopping.set)
         app = create_app(self.state, backend, lambda: self.settings)
@@ -174,7 +174,7 @@ class Daemon:
         gateway = ", ".join(f"{a}:{p}" for a, p in self.server.addresses)
         board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
         self._background(self.cron.run())
-        self._background(housekeeping.sweep_forever(self.state, self.scheduler))
+        self._background(housekeeping.sweep_forever(self.state, self.scheduler, self.adoption))
         self._background(reloader.watch())
         if self.live:
             self._background(self._show_live(gateway))
@@ -198,7 +198,7 @@ class Daemon:
     async def _adopt(self) -> None:
         from action_llama.daemon.adoption import Adoption
 
-        adoption = Adoption(
+        self.adoption = Adoption(
             self.state,
             self.store,
             self.scheduler,
@@ -206,7 +206,7 @@ class Daemon:
             self.board.run_lines,
             self.board.track,
         )
-        await adoption.adopt_all(self.server.port, self.marker)
+        await self.adoption.adopt_all(self.server.port, self.marker)
 
     async def _show_live(self, gateway: str) -> None:
         from rich.console import Console
