@@ -346,9 +346,9 @@ class Soak:
     def _restart_dockerd(self) -> None:
         """Stop dockerd and start it again, the way it was started (only while no other test
         session uses the engine: a restart kills every container on it)."""
-        while _other_test_sessions():
-            self.event("dockerd restart waits: another test session is using the engine")
-            time.sleep(10)
+        while others := _other_test_sessions(self.root):
+            self.event(f"dockerd restart waits for other sessions ({others[0][:60]}...)")
+            time.sleep(15)
         pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True,
                                  check=True).stdout.split()[0])
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
@@ -483,12 +483,14 @@ class Soak:
         return fig
 
 
-def _other_test_sessions() -> list[str]:
-    """pytest processes on the machine that are not this one or its parents."""
+def _other_test_sessions(root: Path) -> list[str]:
+    """Processes of other sessions that may be using the engine (test runs, benchmarks,
+    schedulers of other projects): not this one, its parents, or the soak's own scheduler."""
     mine = {os.getpid(), os.getppid()}
-    found = subprocess.run(["pgrep", "-af", "pytest"], capture_output=True, text=True,
-                           check=False).stdout.splitlines()
-    return [line for line in found if int(line.split()[0]) not in mine]
+    found = subprocess.run(["pgrep", "-af", r"pytest|bench/|al start|docker (run|build)"],
+                           capture_output=True, text=True, check=False).stdout.splitlines()
+    return [line for line in found
+            if int(line.split()[0]) not in mine and str(root) not in line and "pgrep" not in line]
 
 
 def _processes_of(root: Path) -> list[int]:

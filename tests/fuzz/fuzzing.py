@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from action_llama.project.errors import _model_in as model_in
+
 SCALE = float(os.environ.get("AL_FUZZ_SCALE", "1"))
 
 
@@ -124,16 +126,6 @@ DEEP = st.builds(
 # --- documents shaped like the models --------------------------------------------------------
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _container(annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
@@ -148,7 +140,7 @@ def shaped(model: type[BaseModel], depth: int = 0) -> st.SearchStrategy[dict[str
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for name, field in model.model_fields.items():
         key = field.alias or name
-        nested = _model_in(field.annotation) if depth < 3 else None
+        nested = model_in(field.annotation) if depth < 3 else None
         if nested is None:
             optional[key] = st.one_of(VALUES, DEEP)
             continue

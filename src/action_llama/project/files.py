@@ -25,6 +25,18 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 
 
+def unreadable(label: str, path: Path, exc: OSError) -> ConfigError:
+    """`exc`, met looking at `path`, as the error naming `label` (and the fix)."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError) and os.path.islink(path):
+        return ConfigError(
+            f"{label}: is a symbolic link to something that does not exist.",
+            hint=f"Point it at a real file or folder, or remove it (ls -l {path}).",
+        )
+    return ConfigError(
+        f"{label}: cannot be read: {oserrors.reason(exc)}.", hint=oserrors.fix(exc, path)
+    )
+
+
 def read_text(path: Path, label: str) -> str | None:
     """The UTF-8 text of `path` (a leading BOM dropped), or None when nothing is there.
 
@@ -34,16 +46,11 @@ def read_text(path: Path, label: str) -> str | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
-        if os.path.islink(path):
-            raise ConfigError(
-                f"{label}: is a symbolic link to a file that does not exist.",
-                hint=f"Point it at a real file, or remove it (ls -l {path}).",
-            ) from exc
-        return None
+        if not os.path.islink(path):
+            return None
+        raise unreadable(label, path, exc) from exc
     except OSError as exc:
-        raise ConfigError(
-            f"{label}: cannot be read: {oserrors.reason(exc)}.", hint=oserrors.fix(exc, path)
-        ) from exc
+        raise unreadable(label, path, exc) from exc
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -58,9 +65,7 @@ def read_text(path: Path, label: str) -> str | None:
             )
         data = _read_at_most(fd, MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(
-            f"{label}: cannot be read: {oserrors.reason(exc)}.", hint=oserrors.fix(exc, path)
-        ) from exc
+        raise unreadable(label, path, exc) from exc
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:

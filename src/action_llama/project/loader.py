@@ -17,7 +17,7 @@ from action_llama.config.environment import passed_to_runs
 from action_llama.config.skill import split_frontmatter
 from action_llama.errors import AgentNotFound, ConfigError
 from action_llama.project.errors import describe
-from action_llama.project.files import parse_frontmatter, parse_toml, read_text
+from action_llama.project.files import parse_frontmatter, parse_toml, read_text, unreadable
 from action_llama.project.model import Agent, Project
 
 M = TypeVar("M", bound=BaseModel)
@@ -77,16 +77,11 @@ def _kind(path: Path, label: str) -> str | None:
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError) as exc:
-        if path.is_symlink():
-            raise ConfigError(
-                f"{label}: is a symbolic link to something that does not exist.",
-                hint=f"Point it at a real file or folder, or remove it (ls -l {path}).",
-            ) from exc
-        return None
+        if not path.is_symlink():
+            return None
+        raise unreadable(label, path, exc) from exc
     except OSError as exc:
-        raise ConfigError(
-            f"{label}: cannot be read: {oserrors.reason(exc)}.", hint=oserrors.fix(exc, path)
-        ) from exc
+        raise unreadable(label, path, exc) from exc
     return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
@@ -135,9 +130,7 @@ def discover_agent_dirs(root: Path) -> list[Path]:
     try:
         entries = sorted(agents_dir.iterdir())
     except OSError as exc:
-        raise ConfigError(
-            f"agents: cannot be read: {oserrors.reason(exc)}.", hint=oserrors.fix(exc, agents_dir)
-        ) from exc
+        raise unreadable("agents", agents_dir, exc) from exc
     found = []
     for entry in entries:
         if entry.name.startswith(".") or entry.name == "node_modules":
