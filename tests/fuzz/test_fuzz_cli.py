@@ -169,3 +169,22 @@ def test_al_itself_reads_stdin_bytes_and_names_as_the_user_types_them(
         )
         assert done.returncode in (0, 1, 2), done.stderr
         no_traceback(done.stderr.decode(errors="replace"))
+
+
+@budget(60)
+@given(name=st.one_of(TEXT, st.sampled_from(["LOOP/x", "FILE", "FILE/x", "DIR", "x" * 300])))
+def test_new_in_any_folder_makes_a_project_or_says_why(name: str) -> None:
+    """`al new NAME` (a link loop, a file, a folder with files, a name too long, anything
+    typed): a project, or exit 1 (2 for usage) naming the problem; never a traceback."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        os.symlink(base / "LOOP", base / "LOOP")
+        (base / "FILE").write_text("x")
+        (base / "DIR").mkdir()
+        (base / "DIR" / "kept").write_text("x")
+        if "\x00" in name or name.startswith("/") or ".." in Path(name).parts:
+            return  # no argument holds a NUL; and the project stays inside the temp dir
+        code, output = invoke(["new", str(base / name)], b"", {"AL_DEBUG": ""})
+        assert code in (0, 1, 2), output
+        no_traceback(output)
+        assert (base / "DIR" / "kept").read_text() == "x"
