@@ -75,6 +75,9 @@ class Plan:
     seconds: float = 600
     kills: int = 20
     dockerd_restarts: int = 2
+    #: Seconds a dockerd restart waits for other sessions to leave the engine before it is
+    #: skipped (and the skip reported).
+    dockerd_wait: float = 300
     #: Seconds the state file system stays full (0: never filled).
     full: float = 15
     webhook_every: float = 2.0
@@ -96,6 +99,9 @@ class Figures:
     #: Runs of `hook` a fault stopped after they began but before the script printed (the
     #: engine restarting under them): recorded as failed, their delivery not run.
     interrupted: int = 0
+    dockerd_restarted: int = 0
+    dockerd_skipped: int = 0
+    kills: int = 0
     lost_deliveries: list[str] = field(default_factory=list)
     runs_started: int = 0
     runs_recorded: int = 0
@@ -118,6 +124,13 @@ class Figures:
             f"runs        started {self.runs_started}, recorded {self.runs_recorded}, "
             f"lost {len(self.lost_runs)}  ({statuses})",
             "left        " + ", ".join(f"{k} {v}" for k, v in self.left.items()),
+            f"chaos       al start killed {self.kills} times, dockerd restarted "
+            f"{self.dockerd_restarted} times"
+            + (
+                f" ({self.dockerd_skipped} skipped: other sessions kept using the engine)"
+                if self.dockerd_skipped
+                else ""
+            ),
         ]
         if self.lost_deliveries:
             lines.append(f"lost deliveries: {', '.join(self.lost_deliveries[:20])}")
@@ -176,10 +189,7 @@ class Soak:
 
         agent = 'credentials = ["github_token"]\n'
         files = {
-            "config.toml": (
-                "workQueueSize = 100000\n"
-                '[webhooks.hooks]\ntype = "generic"\n'
-            ),
+            "config.toml": ('workQueueSize = 100000\n[webhooks.hooks]\ntype = "generic"\n'),
             "agents/hook/SKILL.md": "---\ndescription: soak\n---\nHook.\n",
             "agents/hook/test-script.sh": HOOK,
             "agents/hook/config.toml": agent
@@ -200,8 +210,13 @@ class Soak:
         store.write(CredentialRef("generic_webhook_secret"), {"secret": SECRET})
         if self.plan.full:
             self._mount_state()
-        built = subprocess.run([AL, "image", "build", "-p", str(self.root), "-q"], env=self.env,
-                               capture_output=True, text=True, check=False)
+        built = subprocess.run(
+            [AL, "image", "build", "-p", str(self.root), "-q"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if built.returncode != 0:
             raise RuntimeError(f"al image build failed: {built.stderr}")
 
@@ -210,11 +225,15 @@ class Soak:
         image = self.base / "state.img"
         with image.open("wb") as fh:
             fh.truncate(256 * 1024**2)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True
+        )
         (self.root / ".al").mkdir()
-        subprocess.run(["mount", "-o", "loop", str(image), str(self.root / ".al")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-o", "loop", str(image), str(self.root / ".al")],
+            check=True,
+            capture_output=True,
+        )
         self.mounted = True
 
     def cleanup(self) -> None:
@@ -233,8 +252,9 @@ class Soak:
                 client.api.remove_image(image["Id"], force=True)
         finally:
             if self.mounted:
-                subprocess.run(["umount", "-l", str(self.root / ".al")], check=False,
-                               capture_output=True)
+                subprocess.run(
+                    ["umount", "-l", str(self.root / ".al")], check=False, capture_output=True
+                )
 
     # -- the scheduler -------------------------------------------------------------------------
 
@@ -243,7 +263,11 @@ class Soak:
         with self.log.open("ab") as sink:
             self.proc = subprocess.Popen(
                 [AL, "start", "-p", str(self.root), "--port", str(self.port), "--headless"],
-                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+            )
         deadline = time.monotonic() + 300
         while _http("GET", f"http://127.0.0.1:{self.port}/health", None, {})[0] != 200:
             if self.proc.poll() is not None:
@@ -271,8 +295,9 @@ class Soak:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
 
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None
-                 ) -> tuple[int, Any]:
+    def _control(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
         from action_llama.credentials.refs import CredentialRef
         from action_llama.credentials.store import CredentialStore
 
@@ -293,14 +318,18 @@ class Soak:
         delivery = f"d{number}"
         body = json.dumps({"event": "soak", "title": delivery, "repo": "soak/r"}).encode()
         signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-AL-Signature-256": signature,
-                   "X-AL-Delivery": delivery}
+        headers = {
+            "Content-Type": "application/json",
+            "X-AL-Signature-256": signature,
+            "X-AL-Delivery": delivery,
+        }
         with self.lock:
             self.sent.append(delivery)
         deadline = time.monotonic() + self.plan.drain
         while time.monotonic() < deadline:
-            status, answer = _http("POST", f"http://127.0.0.1:{self.port}/webhooks/hooks", body,
-                                   headers)
+            status, answer = _http(
+                "POST", f"http://127.0.0.1:{self.port}/webhooks/hooks", body, headers
+            )
             if status and status < 500:
                 with self.lock:
                     self.answered[delivery] = status
@@ -337,33 +366,51 @@ class Soak:
         plan = self.plan
         span = plan.seconds
         events = [(self.random.uniform(0.05, 0.95) * span, "kill") for _ in range(plan.kills)]
-        events += [((i + 1) * span / (plan.dockerd_restarts + 1), "dockerd")
-                   for i in range(plan.dockerd_restarts)]
+        events += [
+            ((i + 1) * span / (plan.dockerd_restarts + 1), "dockerd")
+            for i in range(plan.dockerd_restarts)
+        ]
         if plan.full:
             events.append((span * 0.5 + 1, "full"))
         return sorted(events)
 
-    def _restart_dockerd(self) -> None:
+    def _restart_dockerd(self) -> bool:
         """Stop dockerd and start it again, the way it was started (only while no other test
-        session uses the engine: a restart kills every container on it)."""
+        session uses the engine: a restart kills every container on it). False when others
+        kept using it for `dockerd_wait` seconds: the restart is skipped, not forced."""
+        deadline = time.monotonic() + self.plan.dockerd_wait
         while others := _other_test_sessions(self.root):
+            if time.monotonic() > deadline:
+                self.event(f"dockerd restart skipped: the engine is in use ({others[0][:60]})")
+                self.figures.dockerd_skipped += 1
+                return False
             self.event(f"dockerd restart waits for other sessions ({others[0][:60]}...)")
             time.sleep(15)
-        pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True,
-                                 check=True).stdout.split()[0])
+        pid = int(
+            subprocess.run(
+                ["pidof", "dockerd"], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         with open("/var/log/dockerd.log", "ab") as sink:
-            subprocess.Popen([a.decode() for a in argv], stdout=sink, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+            subprocess.Popen(
+                [a.decode() for a in argv],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 120
         while subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
             if time.monotonic() > deadline:
                 raise RuntimeError("dockerd did not come back")
             time.sleep(0.5)
+        self.figures.dockerd_restarted += 1
+        return True
 
     def _fill(self) -> None:
         """Fill the state file system to ENOSPC for `full` seconds, then free it."""
@@ -385,8 +432,10 @@ class Soak:
 
     def run(self) -> Figures:
         self._start()
-        threads = [threading.Thread(target=self._sender, daemon=True),
-                   threading.Thread(target=self._manual, daemon=True)]
+        threads = [
+            threading.Thread(target=self._sender, daemon=True),
+            threading.Thread(target=self._manual, daemon=True),
+        ]
         for thread in threads:
             thread.start()
         started = time.monotonic()
@@ -394,13 +443,14 @@ class Soak:
             time.sleep(max(0.0, started + at - time.monotonic()))
             if what == "kill":
                 self._kill()
+                self.figures.kills += 1
                 self.event("kill -9 al start")
                 time.sleep(self.random.uniform(0, 2))
                 self._start()
             elif what == "dockerd":
                 self.event("restarting dockerd")
-                self._restart_dockerd()
-                self.event("dockerd is back")
+                if self._restart_dockerd():
+                    self.event("dockerd is back")
             else:
                 self._fill()
         time.sleep(max(0.0, started + self.plan.seconds - time.monotonic()))
@@ -416,8 +466,10 @@ class Soak:
         deadline = time.monotonic() + self.plan.drain
         while time.monotonic() < deadline:
             status, answer = self._control("GET", "/status")
-            if status == 200 and not answer.get("runs") and not any(
-                (answer.get("queues") or {}).values()
+            if (
+                status == 200
+                and not answer.get("runs")
+                and not any((answer.get("queues") or {}).values())
             ):
                 return
             time.sleep(1)
@@ -432,11 +484,17 @@ class Soak:
 
         fig = self.figures
         db = sqlite3.connect(self.root / ".al" / "action-llama.db")
-        runs = {row[0]: (row[1], row[2], row[3]) for row in
-                db.execute("SELECT run_id, agent, status, log_path FROM runs")}
-        receipts = {row[0]: (row[1], row[2]) for row in db.execute(
-            "SELECT delivery_id, status, matched_agents FROM webhook_receipts "
-            "WHERE delivery_id IS NOT NULL AND source = 'hooks'")}
+        runs = {
+            row[0]: (row[1], row[2], row[3])
+            for row in db.execute("SELECT run_id, agent, status, log_path FROM runs")
+        }
+        receipts = {
+            row[0]: (row[1], row[2])
+            for row in db.execute(
+                "SELECT delivery_id, status, matched_agents FROM webhook_receipts "
+                "WHERE delivery_id IS NOT NULL AND source = 'hooks'"
+            )
+        }
         fig.left["locks held"] = db.execute("SELECT count(*) FROM locks").fetchone()[0]
         fig.left["active runs"] = db.execute("SELECT count(*) FROM active_runs").fetchone()[0]
         fig.left["queued items"] = db.execute("SELECT count(*) FROM work_queue").fetchone()[0]
@@ -446,8 +504,11 @@ class Soak:
         for agent, status, log_path in runs.values():
             path = Path(log_path)
             text = path.read_text(errors="replace") if path.exists() else ""
-            printed = {line.split('"delivery ', 1)[1].split('"', 1)[0]
-                       for line in text.splitlines() if '"delivery d' in line}
+            printed = {
+                line.split('"delivery ', 1)[1].split('"', 1)[0]
+                for line in text.splitlines()
+                if '"delivery d' in line
+            }
             ran |= printed
             if agent == "hook" and not printed and status != "completed":
                 if text.strip():
@@ -462,12 +523,13 @@ class Soak:
         # A run a fault stopped before its script printed cannot be told apart: it counts
         # for one of the deliveries that did not print (its run is recorded, as failed).
         unprinted = [d for d in expected if d not in ran]
-        fig.lost_deliveries = unprinted[fig.interrupted:]
+        fig.lost_deliveries = unprinted[fig.interrupted :]
         fig.lost_deliveries += [d for d in self.sent if d not in self.answered]
         fig.runs_started = len(set(runs) | self.announced)
         fig.runs_recorded = sum(1 for _a, status, _p in runs.values() if status != "running")
-        fig.lost_runs = sorted((self.announced - set(runs))
-                               | {r for r, (_a, s, _p) in runs.items() if s == "running"})
+        fig.lost_runs = sorted(
+            (self.announced - set(runs)) | {r for r, (_a, s, _p) in runs.items() if s == "running"}
+        )
         for _agent, status, _p in runs.values():
             fig.statuses[status] = fig.statuses.get(status, 0) + 1
         client = connect()
@@ -477,8 +539,9 @@ class Soak:
         volumes = client.api.volumes(filters=label).get("Volumes") or []
         fig.left["volumes"] = len([v for v in volumes if v["Name"] not in workspaces])
         fig.left["networks"] = len(client.api.networks(filters=label))
-        fig.left["staged folders"] = len([p for p in staging_root().iterdir()
-                                          if p.name.partition("-")[0] in runs])
+        fig.left["staged folders"] = len(
+            [p for p in staging_root().iterdir() if p.name.partition("-")[0] in runs]
+        )
         fig.left["al processes"] = len(_processes_of(self.root))
         return fig
 
@@ -487,10 +550,17 @@ def _other_test_sessions(root: Path) -> list[str]:
     """Processes of other sessions that may be using the engine (test runs, benchmarks,
     schedulers of other projects): not this one, its parents, or the soak's own scheduler."""
     mine = {os.getpid(), os.getppid()}
-    found = subprocess.run(["pgrep", "-af", r"pytest|bench/|al start|docker (run|build)"],
-                           capture_output=True, text=True, check=False).stdout.splitlines()
-    return [line for line in found
-            if int(line.split()[0]) not in mine and str(root) not in line and "pgrep" not in line]
+    found = subprocess.run(
+        ["pgrep", "-af", r"pytest|bench/|al start|docker (run|build)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    return [
+        line
+        for line in found
+        if int(line.split()[0]) not in mine and str(root) not in line and "pgrep" not in line
+    ]
 
 
 def _processes_of(root: Path) -> list[int]:
@@ -510,6 +580,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--dockerd-restarts", type=int, default=2)
+    parser.add_argument(
+        "--dockerd-wait",
+        type=float,
+        default=300,
+        help="seconds a restart waits for other sessions before it is skipped",
+    )
     parser.add_argument("--full", type=float, default=15, help="seconds the disk stays full")
     parser.add_argument("--webhook-every", type=float, default=2.0)
     parser.add_argument("--manual-every", type=float, default=10.0)
@@ -518,9 +594,16 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the chaos soak needs root (loop mounts, dockerd restarts)")
-    plan = Plan(seconds=args.seconds, kills=args.kills, dockerd_restarts=args.dockerd_restarts,
-                full=args.full, webhook_every=args.webhook_every,
-                manual_every=args.manual_every, seed=args.seed)
+    plan = Plan(
+        seconds=args.seconds,
+        kills=args.kills,
+        dockerd_restarts=args.dockerd_restarts,
+        dockerd_wait=args.dockerd_wait,
+        full=args.full,
+        webhook_every=args.webhook_every,
+        manual_every=args.manual_every,
+        seed=args.seed,
+    )
     base = Path(tempfile.mkdtemp(prefix="al-soak-"))
     soak = Soak(plan, base)
     try:

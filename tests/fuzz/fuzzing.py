@@ -104,9 +104,7 @@ FLOATS = st.one_of(
 SCALARS = st.one_of(TEXT, INTS, FLOATS, st.booleans())
 VALUES: st.SearchStrategy[Any] = st.recursive(
     SCALARS,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
     max_leaves=8,
 )
 

@@ -36,9 +36,13 @@ FIELDS = st.one_of(
     st.builds(
         lambda n, v: f"{n}={v}", st.sampled_from(["token", "secret", "id_rsa", "key", ""]), TEXT
     ),
-    st.builds(lambda n, p: f"{n}=@{p}", st.sampled_from(["token", "id_rsa"]), st.sampled_from(
-        ["LOOP", "DIR", "BINARY", "BIG", "/" + "x" * 5000, "~nobody-here/x", "", "\x00"]
-    )),
+    st.builds(
+        lambda n, p: f"{n}=@{p}",
+        st.sampled_from(["token", "id_rsa"]),
+        st.sampled_from(
+            ["LOOP", "DIR", "BINARY", "BIG", "/" + "x" * 5000, "~nobody-here/x", "", "\x00"]
+        ),
+    ),
     TEXT,
 )
 
@@ -71,7 +75,9 @@ def files_under(root: Path) -> set[str]:
     ref=REFS,
     fields=st.lists(FIELDS, max_size=3),
     force=st.booleans(),
-    stdin=st.one_of(st.binary(max_size=50), NASTY_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass"))),
+    stdin=st.one_of(
+        st.binary(max_size=50), NASTY_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass"))
+    ),
 )
 def test_creds_commands_exit_with_our_errors_and_write_only_the_store(
     command: str, ref: str, fields: list[str], force: bool, stdin: bytes

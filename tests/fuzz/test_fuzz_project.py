@@ -80,7 +80,10 @@ def plausible_projects(draw: st.DrawFn) -> dict[str, tuple[str, bytes]]:
     }
     for name in draw(st.lists(st.sampled_from(["hello", "ok-2"]), min_size=1, unique=True)):
         skill = draw(plausible(SkillFrontmatter))
-        files[f"agents/{name}/SKILL.md"] = ("file", f"---\n{yaml.safe_dump(skill)}---\nGo.\n".encode())
+        files[f"agents/{name}/SKILL.md"] = (
+            "file",
+            f"---\n{yaml.safe_dump(skill)}---\nGo.\n".encode(),
+        )
         files[f"agents/{name}/config.toml"] = (
             "file",
             to_toml(draw(plausible(AgentFileConfig))).encode(),

@@ -219,7 +219,9 @@ def test_intake_of_any_delivery_is_a_receipt(
         assert reason == "parse_error"
 
 
-SOURCES = {kind: WebhookSource.model_validate({"type": kind, "allowUnsigned": True}) for kind in PROVIDERS}
+SOURCES = {
+    kind: WebhookSource.model_validate({"type": kind, "allowUnsigned": True}) for kind in PROVIDERS
+}
 
 
 @pytest.fixture(scope="module")

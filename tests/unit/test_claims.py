@@ -50,7 +50,11 @@ def parts(project: object) -> tuple[State, RunStore, GatewayLauncher, Scheduler]
 
     runtime = FakeRuntime()
     launcher = GatewayLauncher(
-        state, store, lambda: 1, lambda agent: RunService(project, runtime, store), no_image  # type: ignore[arg-type]
+        state,
+        store,
+        lambda: 1,
+        lambda agent: RunService(project, runtime, store),
+        no_image,  # type: ignore[arg-type]
     )
     return state, store, launcher, Scheduler(project, state, launcher, launcher.claim)  # type: ignore[arg-type]
 

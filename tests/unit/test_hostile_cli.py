@@ -95,7 +95,7 @@ def logged_project(tmp_path: Path) -> tuple[Path, str]:
     log.parent.mkdir(parents=True, exist_ok=True)
     whole = json.dumps({"ts": 1, "level": "info", "msg": "héllo"}).encode()
     huge_ts = json.dumps({"ts": 10**30, "level": "info", "msg": "far"}).encode()
-    log.write_bytes(whole + b"\n" + huge_ts + b"\n" + "{\"msg\": \"é".encode()[:-1])
+    log.write_bytes(whole + b"\n" + huge_ts + b"\n" + '{"msg": "é'.encode()[:-1])
     return root, "abcd1234"
 
 
@@ -116,9 +116,7 @@ def test_logs_of_a_cut_log_with_huge_numbers(
         assert "far" in result.stdout
 
 
-def test_negative_line_count_is_a_usage_error(
-    al: object, logged_project: tuple[Path, str]
-) -> None:
+def test_negative_line_count_is_a_usage_error(al: object, logged_project: tuple[Path, str]) -> None:
     """-n -5 is refused by the option parser (exit 2), naming the option."""
     root, _ = logged_project
     result = al("logs", "hello", "-p", str(root), "-n", "-5")  # type: ignore[operator]
@@ -127,9 +125,7 @@ def test_negative_line_count_is_a_usage_error(
 
 
 @pytest.mark.parametrize("pid", [0, -1, 10**30, "x", None, "other"])
-def test_a_stale_daemon_marker_means_no_scheduler(
-    al: object, tmp_path: Path, pid: object
-) -> None:
+def test_a_stale_daemon_marker_means_no_scheduler(al: object, tmp_path: Path, pid: object) -> None:
     """.al/daemon.json naming pid 0, -1, 10**30, garbage, or a live process that is not a
     scheduler of this project: `al stat` says no scheduler runs (not "No gateway API key")."""
     root = tmp_path / "proj"

@@ -25,7 +25,7 @@ NINES = "9" * 400
         (f"[local]\ntimeout = {'9' * 5000}\n", "config.toml: invalid TOML: a number is too long"),
         ("a = " + "[" * 5000 + "]" * 5000 + "\n", "config.toml: is nested more than 32 levels"),
         (f'[local]\nmemory = "{NINES}g"\n', 'key "local.memory"'),
-        ('[local]\nmemory = "2000t"\n', 'is more than 1024t'),
+        ('[local]\nmemory = "2000t"\n', "is more than 1024t"),
         ("[local]\ncpus = inf\n", 'key "local.cpus": Input should be a finite number'),
         ("[local]\ncpus = nan\n", 'key "local.cpus"'),
         (f"[local]\ntimeout = {2**70}\n", 'key "local.timeout": Input should be less than'),
@@ -126,7 +126,9 @@ def test_a_folder_where_a_file_should_be_is_named(
     assert f"{name}: is a folder, not a file." in str(err)
 
 
-@pytest.mark.parametrize("name", ["config.toml", "agents/hello/SKILL.md", "agents/hello/Dockerfile"])
+@pytest.mark.parametrize(
+    "name", ["config.toml", "agents/hello/SKILL.md", "agents/hello/Dockerfile"]
+)
 def test_a_symlink_loop_or_dangling_link_is_named(
     make_project: ProjectFactory, load_error: LoadError, name: str
 ) -> None:
