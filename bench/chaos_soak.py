@@ -549,7 +549,7 @@ class Soak:
 def _other_test_sessions(root: Path) -> list[str]:
     """Processes of other sessions that may be using the engine (test runs, benchmarks,
     schedulers of other projects): not this one, its parents, or the soak's own scheduler."""
-    mine = {os.getpid(), os.getppid()}
+    mine = _ancestors()
     found = subprocess.run(
         ["pgrep", "-af", r"pytest|bench/|al start|docker (run|build)"],
         capture_output=True,
@@ -561,6 +561,20 @@ def _other_test_sessions(root: Path) -> list[str]:
         for line in found
         if int(line.split()[0]) not in mine and str(root) not in line and "pgrep" not in line
     ]
+
+
+def _ancestors() -> set[int]:
+    """This process and those it was started from (a shell, `timeout`, pytest)."""
+    found: set[int] = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        pid = int(status.split("PPid:", 1)[1].split()[0])
+    return found
 
 
 def _processes_of(root: Path) -> list[int]:
