@@ -170,7 +170,9 @@ def test_two_projects_on_one_engine_never_rebuild_for_each_other(
     )
     first_a = ChainBuilder(docker_client, load_project(a)).ensure()
     first_b = ChainBuilder(docker_client, load_project(b)).ensure()
-    assert set(first_a.built) == set(first_b.built) == {"al-project-base:latest", "al-tooled:latest"}
+    assert (
+        set(first_a.built) == set(first_b.built) == {"al-project-base:latest", "al-tooled:latest"}
+    )
     assert image_id(docker_client, "al-tooled:latest") == first_b.image_ids["al-tooled:latest"]
     for root, first in ((a, first_a), (b, first_b), (a, first_a)):
         again = ChainBuilder(docker_client, load_project(root)).ensure()

@@ -226,8 +226,7 @@ def test_a_signed_github_delivery_starts_its_agent_and_a_forged_one_runs_nothing
     assert daemon.script_lines(run_id) == [
         "hooked",
         "<webhook-trigger>",
-        "A webhook event just fired. Review the trigger context above and take appropriate "
-        "action.",
+        "A webhook event just fired. Review the trigger context above and take appropriate action.",
         f"webhook issues opened {body['receiptId']}",
     ]
     receipt = daemon.control("GET", f"/receipts/{body['receiptId']}").json()["receipt"]

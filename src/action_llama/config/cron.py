@@ -24,6 +24,5 @@ def check_cron(expr: str) -> None:
         schedule.get_next(datetime)
     except (ValueError, OverflowError) as exc:
         raise ValueError(
-            f'"{expr}" never fires (no date matches its day and month fields, such as 31 '
-            "February)"
+            f'"{expr}" never fires (no date matches its day and month fields, such as 31 February)'
         ) from exc

@@ -218,9 +218,7 @@ class ProjectConfig(Strict):
     default_agent_scale: int = Field(default=1, ge=0, le=MAX_COUNT, alias="defaultAgentScale")
     history_retention_days: int = Field(default=14, ge=0, le=MAX_DAYS, alias="historyRetentionDays")
     # Deprecated spellings, still read (validated under their own name, so errors name them).
-    max_trigger_depth: int | None = Field(
-        default=None, ge=0, le=MAX_COUNT, alias="maxTriggerDepth"
-    )
+    max_trigger_depth: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="maxTriggerDepth")
     webhook_queue_size: int | None = Field(
         default=None, ge=0, le=MAX_COUNT, alias="webhookQueueSize"
     )

@@ -56,8 +56,7 @@ class CredentialStore:
         where = path if exc.filename is None else Path(exc.filename)
         if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
             return kind(
-                f"The credential store at {self.root} is damaged: {where} "
-                f"{oserrors.reason(exc)}.",
+                f"The credential store at {self.root} is damaged: {where} {oserrors.reason(exc)}.",
                 hint=f"Move {where} out of the way (the store holds only folders "
                 "<type>/<instance>/ of field files), then add the credential again.",
             )
@@ -68,8 +67,7 @@ class CredentialStore:
                 "store.",
             )
         return kind(
-            f"Cannot use the credential store at {self.root}: {where}: "
-            f"{oserrors.reason(exc)}.",
+            f"Cannot use the credential store at {self.root}: {where}: {oserrors.reason(exc)}.",
             hint=oserrors.fix(exc, where),
         )
 

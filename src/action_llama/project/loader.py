@@ -72,7 +72,7 @@ def _raise(problems: list[str], hints: list[str]) -> None:
 
 
 def _kind(path: Path, label: str) -> str | None:
-    """"dir", "file" or "other" for what is at `path` (links followed), None for nothing;
+    """ "dir", "file" or "other" for what is at `path` (links followed), None for nothing;
     ConfigError when it cannot be looked at (a symbolic link loop, no permission)."""
     try:
         mode = path.stat().st_mode

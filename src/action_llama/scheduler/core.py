@@ -58,9 +58,7 @@ Decision = Dispatched | Queued | Rejected
 class Scheduler:
     """Owns the runners of one project; every method runs on the daemon's event loop."""
 
-    def __init__(
-        self, project: Project, state: State, launch: Launch, claim: Claim | None = None
-    ):
+    def __init__(self, project: Project, state: State, launch: Launch, claim: Claim | None = None):
         self.project = project
         self.state = state
         self.launch = launch
