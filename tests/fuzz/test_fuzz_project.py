@@ -25,6 +25,7 @@ from action_llama.images.plan import parent_of, plan_chain, rewrite_from
 from action_llama.project import load_project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
+from action_llama.runs.trigger import Trigger
 from action_llama.scheduler.cron import next_fire
 from action_llama.testing import FakeRuntime
 from action_llama.webhooks import secret_ref
@@ -143,7 +144,7 @@ def run_on_the_fake_runtime(project: Any, store: CredentialStore) -> None:
     try:
         for agent in project.agents.values():
             try:
-                outcome = asyncio.run(service.run(agent, image=None, prompt="fuzz"))
+                outcome = asyncio.run(service.run(agent, Trigger(prompt="fuzz"), image=None))
             except ActionLlamaError:
                 continue  # a missing credential, no model: said before anything starts
             assert outcome.result.status == "completed"
