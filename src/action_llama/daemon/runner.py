@@ -68,6 +68,10 @@ class GatewayLauncher:
         if run_id not in self._secrets:  # a rerun: a new run id, claimed here
             self.claim(agent, trigger, run_id)
         secret = self._secrets.pop(run_id)
+        if self.state.active_runs.get(run_id) is None:
+            # Its claim was rolled back with the transaction it was made in (the webhook's
+            # receipt could not be stored, say): the work was not taken, so it does not run.
+            raise ActionLlamaError(f"run {run_id} of {agent.name} was not taken: not started")
         call_id = trigger.call_id if trigger.type == "agent-call" else None
         if call_id is not None:
             self.state.calls.start(call_id, run_id)

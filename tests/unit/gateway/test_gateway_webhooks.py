@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.errors import CredentialMissing, DaemonUnavailable
 from action_llama.gateway import Dispatch, create_app
 from action_llama.gateway.testing import RecordingBackend
+from action_llama.runs.trigger import Trigger
 from action_llama.state import State
 from action_llama.webhooks import MAX_BODY, Receipt
 
@@ -354,3 +356,31 @@ def test_agents_that_refuse_a_matching_delivery_count_as_skipped(
     backend.paused.add(None)
     answer = post(client, "gh", *github()).json()
     assert (answer["matched"], answer["skipped"]) == (1, 1)
+
+
+def test_a_receipt_and_the_work_it_queued_commit_together(
+    state: State, store: CredentialStore, backend: RecordingBackend
+) -> None:
+    """A scheduler that dies between storing a delivery's receipt and taking its work leaves
+    neither (one transaction), so the sender's retry of that delivery id runs instead of
+    being answered as a duplicate of work that never started."""
+
+    class Killed(BaseException):
+        """The process dying mid-transaction: nothing after it is written."""
+
+    class DiesWhileDispatching(RecordingBackend):
+        async def dispatch_webhook(self, receipt: Receipt, agents: object) -> list[Dispatch]:
+            state.queue.push("dev", Trigger(type="webhook", summary=receipt.event_summary))
+            raise Killed
+
+    dying = TestClient(create_app(state, DiesWhileDispatching(), make_settings(store)))
+    with pytest.raises((Killed, CancelledError)):  # the request dies with its server
+        post(dying, "gh", *github())
+    assert state.receipts.recent() == []
+    assert state.queue.lengths() == {}
+    retry = TestClient(create_app(state, backend, make_settings(store)))
+    answer = post(retry, "gh", *github()).json()
+    assert answer["dispatched"][0]["outcome"] == "started"
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert (stored.status, stored.delivery_id) == ("processed", "d-1")
