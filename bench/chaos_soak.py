@@ -103,6 +103,8 @@ class Figures:
     dockerd_skipped: int = 0
     kills: int = 0
     lost_deliveries: list[str] = field(default_factory=list)
+    #: Deliveries whose id more than one run printed (work taken back that had begun).
+    ran_twice: list[str] = field(default_factory=list)
     runs_started: int = 0
     runs_recorded: int = 0
     lost_runs: list[str] = field(default_factory=list)
@@ -112,15 +114,21 @@ class Figures:
 
     def zero(self) -> bool:
         """Nothing lost and nothing left behind."""
-        return not self.lost_deliveries and not self.lost_runs and not any(self.left.values())
+        return (
+            not self.lost_deliveries
+            and not self.ran_twice
+            and not self.lost_runs
+            and not any(self.left.values())
+        )
 
     def render(self) -> str:
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
         lines = [
             f"deliveries  sent {self.sent}, receipted {self.receipted}, expected to run "
             f"{self.expected}, run {self.ran}, interrupted by a fault and recorded as failed "
-            f"{self.interrupted}, lost {len(self.lost_deliveries)}"
-            f"  ({self.never_began} runs never began: their work was queued again)",
+            f"{self.interrupted}, lost {len(self.lost_deliveries)}, run twice "
+            f"{len(self.ran_twice)}  ({self.never_began} runs never began: their work was "
+            "queued again)",
             f"runs        started {self.runs_started}, recorded {self.runs_recorded}, "
             f"lost {len(self.lost_runs)}  ({statuses})",
             "left        " + ", ".join(f"{k} {v}" for k, v in self.left.items()),
@@ -134,6 +142,8 @@ class Figures:
         ]
         if self.lost_deliveries:
             lines.append(f"lost deliveries: {', '.join(self.lost_deliveries[:20])}")
+        if self.ran_twice:
+            lines.append(f"run twice: {', '.join(self.ran_twice[:20])}")
         if self.lost_runs:
             lines.append(f"lost runs: {', '.join(self.lost_runs[:20])}")
         return "\n".join(lines)
@@ -501,6 +511,7 @@ class Soak:
         fig.left["queue drops"] = db.execute("SELECT count(*) FROM queue_drops").fetchone()[0]
         db.close()
         ran: set[str] = set()
+        twice: set[str] = set()
         for agent, status, log_path in runs.values():
             path = Path(log_path)
             text = path.read_text(errors="replace") if path.exists() else ""
@@ -509,6 +520,7 @@ class Soak:
                 for line in text.splitlines()
                 if '"delivery d' in line
             }
+            twice |= ran & printed
             ran |= printed
             if agent == "hook" and not printed and status != "completed":
                 if text.strip():
@@ -520,6 +532,7 @@ class Soak:
         expected = [d for d in self.sent if receipts.get(d, ("", ""))[0] == "processed"]
         fig.expected = len(expected)
         fig.ran = sum(1 for d in expected if d in ran)
+        fig.ran_twice = sorted(twice)
         # A run a fault stopped before its script printed cannot be told apart: it counts
         # for one of the deliveries that did not print (its run is recorded, as failed).
         unprinted = [d for d in expected if d not in ran]
