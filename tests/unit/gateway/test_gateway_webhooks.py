@@ -3,9 +3,9 @@ dispatch through the backend, and operator replay."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
-from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -373,9 +373,37 @@ def test_a_receipt_and_the_work_it_queued_commit_together(
             state.queue.push("dev", Trigger(type="webhook", summary=receipt.event_summary))
             raise Killed
 
-    dying = TestClient(create_app(state, DiesWhileDispatching(), make_settings(store)))
-    with pytest.raises((Killed, CancelledError)):  # the request dies with its server
-        post(dying, "gh", *github())
+    async def deliver_and_die() -> None:
+        # Straight to the ASGI app (a TestClient's thread would not survive a BaseException).
+        app = create_app(state, DiesWhileDispatching(), make_settings(store))
+        body, headers = github()
+        fields = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/webhooks/gh",
+            "raw_path": b"/webhooks/gh",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*fields, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("gateway", 80),
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await app(scope, receive, send)
+
+    with pytest.raises((Killed, BaseExceptionGroup)):
+        asyncio.run(deliver_and_die())
     assert state.receipts.recent() == []
     assert state.queue.lengths() == {}
     retry = TestClient(create_app(state, backend, make_settings(store)))
