@@ -107,7 +107,8 @@ def test_a_run_that_cannot_be_recorded_gives_its_item_back(project: object) -> N
 
 def test_a_claim_left_by_a_killed_daemon_is_queued_again(project: object) -> None:
     """A claim with no run record (the daemon was killed between taking the work and
-    recording its run) is requeued by the next daemon's adoption, then runs."""
+    recording its run) is requeued by the next daemon's adoption, then runs; the claimed
+    run's id gets a record saying it never began."""
     state, store, launcher, scheduler = parts(project)
     launcher.claim(project.agents["hook"], WEBHOOK, "killed01")  # type: ignore[attr-defined]
 
@@ -121,6 +122,11 @@ def test_a_claim_left_by_a_killed_daemon_is_queued_again(project: object) -> Non
 
     [started] = asyncio.run(scenario())
     assert store.get(started).status == "completed"
+    # Its id may have been announced (a webhook's answer names it): its record says why it
+    # did not run.
+    killed = store.get("killed01")
+    assert killed.status == "error"
+    assert "never began" in (killed.error or "")
     assert state.queue.lengths() == {}
     assert state.active_runs.list() == []
     state.close()

@@ -22,7 +22,6 @@ whose end or requeue could not be written while the disk was full).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import get_args
 
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
-from action_llama.daemon.runner import claimed_work, end_run, give_back, requeue, resumer
+from action_llama.daemon.runner import claimed_work, end_run, requeue, resumer
 from action_llama.errors import ActionLlamaError
 from action_llama.procs import signal_all
 from action_llama.project import Agent
@@ -46,9 +45,7 @@ from action_llama.state import ActiveRun, State
 
 log = logging.getLogger("action_llama.daemon")
 
-NEVER_RAN = (
-    "this run never began (its scheduler was stopped, or a fault); its work was queued again"
-)
+NEVER_RAN = "its scheduler was stopped, or a fault"
 GONE = (
     "the scheduler stopped while this run was active, and the run is gone "
     "(its container or process no longer exists)"
@@ -123,7 +120,7 @@ class Adoption:
         if record is None or record.status != "running":
             # Ended before its script began (the disk full, the engine restarting): its work
             # goes back to the queue; ended after: only its bookkeeping is left.
-            if record is not None and not self._started(left) and self._requeue(left, record):
+            if record is not None and not self._started(left) and self._requeue(left):
                 await self._remove(left)
                 return False
             await self._forget_ended(left, record)
@@ -139,7 +136,7 @@ class Adoption:
         service = self.service_for(agent)
         handle = await service.runtime.adopt(left.run_id)
         if handle is None:
-            if not self._started(left) and self._requeue(left, record):
+            if not self._started(left) and self._requeue(left):
                 return False
             await self._give_up(left, GONE)
             return False
@@ -161,28 +158,15 @@ class Adoption:
         its runtime no longer has, never ran."""
         return complete_lines(self.store.log_path(left.agent, left.run_id)) > 0
 
-    def _requeue(self, left: ActiveRun, record: RunRecord | None = None) -> bool:
-        """Queue again the work of a run that never started (and close its record, if it
-        has one); False when its row does not hold the work (written before rows did) or its
+    def _requeue(self, left: ActiveRun) -> bool:
+        """Queue again the work of a run that never began (closing its record, written if it
+        has none); False when its row does not hold the work (written before rows did) or its
         agent is gone."""
         agent = self.scheduler.project.agents.get(left.agent)
         work = claimed_work(left.trigger)
         if agent is None or work is None:
             return False
-        if record is None:
-            return requeue(self.state, agent, work, left.run_id)
-        # One transaction where the run store shares the state's database (the daemon's): the
-        # run closed and its work queued, or neither.
-        shared = self.store.database is self.state.db
-        try:
-            with self.state.db.write() if shared else contextlib.nullcontext():
-                give_back(self.state, agent, work, left.run_id)
-                self.store.finish(left.run_id, "error", None, NEVER_RAN)
-        except ActionLlamaError as exc:
-            log.warning("run %s of %s never ran; its work waits: %s", left.run_id, agent.name, exc)
-            return False
-        log.warning("run %s of %s never ran: its work is queued again", left.run_id, agent.name)
-        return True
+        return requeue(self.state, self.store, agent, work, left.run_id, NEVER_RAN)
 
     async def _forget_ended(self, left: ActiveRun, record: RunRecord | None) -> None:
         """The run was recorded as ended (or never started): only its bookkeeping is left."""

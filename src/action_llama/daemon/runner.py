@@ -99,10 +99,8 @@ class GatewayLauncher:
             if not began(self.store, agent, run_id):
                 # Its claim stays when this cannot be written: the sweep requeues it then.
                 given_back = True
-                if recorded(self.store, run_id):
-                    close_and_requeue(self.state, self.store, agent, trigger, run_id, exc)
-                else:
-                    requeue(self.state, agent, trigger, run_id)
+                why = exc.message if isinstance(exc, ActionLlamaError) else str(exc)
+                requeue(self.state, self.store, agent, trigger, run_id, f"could not begin: {why}")
             raise
         finally:
             if not given_back:
@@ -134,42 +132,47 @@ def began(store: RunStore, agent: Agent, run_id: str) -> bool:
     return recorded(store, run_id) and complete_lines(store.log_path(agent.name, run_id)) > 0
 
 
-def close_and_requeue(
-    state: State, store: RunStore, agent: Agent, trigger: Trigger, run_id: str, fault: Exception
-) -> bool:
-    """Close the record of a run that never began (saying why) and queue its work again, in
-    one transaction where the store shares the state's database. False when that cannot be
-    written now (the sweep tries again)."""
-    why = fault.message if isinstance(fault, ActionLlamaError) else str(fault)
-    shared = store.database is state.db
-    try:
-        with state.db.write() if shared else contextlib.nullcontext():
-            give_back(state, agent, trigger, run_id)
-            store.finish(run_id, "error", None, f"the run could not begin ({why}); queued again")
-    except ActionLlamaError as exc:
-        log.warning("run %s of %s never began; its work waits: %s", run_id, agent.name, exc)
-        return False
-    log.warning("run %s of %s never began (%s): its work is queued again", run_id, agent.name, why)
-    return True
-
-
 def recorded(store: RunStore, run_id: str) -> bool:
     """Whether run `run_id` got as far as its record (anything before is safe to start again)."""
     return store.find(run_id) is not None
 
 
-def requeue(state: State, agent: Agent, trigger: Trigger, run_id: str) -> bool:
-    """Give the trigger of run `run_id`, which never started, back to `agent`'s queue and
-    forget the run, in one transaction. False (the claim stays, for the sweep or the next
-    start) when that cannot be written now."""
+def requeue(
+    state: State, store: RunStore, agent: Agent, trigger: Trigger, run_id: str, why: str
+) -> bool:
+    """Queue again the work of run `run_id`, which never began, and close its record saying
+    `why` (writing one when the run got no further than its claim: its id may have been
+    announced, and `al logs` then finds it and says what became of it), in one transaction
+    where the store shares the state's database. When its record cannot be written its work
+    is given back all the same. False (the claim stays, for the sweep or the next start) when
+    even that cannot be written now."""
+    shared = store.database is state.db
     try:
         with state.db.write():
             give_back(state, agent, trigger, run_id)
+            if shared:  # the daemon's: its record closed in the same transaction
+                _close_unbegun(store, agent, trigger, run_id, why)
+        if not shared:
+            with contextlib.suppress(ActionLlamaError):
+                _close_unbegun(store, agent, trigger, run_id, why)
     except ActionLlamaError as exc:
-        log.warning("run %s of %s never started; its work waits: %s", run_id, agent.name, exc)
-        return False
-    log.warning("run %s of %s never started: its work is queued again", run_id, agent.name)
+        if recorded(store, run_id):
+            log.warning("run %s of %s never began; its work waits: %s", run_id, agent.name, exc)
+            return False
+        try:  # its record could not be written: the work goes back without one
+            with state.db.write():
+                give_back(state, agent, trigger, run_id)
+        except ActionLlamaError as again:
+            log.warning("run %s of %s never began; its work waits: %s", run_id, agent.name, again)
+            return False
+    log.warning("run %s of %s never began (%s): its work is queued again", run_id, agent.name, why)
     return True
+
+
+def _close_unbegun(store: RunStore, agent: Agent, trigger: Trigger, run_id: str, why: str) -> None:
+    if store.find(run_id) is None:
+        store.start(run_id, agent.name, trigger.type, trigger.prompt, runtime_name(agent), None)
+    store.finish(run_id, "error", None, f"this run never began ({why}); queued again")
 
 
 def give_back(state: State, agent: Agent, trigger: Trigger, run_id: str) -> None:
