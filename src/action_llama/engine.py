@@ -36,6 +36,7 @@ def _connect(timeout: int) -> docker.DockerClient:
     import docker
     from docker.errors import DockerException
 
+    _probe_socket(timeout)
     try:
         client = docker.from_env(timeout=timeout)
         client.api.ping()
@@ -44,8 +45,24 @@ def _connect(timeout: int) -> docker.DockerClient:
     return client
 
 
+def _probe_socket(timeout: int) -> None:
+    """Connect to the engine's unix socket once ourselves: docker-py leaks the socket of a
+    connection that fails (an fd per attempt, for a scheduler retrying while dockerd is down)."""
+    import socket
+
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(host.removeprefix("unix://"))
+        except OSError as exc:
+            raise docker_not_running(_reason(exc)) from exc
+
+
 def _reason(exc: Exception) -> str | None:
-    text = str(exc)
+    text = str(exc) or type(exc).__name__
     host = os.environ.get("DOCKER_HOST")
     if host:
         return f"(DOCKER_HOST={host}: {text.splitlines()[0][:200]})"

@@ -124,11 +124,20 @@ class GatewayError(ActionLlamaError):
 
 
 class WebhookRejected(ActionLlamaError):
-    """A delivery that cannot be processed; `reason` says which receipt reason it becomes."""
+    """A delivery that cannot be processed; `reason` says which receipt reason it becomes, and
+    `summary` what it was, when the sender said so outside the body (GitHub's event header)."""
 
-    def __init__(self, message: str, *, reason: ReceiptReason, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: ReceiptReason,
+        hint: str | None = None,
+        summary: str | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.reason: ReceiptReason = reason
+        self.summary = summary
 
 
 class DaemonUnavailable(ActionLlamaError):

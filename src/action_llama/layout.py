@@ -11,6 +11,8 @@ STATE_DIR = ".al"
 DB_NAME = "action-llama.db"
 #: Written by `al start` into STATE_DIR while it runs: {"pid", "port", "started"}.
 DAEMON_FILE = "daemon.json"
+#: Held (flock) by the one scheduler of a project, in STATE_DIR, for its whole life.
+DAEMON_LOCK = "daemon.lock"
 #: The credential holding the gateway's operator API key, and its field.
 API_KEY_TYPE = "gateway_api_key"
 API_KEY_FIELD = "key"

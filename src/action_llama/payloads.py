@@ -118,7 +118,8 @@ def active_run(run: ActiveRun) -> ActiveRunPayload:
         "agent": run.agent,
         "runtime": run.runtime,
         "startedAt": iso(run.started_at),
-        "trigger": run.trigger,
+        # Its type only: the row also keeps the whole trigger (webhook context and all).
+        "trigger": {"type": run.trigger.get("type")} if isinstance(run.trigger, dict) else None,
         "depth": run.depth,
         "callId": run.call_id,
     }
@@ -365,7 +366,8 @@ class DeliveryPayload(TypedDict):
     #: processed or dead-letter.
     status: str
     event: str
-    #: How many agents matched, and how many listen to the source but did not match.
+    #: How many agents matched; how many will not run it (they listen to the source but did
+    #: not match, or matched and refused it: paused, disabled, scale 0).
     matched: int
     skipped: int
     dispatched: list[DispatchPayload]
@@ -380,12 +382,13 @@ class DeliveryPayload(TypedDict):
 
 
 def delivery(done: Receipt, status: str, dispatched: Iterable[Dispatch]) -> DeliveryPayload:
+    dispatched = list(dispatched)
     payload: DeliveryPayload = {
         "receiptId": done.id,
         "status": status,
         "event": done.event_summary,
         "matched": len(done.matched_agents),
-        "skipped": len(done.unmatched),
+        "skipped": len(done.unmatched) + sum(not d.accepted for d in dispatched),
         "dispatched": [dispatch(d) for d in dispatched],
         "detail": done.detail,
     }

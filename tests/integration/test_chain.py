@@ -9,6 +9,7 @@ import pytest
 
 from action_llama.errors import ImageBuildError
 from action_llama.images.build import ChainBuilder
+from action_llama.images.plan import project_scope
 from action_llama.project import load_project
 
 from support import ProjectFactory, run_al, script_agent, script_output
@@ -79,11 +80,12 @@ def test_customized_project_and_agent_dockerfiles_build_a_three_layer_chain(
     )
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     assert [layer.kind for layer in result.layers] == ["base", "project-base", "agent"]
-    project_base = image_id(docker_client, "al-project-base:latest")
-    agent_image = image_id(docker_client, "al-tooled:latest")
-    assert labels(docker_client, "al-project-base:latest")["al.parent"] == base_image
-    assert labels(docker_client, "al-tooled:latest")["al.parent"] == project_base
-    assert labels(docker_client, "al-tooled:latest")["al.layer"] == "agent"
+    # By id: on an engine shared with other projects, `:latest` is whoever built last.
+    project_base = result.image_ids["al-project-base:latest"]
+    agent_image = result.image_ids["al-tooled:latest"]
+    assert labels(docker_client, project_base)["al.parent"] == base_image
+    assert labels(docker_client, agent_image)["al.parent"] == project_base
+    assert labels(docker_client, agent_image)["al.layer"] == "agent"
     assert result.image_for("tooled") == agent_image
     assert result.image_for("plain") == project_base
 
@@ -100,8 +102,11 @@ def test_agent_dockerfile_without_project_layer_builds_on_the_base(
     root = make_project(script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE))
     result = ChainBuilder(docker_client, load_project(root)).ensure()
     assert [layer.kind for layer in result.layers] == ["base", "agent"]
-    assert labels(docker_client, "al-tooled:latest")["al.parent"] == base_image
-    assert tags_of_project(docker_client, root) == {"al-tooled:latest"}
+    assert labels(docker_client, result.image_ids["al-tooled:latest"])["al.parent"] == base_image
+    assert tags_of_project(docker_client, root) == {
+        "al-tooled:latest",
+        f"al-tooled:{project_scope(root)}",
+    }
 
 
 def test_unchanged_chain_builds_nothing_and_an_edit_rebuilds_only_that_layer(
@@ -147,6 +152,38 @@ def test_changing_the_project_layer_rebuilds_the_agents_on_top(
     (root / "Dockerfile").write_text(CUSTOM_PROJECT_DOCKERFILE + "RUN true\n")
     rebuilt = ChainBuilder(docker_client, load_project(root)).ensure()
     assert set(rebuilt.built) == {"al-project-base:latest", "al-one:latest"}
+
+
+def test_two_projects_on_one_engine_never_rebuild_for_each_other(
+    make_project: ProjectFactory, base_image: str, docker_client: Any
+) -> None:
+    """Two projects with their own project layer and an agent of the same name, built and run
+    in turn: each builds once, then is up to date whichever built last, and runs its own
+    images; `:latest` names the images of the project built last."""
+    files = {
+        "Dockerfile": CUSTOM_PROJECT_DOCKERFILE,
+        **script_agent("tooled", CHECK, dockerfile=AGENT_DOCKERFILE),
+    }
+    a = make_project(files, name="a")
+    b = make_project(
+        {name: text.replace("from-", "b-from-") for name, text in files.items()}, name="b"
+    )
+    first_a = ChainBuilder(docker_client, load_project(a)).ensure()
+    first_b = ChainBuilder(docker_client, load_project(b)).ensure()
+    assert (
+        set(first_a.built) == set(first_b.built) == {"al-project-base:latest", "al-tooled:latest"}
+    )
+    assert image_id(docker_client, "al-tooled:latest") == first_b.image_ids["al-tooled:latest"]
+    for root, first in ((a, first_a), (b, first_b), (a, first_a)):
+        again = ChainBuilder(docker_client, load_project(root)).ensure()
+        assert (again.built, again.image_ids) == ([], first.image_ids)
+
+    ran_a = run_al("run", "tooled", "-p", str(a), "--json")
+    assert script_output(ran_a.stdout) == ["from-project", "from-agent"]
+    assert "building" not in ran_a.stderr
+    ran_b = run_al("run", "tooled", "-p", str(b), "--json")
+    assert script_output(ran_b.stdout) == ["b-from-project", "b-from-agent"]
+    assert "building" not in ran_b.stderr
 
 
 @pytest.mark.parametrize(
@@ -203,10 +240,16 @@ def test_image_build_and_ls_show_the_chain(make_project: ProjectFactory, base_im
     assert "└─ al-tooled:latest" in built.stdout
     assert "run al-project-base:latest: plain" in built.stdout
     listed = run_al("image", "ls", "-p", str(root))
-    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
-    assert rows["al-tooled:latest"][1:3] == ["agent", "al-project-base:latest"]
-    assert rows["al-project-base:latest"][1:3] == ["project-base", "al-agent:latest"]
-    assert rows["al-agent:latest"][1] == "base"
+    rows = {line.split()[1]: line.split() for line in listed.stdout.splitlines()[1:]}
+    # An image shows as :latest, or by its project's tag once another project (a test session
+    # beside this one) has built an image of that name since.
+    ours = {"al-project-base:latest", f"al-project-base:{project_scope(load_project(root).root)}"}
+    assert rows["agent"][:2] == ["al-tooled:latest", "agent"]
+    assert rows["agent"][2] in ours
+    assert (rows["project-base"][0] in ours, rows["project-base"][1]) == (True, "project-base")
+    # The base shows as al-agent:latest, or by its key while another install holds :latest.
+    assert rows["project-base"][2].startswith("al-agent:")
+    assert rows["base"][0].startswith("al-agent:")
     quiet = run_al("image", "build", "-p", str(root), "-q")
     assert quiet.returncode == 0
     assert quiet.stdout == quiet.stderr == ""

@@ -141,14 +141,20 @@ def test_timeout_stops_the_run_with_exit_124(make_project: ProjectFactory, base_
     assert "timeout" in result.stderr.split("hint:")[1]
 
 
+HOG = 'python3 -c "x = bytearray(300 * 1024 * 1024); print(len(x))"'
+
+
+@pytest.mark.parametrize("script", [HOG, f"{HOG} || echo 'my child was killed'; exit 0"])
 def test_out_of_memory_is_reported_with_the_memory_hint(
-    make_project: ProjectFactory, base_image: str
+    make_project: ProjectFactory, base_image: str, script: str
 ) -> None:
-    """A run that exceeds [local].memory is OOM-killed and told how to raise the limit."""
-    hog = 'python3 -c "x = bytearray(300 * 1024 * 1024); print(len(x))"'
-    root = make_project(script_agent("hog", hog), config='[local]\nmemory = "64m"\n')
+    """A run that exceeds [local].memory is OOM-killed and told how to raise the limit; it
+    exits 137 also when the script went on (and exited 0) after its child was killed."""
+    root = make_project(script_agent("hog", script), config='[local]\nmemory = "64m"\n')
     result = run_al("run", "hog", "-p", str(root))
     assert result.returncode == 137
+    [run] = stored_runs(root, "hog")
+    assert (run.status, run.exit_code) == ("oom", 137)
     assert "ran out of memory (limit 64m)" in result.stderr
     assert "[local]" in result.stderr
     assert 'memory = "8g"' in result.stderr

@@ -6,16 +6,17 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from action_llama.credentials.refs import CredentialRef
-from action_llama.credentials.staging import staging_root
+from action_llama.credentials.staging import STALE_AFTER, staging_root
 from action_llama.credentials.store import CredentialStore
 
-from support import AL, ProjectFactory, run_al, script_agent, script_output
+from support import AL, ProjectFactory, run_al, script_agent, script_output, stored_runs
 
 pytestmark = [pytest.mark.docker]
 
@@ -142,14 +143,16 @@ def test_staged_credentials_are_removed_after_the_run_even_when_killed(
     make_project: ProjectFactory, base_image: str, store: CredentialStore, docker_client: Any
 ) -> None:
     """The per-run staging directory is gone after a normal run, after Ctrl-C, and (swept by
-    the next run) after `al` itself was killed with SIGKILL."""
+    a later run, once old enough) after `al` itself was killed with SIGKILL."""
     store.write(CredentialRef("github_token"), {"token": SENTINEL})
     config = 'credentials = ["github_token"]\ntimeout = 120\n'
     root = make_project(script_agent("slow", "echo started; sleep 60", config))
     root_dir = staging_root()
 
     def staged() -> set[str]:
-        return {p.name for p in root_dir.iterdir() if p.name.startswith(tuple("0123456789abcdef"))}
+        # This project's runs only: other sessions on the machine stage theirs here too.
+        ours = {run.run_id for run in stored_runs(root)}
+        return {p.name for p in root_dir.iterdir() if p.name.partition("-")[0] in ours}
 
     before = staged()
     for sig in ("SIGINT", "SIGKILL"):
@@ -169,8 +172,11 @@ def test_staged_credentials_are_removed_after_the_run_even_when_killed(
             proc.wait(timeout=30)
         if sig == "SIGINT":
             assert staged() == before
-    # The SIGKILLed run left its directory; the next run sweeps it.
-    assert len(staged() - before) == 1
+    # The SIGKILLed run left its directory; the next run sweeps it (once it is older than a
+    # container takes to start: made two minutes ago, as far as the sweep can tell).
+    [left] = staged() - before
+    aged = time.time() - STALE_AFTER
+    os.utime(root_dir / left, (aged, aged))
     for container in (
         __import__("docker").from_env().api.containers(filters={"label": f"al.project={root}"})
     ):

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from action_llama.credentials.refs import CredentialRef
-from action_llama.credentials.staging import stage, staged_secrets, sweep_stale
+from action_llama.credentials.staging import STALE_AFTER, stage, staged_secrets, sweep_stale
 from action_llama.credentials.store import CredentialStore
 from action_llama.runs.service import complete_lines
 
@@ -44,10 +45,15 @@ def test_sweep_keeps_the_stage_of_a_run_that_goes_on_and_removes_an_ended_ones(
     kept = tmp_path / f"{live_run}-{dead_pid}-abc"
     ended = tmp_path / f"0badf00d-{dead_pid}-def"
     ours = tmp_path / f"0badf00d-{os.getpid()}-ghi"
-    for path in (kept, ended, ours):
+    young = tmp_path / f"0badf00d-{dead_pid}-jkl"
+    aged = time.time() - STALE_AFTER
+    for path in (kept, ended, ours, young):
         (path / "credentials").mkdir(parents=True)
+        if path != young:
+            os.utime(path, (aged, aged))
     sweep_stale(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, ours.name])
+    # A young stage stays: its container may be starting still, its `al` killed meanwhile.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([kept.name, ours.name, young.name])
 
 
 def test_staged_secrets_reads_back_what_staging_redacts(tmp_path: Path) -> None:

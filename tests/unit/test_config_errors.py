@@ -183,10 +183,10 @@ def test_memory_at_docker_minimum_is_accepted(make_project: ProjectFactory) -> N
 def test_cpus_must_be_positive(
     make_project: ProjectFactory, load_error: LoadError, cpus: str
 ) -> None:
-    """[local] cpus of 0 or less is refused, naming the key."""
+    """[local] cpus below Docker's minimum of 0.01 is refused, naming the key."""
     err = load_error(make_project(config=f"[local]\ncpus = {cpus}\n"))
     assert str(err).startswith('config.toml: key "local.cpus": ')
-    assert "greater than 0" in str(err)
+    assert "greater than or equal to 0.01" in str(err)
 
 
 def test_unknown_provider_lists_the_valid_ones(
@@ -372,11 +372,21 @@ def test_single_problem_is_the_message_itself(
 # --- finding the agent --------------------------------------------------------------------------
 
 
-def test_agent_folder_without_skill_md_is_not_found_and_names_skill_md(
-    make_project: ProjectFactory,
+def test_agent_folder_without_skill_md_is_a_problem_naming_skill_md(
+    make_project: ProjectFactory, load_error: LoadError
 ) -> None:
-    """Asking for agents/x/ that lacks SKILL.md says SKILL.md is missing and how to add it."""
-    root = make_project({"agents/hello/config.toml": "timeout = 5\n"})
+    """An agent folder with its config.toml but no SKILL.md is a problem of the project (not
+    an agent silently left out), naming SKILL.md and how to add it."""
+    err = load_error(make_project({"agents/hello/config.toml": "timeout = 5\n"}))
+    assert str(err) == "agents/hello/SKILL.md: is missing"
+    assert err.hint is not None
+    assert "add agents/hello/SKILL.md" in err.hint
+
+
+def test_empty_agent_folder_is_not_found_and_names_skill_md(make_project: ProjectFactory) -> None:
+    """Asking for an empty agents/x/ says SKILL.md is missing and how to add it."""
+    root = make_project({"agents/other/SKILL.md": skill()})
+    (root / "agents/hello").mkdir()
     project = load_project(root)
     with pytest.raises(AgentNotFound) as info:
         get_agent(project, "hello")

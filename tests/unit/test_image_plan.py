@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from action_llama.images.plan import (
@@ -12,6 +15,7 @@ from action_llama.images.plan import (
     layer_key,
     parent_of,
     plan_chain,
+    project_scope,
     rewrite_from,
     troubleshooting_hint,
 )
@@ -164,6 +168,26 @@ def test_agent_tag_and_layer_titles() -> None:
     assert Layer("agent", "al-dev:latest", "RUN x", "dev").title == "agent dev"
     assert Layer("project-base", PROJECT_BASE_TAG, CUSTOM).title == "project-base"
     assert Layer("base", BASE).title == "base"
+
+
+def test_project_layers_get_a_build_tag_of_their_project() -> None:
+    """With a scope, project layers are built as <repo>:<scope>; the base keeps its tag."""
+    layers = plan_chain(BASE, CUSTOM, {"dev": "RUN make\n"}, scope="proj-0123")
+    assert [lay.tag for lay in layers] == [BASE, PROJECT_BASE_TAG, "al-dev:latest"]
+    assert [lay.build_tag for lay in layers] == [
+        BASE,
+        "al-project-base:proj-0123",
+        "al-dev:proj-0123",
+    ]
+
+
+def test_project_scope_is_a_tag_naming_the_folder_and_differing_per_path() -> None:
+    """Folders of the same name at different paths get different scopes, each a valid tag."""
+    one, two = project_scope(Path("/srv/My Agents")), project_scope(Path("/home/x/My Agents"))
+    assert one != two
+    assert one.startswith("my-agents-")
+    assert re.fullmatch(r"[\w][\w.-]{0,127}", one)
+    assert re.fullmatch(r"[\w][\w.-]{0,127}", project_scope(Path("/..."))) is not None
 
 
 # --- layer_key ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from action_llama.daemon.runner import gateway_launcher
+from action_llama.daemon.runner import GatewayLauncher
 from action_llama.project import Agent, load_project
 from action_llama.runs.service import RunService
 from action_llama.runs.store import RunStore
@@ -59,14 +59,14 @@ class Harness:
             return None
 
         # The daemon's own launch path; nothing here calls the gateway it names.
-        launch = gateway_launcher(
+        launch = GatewayLauncher(
             self.state,
             self.store,
             lambda: 9,
             lambda agent: RunService(self.project, runtime, self.store),
             no_image,
         )
-        self.scheduler = Scheduler(self.project, self.state, launch)
+        self.scheduler = Scheduler(self.project, self.state, launch, launch.claim)
 
     async def settle(self, timeout: float = 10) -> None:
         """Until every run ended and every queue is empty."""
@@ -237,6 +237,26 @@ def test_pause_refuses_or_queues_and_resume_drains(harness_factory) -> None:  # 
     assert len(h.runtime.started) == 1
 
 
+def test_webhooks_arriving_while_paused_wait_and_run_on_resume(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """A paused scheduler queues webhooks and agent calls (maintenance loses no work); they
+    run once it resumes."""
+    h = harness_factory({"worker": ""})
+
+    async def scenario() -> tuple[object, object, list[str]]:
+        h.scheduler.pause()
+        webhook = h.scheduler.dispatch("worker", Trigger(type="webhook", summary="push"))
+        call = h.scheduler.dispatch("worker", Trigger(type="agent-call", caller="boss"))
+        started = h.scheduler.resume()
+        await h.settle()
+        return webhook, call, started
+
+    webhook, call, started = asyncio.run(scenario())
+    assert isinstance(webhook, Queued)
+    assert isinstance(call, Queued)
+    assert len(started) == 1  # scale 1: the call waits for the webhook's run
+    assert len(h.runtime.started) == 2
+
+
 def test_kill_stops_an_agents_runs(harness_factory) -> None:  # type: ignore[no-untyped-def]
     """Killing an agent cancels its runs; they are recorded as killed."""
     h = harness_factory({"long": ""}, run=FakeRun(seconds=30))
@@ -332,6 +352,36 @@ def test_cron_with_seconds_fires_a_run(harness_factory) -> None:  # type: ignore
     asyncio.run(scenario())
     assert h.runtime.started
     assert h.store.runs("ticker")[0].trigger == "schedule"
+
+
+def test_one_agent_whose_trigger_fails_never_stops_the_others_schedules(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    """When firing one agent's schedule raises (its queue's disk is full, say), the cron loop
+    logs it and goes on: the other agent's schedule keeps firing, and so does its own."""
+    h = harness_factory({"bad": 'schedule = "* * * * * *"\n', "good": 'schedule = "* * * * * *"\n'})
+    attempts: list[str] = []
+    dispatch = h.scheduler.dispatch
+
+    def failing(name: str, item: Trigger) -> object:
+        attempts.append(name)
+        if name == "bad":
+            raise OSError(28, "No space left on device")
+        return dispatch(name, item)
+
+    h.scheduler.dispatch = failing
+
+    async def scenario() -> None:
+        loop = CronLoop(h.scheduler)
+        task = asyncio.create_task(loop.run())
+        await eventually(lambda: attempts.count("bad") >= 2 and len(h.store.runs("good")) >= 2)
+        await h.scheduler.shutdown(grace=5)
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_next_fire_of_a_schedule_that_never_fires_is_none() -> None:
+    """A date that does not exist never comes: no next fire time (the loop drops it)."""
+    assert next_fire("0 0 31 2 *", datetime(2026, 1, 1)) is None
 
 
 def test_next_fire_reads_five_and_six_field_schedules() -> None:

@@ -459,6 +459,36 @@ def test_duplicate_delivery_id_is_recorded_as_a_duplicate(db: Database) -> None:
     )
 
 
+def test_a_delivery_id_is_unique_per_source_also_in_a_database_of_schema_6(
+    tmp_path: Path,
+) -> None:
+    """Receipts stored before delivery ids were per source survive the upgrade, and the same
+    delivery id at another source is another delivery (at the same source, a duplicate)."""
+    old = sqlite3.connect(tmp_path / DB_NAME)
+    for number, script in enumerate(MIGRATIONS[:6], start=1):
+        old.executescript(script + f"; PRAGMA user_version = {number};")
+    old.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        conn.execute(
+            "INSERT INTO webhook_receipts (id, delivery_id, source, provider, event_summary, "
+            "received_at, headers, body, matched_agents, status, detail) VALUES ('r1', 'D', "
+            "'open', 'generic', 'push', 1.0, '{}', x'', '[]', 'processed', 'dev matched')"
+        )
+    conn.close()
+    db = Database(tmp_path / DB_NAME)
+    try:
+        receipts = Receipts(db)
+        kept = receipts.get("r1")
+        assert kept is not None
+        assert (kept.provider, kept.delivery_id, kept.detail) == ("generic", "D", "dev matched")
+        signed = replace(receipt("r2", "D"), source="gh")
+        assert receipts.insert(signed) == Inserted("r2")
+        again = replace(receipt("r3", "D"), source="gh")
+        assert receipts.insert(again) == Duplicate(existing_id="r2", id="r3")
+    finally:
+        db.close()
+
+
 def test_a_receipt_reads_back_as_it_was_stored(db: Database) -> None:
     """Every stored field of a receipt comes back; what only routing knows does not."""
     receipts = Receipts(db)
@@ -565,7 +595,7 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.close()
     state = State.open(tmp_path)
     try:
-        assert schema_version(state.db.conn) == len(MIGRATIONS) == 6
+        assert schema_version(state.db.conn) == len(MIGRATIONS) == 7
         state.queue.push("dev", manual(0))
         runs = RunStore(tmp_path, database=state.db)
         (run,) = runs.runs("dev")

@@ -47,7 +47,6 @@ def add(
     """Add a credential: prompts for each field, or reads --field options or stdin."""
     from action_llama.credentials.store import CredentialStore
     from action_llama.credentials.values import credential_type, parse_fields, parse_ref
-    from action_llama.errors import CredentialInvalid
 
     ref = parse_ref(ref_text)
     kind = credential_type(ref.type)
@@ -57,14 +56,7 @@ def add(
     if store.has(ref) and not force and not _may_replace(ref, interactive):
         typer.echo(f'Kept the existing credential "{ref}".', err=True)
         return
-    collected = _collect(kind, values, interactive)
-    try:
-        store.write(ref, collected)
-    except OSError as exc:
-        raise CredentialInvalid(
-            f"Cannot write to the credential store {store.root}: {exc.strerror or exc}.",
-            hint="Fix its permissions, or set AL_CREDENTIALS_DIR to a folder you own.",
-        ) from exc
+    store.write(ref, _collect(kind, values, interactive))
     typer.echo(f'Credential "{ref}" saved.')
 
 
@@ -81,7 +73,13 @@ def _may_replace(ref: CredentialRef, interactive: bool) -> bool:
 
 def _collect(kind: CredentialType, values: dict[str, str], interactive: bool) -> dict[str, str]:
     """The given values plus the missing fields, prompted for or read from stdin."""
-    from action_llama.credentials.values import complete, merge, parse_stdin, read_value_file
+    from action_llama.credentials.values import (
+        complete,
+        merge,
+        parse_stdin,
+        read_stdin,
+        read_value_file,
+    )
 
     missing = [f for f in kind.fields if f.name not in values]
     if missing and interactive:
@@ -94,7 +92,7 @@ def _collect(kind: CredentialType, values: dict[str, str], interactive: bool) ->
             label = f"{spec.name} ({spec.help})" if spec.help else spec.name
             values[spec.name] = typer.prompt(label, hide_input=spec.secret, err=True)
     elif missing:
-        values = merge(values, parse_stdin(kind, sys.stdin.read()), "stdin")
+        values = merge(values, parse_stdin(kind, read_stdin(sys.stdin)), "stdin")
     return complete(kind, values, how=HOW_TO_GIVE)
 
 
@@ -126,14 +124,10 @@ def rm(
     ref_text: str = typer.Argument(..., metavar="TYPE[:INSTANCE]", help="Credential to remove."),
 ) -> None:
     """Remove a stored credential instance."""
-    from action_llama.credentials.refs import CredentialRef
     from action_llama.credentials.store import CredentialStore
-    from action_llama.errors import CredentialInvalid
+    from action_llama.credentials.values import parse_ref
 
-    try:
-        ref = CredentialRef.parse(ref_text)
-    except ValueError as exc:
-        raise CredentialInvalid(str(exc), hint="See what is stored with: al creds ls") from exc
+    ref = parse_ref(ref_text, known_type=False)
     CredentialStore().remove(ref)
     typer.echo(f'Credential "{ref}" removed.')
 

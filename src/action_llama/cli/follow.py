@@ -171,7 +171,9 @@ def _follow(
         if latest[0].status == "running" and not daemon.alive():
             raise DaemonUnavailable(
                 f"The scheduler exited while run {run_id} of {agent} was running.",
-                hint=f"Start it again (al start -p {daemon.root}): it closes the run's record.",
+                hint=f"Start it again (al start -p {daemon.root}): it takes the run back and its "
+                f"log goes on (follow it with al logs {agent} -f --run {run_id}); a run that "
+                "ended meanwhile is recorded as such.",
             )
         return latest[0].status == "running"
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from action_llama.runs.store import RunRecord, RunStore
 
 FOLLOW_POLL = 0.1
+#: -n beyond this shows as much as this (no log or history is that long).
+MAX_LINES = 10_000_000
 
 
 def _header(run: RunRecord) -> str:
@@ -43,7 +45,7 @@ def _header(run: RunRecord) -> str:
 def logs(
     agent_name: str = typer.Argument(..., metavar="AGENT", help="Agent whose logs to show."),
     project_dir: Path = ProjectOption,
-    lines: int = typer.Option(50, "-n", "--lines", help="Show the last N lines."),
+    lines: int = typer.Option(50, "-n", "--lines", min=0, help="Show the last N lines."),
     follow_run: bool | None = typer.Option(
         None,
         "--follow/--no-follow",
@@ -65,6 +67,8 @@ def logs(
 
     project = project_at(project_dir)
     agent = get_agent(project, agent_name)
+    # More than the log holds is all of it (and SQLite's LIMIT takes 64-bit numbers only).
+    lines = min(lines, MAX_LINES)
     store = RunStore(project.state_dir)
     try:
         if list_runs:
@@ -111,7 +115,7 @@ def _show(store: RunStore, run: RunRecord, lines: int, live: bool, as_json: bool
         typer.echo(_header(run))
     tail = LogTail(run.log_path)
     try:
-        for record in deque(tail.read(), maxlen=max(lines, 0) or None):
+        for record in deque(tail.read(), maxlen=lines or None):
             emit(record)
         sys.stdout.flush()
         if live and run.status == "running":

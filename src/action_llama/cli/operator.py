@@ -178,7 +178,11 @@ def stop(
         True, "--wait/--no-wait", help="Wait until the scheduler has exited."
     ),
     timeout: float = typer.Option(
-        STOP_TIMEOUT, "--timeout", help="Seconds to wait for it (running runs get time to end)."
+        STOP_TIMEOUT,
+        "--timeout",
+        min=0,
+        max=7 * 24 * 3600,
+        help="Seconds to wait for it (running runs get time to end).",
     ),
 ) -> None:
     """Stop the scheduler gracefully: no new runs; running ones are given time to end."""

@@ -12,7 +12,9 @@ from action_llama.cli.common import ProjectOption, project_at
 
 def start(
     project_dir: Path = ProjectOption,
-    port: int | None = typer.Option(None, "--port", help="Gateway port (default [gateway].port)."),
+    port: int | None = typer.Option(
+        None, "--port", min=0, max=65535, help="Gateway port (default [gateway].port)."
+    ),
     expose: bool = typer.Option(False, "--expose", help="Listen on every interface."),
     headless: bool = typer.Option(
         False,

@@ -7,11 +7,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from action_llama.config._base import Strict
+from action_llama.config._base import MAX_COUNT, MAX_SECONDS, Strict
 from action_llama.config.network import NetworkConfig
+from action_llama.credentials.refs import CredentialRef
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
-CREDENTIAL_REF_RE = re.compile(r"^[a-z0-9_]+(?::[A-Za-z0-9_.-]+)?$")
+#: An OS user or group name (`useradd`'s rule, plus upper case and dots some systems allow).
+OS_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
 
 
 def check_agent_name(name: str) -> str | None:
@@ -69,6 +71,25 @@ class RuntimeConfig(Strict):
         """This table with the keys it does not set taken from `default` (the project's)."""
         return default.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
 
+    @field_validator("run_as")
+    @classmethod
+    def _user_name(cls, name: str) -> str:
+        return _os_name(name, "user")
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, names: list[str]) -> list[str]:
+        return [_os_name(name, "group") for name in names]
+
+
+def _os_name(name: str, what: str) -> str:
+    if not OS_NAME_RE.match(name):
+        raise ValueError(
+            f'"{name}" is not a {what} name; use 1-32 letters, digits, "_", "." or "-" '
+            '(for example "al-agent")'
+        )
+    return name
+
 
 class WebhookTrigger(Strict):
     """One `[[webhooks]]` entry: a source name plus filters (all must match; list items OR)."""
@@ -103,9 +124,11 @@ class AgentFileConfig(Strict):
     webhooks: list[WebhookTrigger] = Field(default_factory=list)
     hooks: Hooks = Field(default_factory=Hooks)
     params: dict[str, Any] = Field(default_factory=dict)
-    scale: int | None = Field(default=None, ge=0)
-    timeout: int | None = Field(default=None, gt=0)
-    max_work_queue_size: int | None = Field(default=None, ge=0, alias="maxWorkQueueSize")
+    scale: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    timeout: int | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    max_work_queue_size: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, alias="maxWorkQueueSize"
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     #: Replaces the project's `[network]` for this agent when present.
     network: NetworkConfig | None = None
@@ -116,12 +139,7 @@ class AgentFileConfig(Strict):
         from action_llama.credentials.types import BUILTIN
 
         for ref in refs:
-            if not CREDENTIAL_REF_RE.match(ref):
-                raise ValueError(
-                    f'"{ref}" is not a credential reference; write "type" or "type:instance" '
-                    '(for example "github_token" or "github_token:work")'
-                )
-            kind = BUILTIN.get(ref.partition(":")[0])
+            kind = BUILTIN.get(CredentialRef.parse(ref).type)
             if kind is not None and kind.host_only:
                 raise ValueError(
                     f'"{ref}" is used by al itself ({kind.description.rstrip(".")}); agents '

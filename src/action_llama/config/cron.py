@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def check_cron(expr: str) -> None:
-    """Raise ValueError with a readable reason when `expr` is not a valid schedule."""
+    """Raise ValueError with a readable reason when `expr` is not a valid schedule, or one
+    that can never fire ("0 0 31 2 *": there is no 31 February)."""
     from croniter import croniter
 
     fields = expr.split()
@@ -14,6 +17,12 @@ def check_cron(expr: str) -> None:
             'or 6 with seconds first, for example "*/15 * * * *"'
         )
     try:
-        croniter(expr, second_at_beginning=len(fields) == 6)
-    except (ValueError, KeyError) as exc:
+        schedule = croniter(expr, second_at_beginning=len(fields) == 6)
+    except (ValueError, KeyError, IndexError, OverflowError) as exc:
         raise ValueError(f'"{expr}" is not a valid cron expression ({exc})') from exc
+    try:
+        schedule.get_next(datetime)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(
+            f'"{expr}" never fires (no date matches its day and month fields, such as 31 February)'
+        ) from exc

@@ -11,9 +11,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from action_llama.config._base import Strict
+from action_llama.config._base import MAX_COUNT, MAX_DAYS, MAX_SECONDS, Strict
 from action_llama.config.agent import RuntimeConfig
 from action_llama.config.network import NetworkConfig
+from action_llama.credentials.refs import check_instance
 
 DEFAULT_IMAGE = "al-agent:latest"
 DEFAULT_TIMEOUT = 900
@@ -41,10 +42,19 @@ WEBHOOK_TYPES = (
     "test",
 )
 
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmgt]?)b?$", re.IGNORECASE)
+# At most 12 digits and 9 decimals: a size is never longer, and the number stays exact.
+_MEMORY = re.compile(r"^(\d{1,12})(?:\.(\d{1,9}))?([bkmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 #: Docker refuses limits under 6 MiB.
 MIN_MEMORY = 6 * 1024**2
+#: 1 PiB: above any host's memory, below what Docker's 64-bit limits hold.
+MAX_MEMORY = 1024**5
+#: A Docker image reference: [registry[:port]/]name[/name...][:tag][@digest].
+_IMAGE = re.compile(
+    r"^(?:[A-Za-z0-9.-]+(?::\d{1,5})?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::\w[\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 
 
 def parse_memory(value: str) -> int:
@@ -52,8 +62,12 @@ def parse_memory(value: str) -> int:
     match = _MEMORY.match(value.strip())
     if not match:
         raise ValueError(f'"{value}" is not a size; write it like "4g" or "512m"')
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
+    whole: str = match[1]
+    fraction: str = match[2] or ""
+    scale: int = _UNITS[match[3].lower()]
+    # Integer arithmetic: a float of many digits would round (or overflow to infinity).
+    divisor: int = 10 ** len(fraction)
+    return int(whole) * scale + int(fraction or "0") * scale // divisor
 
 
 class LocalConfig(Strict):
@@ -61,15 +75,28 @@ class LocalConfig(Strict):
 
     image: str = DEFAULT_IMAGE
     memory: str = "4g"
-    cpus: float = Field(default=2, gt=0)
-    timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0)
+    cpus: float = Field(default=2, ge=0.01, le=1024)
+    timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0, le=MAX_SECONDS)
     enabled: bool = True
 
     @field_validator("memory")
     @classmethod
     def _memory_is_a_size(cls, value: str) -> str:
-        if parse_memory(value) < MIN_MEMORY:
+        size = parse_memory(value)
+        if size < MIN_MEMORY:
             raise ValueError(f'"{value}" is below Docker\'s minimum of 6m')
+        if size > MAX_MEMORY:
+            raise ValueError(f'"{value}" is more than 1024t')
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_a_reference(cls, value: str) -> str:
+        if len(value) > 255 or not _IMAGE.match(value):
+            raise ValueError(
+                f'"{value}" is not an image name; write it like "al-agent:latest" or '
+                '"registry.example.com/team/agent:1.2"'
+            )
         return value
 
     @property
@@ -111,7 +138,7 @@ class GatewayConfig(Strict):
 
     port: int = Field(default=8080, ge=1, le=65535)
     url: str | None = None
-    max_chat_sessions: int = Field(default=5, ge=0, alias="maxChatSessions")
+    max_chat_sessions: int = Field(default=5, ge=0, le=MAX_COUNT, alias="maxChatSessions")
 
 
 class WebhookSource(Strict):
@@ -120,6 +147,12 @@ class WebhookSource(Strict):
     type: Literal[WEBHOOK_TYPES]  # type: ignore[valid-type]
     credential: str = "default"
     allow_unsigned: bool = Field(default=False, alias="allowUnsigned")
+
+    @field_validator("credential")
+    @classmethod
+    def _credential_is_an_instance(cls, value: str) -> str:
+        check_instance(value)
+        return value
 
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
@@ -177,16 +210,20 @@ class ProjectConfig(Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     project_name: str | None = Field(default=None, alias="projectName")
-    max_reruns: int = Field(default=10, ge=0, alias="maxReruns")
-    max_call_depth: int = Field(default=3, ge=0, alias="maxCallDepth")
-    work_queue_size: int = Field(default=20, ge=0, alias="workQueueSize")
-    resource_lock_timeout: int = Field(default=1800, gt=0, alias="resourceLockTimeout")
-    scale: int | None = Field(default=None, ge=0)
-    default_agent_scale: int = Field(default=1, ge=0, alias="defaultAgentScale")
-    history_retention_days: int = Field(default=14, ge=0, alias="historyRetentionDays")
+    max_reruns: int = Field(default=10, ge=0, le=MAX_COUNT, alias="maxReruns")
+    max_call_depth: int = Field(default=3, ge=0, le=MAX_COUNT, alias="maxCallDepth")
+    work_queue_size: int = Field(default=20, ge=0, le=MAX_COUNT, alias="workQueueSize")
+    resource_lock_timeout: int = Field(
+        default=1800, gt=0, le=MAX_SECONDS, alias="resourceLockTimeout"
+    )
+    scale: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    default_agent_scale: int = Field(default=1, ge=0, le=MAX_COUNT, alias="defaultAgentScale")
+    history_retention_days: int = Field(default=14, ge=0, le=MAX_DAYS, alias="historyRetentionDays")
     # Deprecated spellings, still read (validated under their own name, so errors name them).
-    max_trigger_depth: int | None = Field(default=None, ge=0, alias="maxTriggerDepth")
-    webhook_queue_size: int | None = Field(default=None, ge=0, alias="webhookQueueSize")
+    max_trigger_depth: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="maxTriggerDepth")
+    webhook_queue_size: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, alias="webhookQueueSize"
+    )
 
     @model_validator(mode="after")
     def _apply_deprecated_keys(self) -> ProjectConfig:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,14 +114,25 @@ def make_run_dir(run_id: str) -> Path:
     return path
 
 
+#: A stage younger than this is never swept: its `al` may have been killed while the run's
+#: container was being started (no process of the run shows yet), and the scheduler that
+#: adopts the run reads its secrets from it.
+STALE_AFTER = 120.0
+
+
 def sweep_stale(root: Path) -> None:
     """Remove staging dirs whose `al` process no longer exists (killed with SIGKILL) and
-    whose run has ended too (a live run keeps its stage: it is mounted, or read by path)."""
+    whose run has ended too (a live run keeps its stage: it is mounted, or read by path),
+    once they are STALE_AFTER seconds old."""
+    now = time.time()
     for path in root.iterdir():
         run_id, _, rest = path.name.partition("-")
         pid_text = rest.partition("-")[0]
-        if pid_text.isdigit() and not alive(int(pid_text), None) and not run_alive(run_id):
-            remove_tree(path)
+        if not pid_text.isdigit() or alive(int(pid_text), None) or run_alive(run_id):
+            continue
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime >= STALE_AFTER:
+                remove_tree(path)
 
 
 def run_alive(run_id: str) -> bool:

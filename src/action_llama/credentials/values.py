@@ -9,19 +9,23 @@ from __future__ import annotations
 import difflib
 import textwrap
 from pathlib import Path
+from typing import TextIO
 
+from action_llama import oserrors
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.types import BUILTIN, CredentialType
 from action_llama.errors import CredentialInvalid
 
 
-def parse_ref(text: str) -> CredentialRef:
-    """`type[:instance]` of a builtin type; CredentialInvalid naming the known ones otherwise."""
+def parse_ref(text: str, *, known_type: bool = True) -> CredentialRef:
+    """`type[:instance]` (of a builtin type, unless `known_type` is False); CredentialInvalid
+    naming the known types otherwise."""
     try:
         ref = CredentialRef.parse(text)
     except ValueError as exc:
         raise CredentialInvalid(str(exc), hint="See the types with: al creds types") from exc
-    credential_type(ref.type)
+    if known_type:
+        credential_type(ref.type)
     return ref
 
 
@@ -69,23 +73,46 @@ def _check_field(kind: CredentialType, name: str, where: str) -> None:
     )
 
 
+#: A value file is a key or a JSON key file: larger ones are not what was meant.
+MAX_VALUE_FILE = 1024 * 1024
+
+
 def read_value_file(kind: CredentialType, name: str, path_text: str) -> str:
     """The text of the file `name=@path` (or a prompt) names: an SSH key, a JSON key file."""
-    path = Path(path_text).expanduser()
+    shown = path_text if len(path_text) <= 200 else f"{path_text[:200]}..."
+    hint = f"Give the path of the file holding the {name} (--field {name}=@PATH)."
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problem = "does not exist"
-    except IsADirectoryError:
-        problem = "is a directory"
-    except PermissionError:
-        problem = "cannot be read (permission denied)"
-    except UnicodeDecodeError:
-        problem = "is not UTF-8 text"
-    raise CredentialInvalid(
-        f'{kind.name} {name}: the file "{path}" {problem}.',
-        hint=f"Give the path of the file holding the {name} (--field {name}=@PATH).",
-    )
+        path = Path(path_text).expanduser()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_VALUE_FILE + 1)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: ~user of no such user
+        problem = oserrors.reason(exc) if isinstance(exc, OSError) else "cannot be found"
+        raise CredentialInvalid(
+            f'{kind.name} {name}: the file "{shown}": {problem}.', hint=hint
+        ) from exc
+    if len(data) > MAX_VALUE_FILE:
+        problem = f"is larger than {MAX_VALUE_FILE // 1024} KiB"
+    else:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            problem = "is not UTF-8 text"
+    raise CredentialInvalid(f'{kind.name} {name}: the file "{shown}" {problem}.', hint=hint)
+
+
+def read_stdin(stream: TextIO) -> str:
+    """All of stdin, which must be UTF-8 text (read as bytes: the locale's decoding would
+    let bytes through that cannot be stored)."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        return stream.read()
+    try:
+        return bytes(buffer.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CredentialInvalid(
+            "The value on stdin is not UTF-8 text.",
+            hint="Pipe the value as text; a key file can be given with --field NAME=@FILE.",
+        ) from exc
 
 
 def parse_fields(kind: CredentialType, items: list[str]) -> dict[str, str]:

@@ -12,7 +12,12 @@ keeps working (only its hash was stored) as long as the gateway listens on the s
 A run that cannot be followed is finished from what is known: gone (no container, no pid
 file) it is recorded as an error; its agent removed from the project or moved to another
 runtime, it is stopped first. Either way its locks are released and the call that started
-it fails, so nothing waits on a holder that is gone.
+it fails, so nothing waits on a holder that is gone. A run that never got as far as its
+record (the daemon was killed, or the disk full, between taking the work and starting it)
+gives its work back to its agent's queue: nothing is lost.
+
+The same reconciliation runs every sweep for the rows no run of this daemon follows (a run
+whose end or requeue could not be written while the disk was full).
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from pathlib import Path
 from typing import get_args
 
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
-from action_llama.daemon.runner import end_run, resumer
+from action_llama.daemon.runner import claimed_work, end_run, requeue, resumer
 from action_llama.errors import ActionLlamaError
 from action_llama.procs import signal_all
 from action_llama.project import Agent
-from action_llama.runs.service import LineCallback, RunService
+from action_llama.runs.service import LineCallback, RunService, complete_lines
 from action_llama.runs.store import RunRecord, RunStore
 from action_llama.runs.trigger import Trigger, TriggerType
 from action_llama.runtimes.base import Runtime
@@ -40,6 +45,7 @@ from action_llama.state import ActiveRun, State
 
 log = logging.getLogger("action_llama.daemon")
 
+NEVER_RAN = "its scheduler was stopped, or a fault"
 GONE = (
     "the scheduler stopped while this run was active, and the run is gone "
     "(its container or process no longer exists)"
@@ -96,9 +102,27 @@ class Adoption:
                 log.exception("run %s of %s could not be re-adopted", left.run_id, left.agent)
         return adopted
 
+    async def reconcile(self) -> None:
+        """Adopt, finish, or requeue the rows no run of this scheduler follows."""
+        followed = {run_id for runs in self.scheduler.running.values() for run_id in runs}
+        for left in self.state.active_runs.list():
+            if left.run_id in followed:
+                continue
+            try:
+                await self._adopt(left)
+            except Exception:
+                log.exception("run %s of %s could not be reconciled", left.run_id, left.agent)
+
     async def _adopt(self, left: ActiveRun) -> bool:
         record = self.store.find(left.run_id)
+        if record is None and self._requeue(left):
+            return False
         if record is None or record.status != "running":
+            # Ended before its script began (the disk full, the engine restarting): its work
+            # goes back to the queue; ended after: only its bookkeeping is left.
+            if record is not None and not self._started(left) and self._requeue(left):
+                await self._remove(left)
+                return False
             await self._forget_ended(left, record)
             return False
         agent = self.scheduler.project.agents.get(left.agent)
@@ -112,21 +136,37 @@ class Adoption:
         service = self.service_for(agent)
         handle = await service.runtime.adopt(left.run_id)
         if handle is None:
+            if not self._started(left) and self._requeue(left):
+                return False
             await self._give_up(left, GONE)
             return False
         kind = left.trigger.get("type") if isinstance(left.trigger, dict) else None
-        # What a rerun needs (reruns are for schedule and manual runs only).
-        trigger = Trigger(
+        # What a rerun needs (reruns are for schedule and manual runs only): the trigger its
+        # row holds, or (a row written before rows held it) one made up from its record.
+        trigger = claimed_work(left.trigger) or Trigger(
             type=kind if kind in get_args(TriggerType) else "manual",
             prompt=record.prompt if kind == "manual" else None,
         )
         resume = resumer(self.state, self.store, service, handle, left.call_id, self.on_line)
         track = self.track(resume) if self.track else resume
         self.scheduler.adopt(agent, trigger, left.run_id, track)
-        log.warning(
-            "run %s of %s outlived the previous scheduler: re-adopted", left.run_id, left.agent
-        )
+        log.warning("run %s of %s was followed by no one: re-adopted", left.run_id, left.agent)
         return True
+
+    def _started(self, left: ActiveRun) -> bool:
+        """Whether the run ever printed (its entry's first line): one that did not, and that
+        its runtime no longer has, never ran."""
+        return complete_lines(self.store.log_path(left.agent, left.run_id)) > 0
+
+    def _requeue(self, left: ActiveRun) -> bool:
+        """Queue again the work of a run that never began (closing its record, written if it
+        has none); False when its row does not hold the work (written before rows did) or its
+        agent is gone."""
+        agent = self.scheduler.project.agents.get(left.agent)
+        work = claimed_work(left.trigger)
+        if agent is None or work is None:
+            return False
+        return requeue(self.state, self.store, agent, work, left.run_id, NEVER_RAN)
 
     async def _forget_ended(self, left: ActiveRun, record: RunRecord | None) -> None:
         """The run was recorded as ended (or never started): only its bookkeeping is left."""

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from action_llama import oserrors
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import (
@@ -29,9 +30,18 @@ from action_llama.errors import (
     RunNotFound,
     TriggerRefused,
 )
-from action_llama.layout import API_KEY_FIELD, API_KEY_TYPE, DAEMON_FILE, STATE_DIR
+from action_llama.layout import (
+    API_KEY_FIELD,
+    API_KEY_TYPE,
+    DAEMON_FILE,
+    DAEMON_LOCK,
+    STATE_DIR,
+)
 
 DAEMON_MARKER = Path(STATE_DIR) / DAEMON_FILE
+LOCK_MARKER = Path(STATE_DIR) / DAEMON_LOCK
+#: Linux's largest pid (pid_max can be at most 2**22); anything beyond is not a process.
+MAX_PID = 1 << 22
 API_KEY_REF = CredentialRef(API_KEY_TYPE)
 REQUEST_TIMEOUT = 30.0
 
@@ -52,7 +62,7 @@ def _alive(pid: int) -> bool:
 
 
 def project_root(project_dir: Path) -> Path:
-    return Path(project_dir).resolve()
+    return oserrors.project_root(project_dir)
 
 
 class Daemon(NamedTuple):
@@ -158,16 +168,41 @@ def _api_key() -> str:
     return key
 
 
+def _holds_lock(pid: int, lock: Path) -> bool:
+    """Whether process `pid` holds the flock on `lock`, read from /proc/locks (True when that
+    cannot be known, as on macOS: the pid's liveness is then all there is). Reading the table
+    rather than trying the lock never gets in the way of a scheduler taking it."""
+    try:
+        info = lock.stat()
+    except OSError:
+        return False  # no lock file: no scheduler ever ran here
+    try:
+        table = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have a "->" field.
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == inode:
+            return fields[4] == str(pid)
+    return False
+
+
 def find_daemon(project_dir: Path) -> Daemon | None:
     """The scheduler running for the project at `project_dir`; None when there is none (no
-    marker file, or one a dead daemon left behind)."""
+    marker file, or one a dead daemon left behind, whose pid may be another process's now)."""
     root = project_root(project_dir)
     try:
         data = json.loads((root / DAEMON_MARKER).read_text(encoding="utf-8"))
         daemon = Daemon(root, int(data["pid"]), int(data["port"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    return daemon if daemon.alive() else None
+    if not (0 < daemon.pid <= MAX_PID and 0 < daemon.port <= 65535):
+        return None
+    if not daemon.alive() or not _holds_lock(daemon.pid, root / LOCK_MARKER):
+        return None
+    return daemon
 
 
 def require_daemon(project_dir: Path) -> Daemon:

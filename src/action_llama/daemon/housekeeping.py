@@ -9,10 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
+from action_llama.errors import ActionLlamaError
 from action_llama.runs.store import RunStore
 from action_llama.scheduler.core import Scheduler
 from action_llama.state import State
+
+if TYPE_CHECKING:
+    from action_llama.daemon.adoption import Adoption
 
 log = logging.getLogger("action_llama.daemon")
 
@@ -36,7 +41,17 @@ def sweep(state: State, scheduler: Scheduler) -> None:
     state.calls.sweep(now)
 
 
-async def sweep_forever(state: State, scheduler: Scheduler) -> None:
+async def sweep_forever(
+    state: State, scheduler: Scheduler, adoption: Adoption | None = None
+) -> None:
+    """Every SWEEP_EVERY seconds: the sweep, then the runs no one follows reconciled and the
+    queues drained (work a fault left, a full disk say, is picked up once it is over)."""
     while not scheduler.stopping:
         await asyncio.sleep(SWEEP_EVERY)
-        sweep(state, scheduler)
+        try:
+            sweep(state, scheduler)
+            if adoption is not None:
+                await adoption.reconcile()
+            scheduler.drain()
+        except ActionLlamaError as exc:
+            log.warning("housekeeping skipped: %s", exc.message)

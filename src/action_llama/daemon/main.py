@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from action_llama.credentials.store import CredentialStore
-from action_llama.layout import DAEMON_FILE
+from action_llama.layout import DAEMON_FILE, DAEMON_LOCK
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunService
 from action_llama.runtimes.registry import gateway_hosts, get_runtime, image_agents, runtime_name
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 SHUTDOWN_GRACE = 60.0
 #: Held (flock) by the one scheduler of a project, in its state folder.
-LOCK_FILE = "daemon.lock"
+LOCK_FILE = DAEMON_LOCK
 
 
 def daemon_file(project: Project) -> Path:
@@ -119,7 +119,7 @@ class Daemon:
         from action_llama.daemon.backend import SchedulerBackend
         from action_llama.daemon.preflight import preflight
         from action_llama.daemon.reload import Reloader
-        from action_llama.daemon.runner import gateway_launcher
+        from action_llama.daemon.runner import GatewayLauncher
         from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
         from action_llama.gateway.server import open_server
         from action_llama.images.build import build_images
@@ -149,7 +149,7 @@ class Daemon:
         opened.push_async_callback(egress.at_stop, project.root)
         board.seed(self.store.latest_of(project.agents).values())
         housekeeping.at_start(self.state, self.store, project.config.history_retention_days)
-        launch = gateway_launcher(
+        launch = GatewayLauncher(
             self.state,
             self.store,
             lambda: self.server.port,
@@ -157,7 +157,7 @@ class Daemon:
             self.image_for,
             board.run_lines,
         )
-        self.scheduler = Scheduler(project, self.state, board.track(launch))
+        self.scheduler = Scheduler(project, self.state, board.track(launch), launch.claim)
         self.cron = CronLoop(self.scheduler)
         backend = SchedulerBackend(self.scheduler, self.cron, self._stopping.set)
         app = create_app(self.state, backend, lambda: self.settings)
@@ -178,7 +178,7 @@ class Daemon:
         gateway = ", ".join(f"{a}:{p}" for a, p in self.server.addresses)
         board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
         self._background(self.cron.run())
-        self._background(housekeeping.sweep_forever(self.state, self.scheduler))
+        self._background(housekeeping.sweep_forever(self.state, self.scheduler, self.adoption))
         self._background(reloader.watch())
         if self.live:
             self._background(self._show_live(gateway))
@@ -215,7 +215,7 @@ class Daemon:
     async def _adopt(self) -> None:
         from action_llama.daemon.adoption import Adoption
 
-        adoption = Adoption(
+        self.adoption = Adoption(
             self.state,
             self.store,
             self.scheduler,
@@ -223,7 +223,7 @@ class Daemon:
             self.board.run_lines,
             self.board.track,
         )
-        await adoption.adopt_all(self.server.port, self.marker)
+        await self.adoption.adopt_all(self.server.port, self.marker)
 
     async def _show_live(self, gateway: str) -> None:
         from rich.console import Console

@@ -81,7 +81,16 @@ class WebhookDesk:
             refused = replace(unread, reason="validation_failed", detail=detail)
             raise self._unread(refused, 500, detail) from exc
         agents = settings.webhook_agents()
-        return await self._settle(intake(source, config, body, headers, agents, secrets, now=now))
+        try:
+            receipt = intake(source, config, body, headers, agents, secrets, now=now)
+        except Exception as exc:
+            # A bug of ours in reading this delivery: it still gets its receipt (the sender
+            # is told 500, and the operator sees the delivery and why it did not run).
+            log.exception("reading a webhook delivery to %s failed", source)
+            detail = "internal error while reading the delivery"
+            refused = replace(unread, reason="parse_error", detail=detail)
+            raise self._unread(refused, 500, "internal error") from exc
+        return await self._settle(receipt)
 
     async def replay(self, receipt_id: str) -> JSONResponse:
         """Route a stored delivery again, unverified (operator only): a new receipt."""
@@ -125,7 +134,34 @@ class WebhookDesk:
             raise Problem(500, "internal error", receiptId=receipt.id) from exc
 
     async def _settle(self, receipt: Receipt) -> JSONResponse:
-        stored = self.receipts.insert(receipt)
+        # The receipt and the work it starts (a queued trigger, or a run's claim) commit in one
+        # transaction: a scheduler killed between them must leave neither, or the sender's
+        # retry would be a duplicate of work that never starts. The backend's dispatch only
+        # writes to this database, without waiting on anything.
+        status, dispatched = receipt.status, []
+        failed: Problem | None = None
+        with self.receipts.db.write():
+            stored = self.receipts.insert(receipt)
+            dispatching = not isinstance(stored, Duplicate) and not receipt.rejected
+            if dispatching and receipt.reply is None and receipt.matched_agents:
+                try:
+                    dispatched = await self._dispatch(receipt)
+                except Problem as exc:
+                    failed = exc  # the receipt says why (and gave up its delivery id)
+                else:
+                    accepted = [d.agent for d in dispatched if d.accepted]
+                    refused = "; ".join(
+                        f"{d.agent}: {d.reason}" for d in dispatched if not d.accepted
+                    )
+                    status = "processed" if accepted else "dead-letter"
+                    # Usually every matched agent took it, which is what the stored row says
+                    # already: one write fewer per delivery.
+                    if refused:
+                        self.receipts.set_outcome(
+                            receipt.id, status, accepted, "not_dispatched", refused
+                        )
+        if failed is not None:
+            raise failed
         header = {RECEIPT_HEADER: stored.id}
         if isinstance(stored, Duplicate):
             duplicate = payloads.duplicate(stored.id, stored.existing_id)
@@ -141,16 +177,6 @@ class WebhookDesk:
             )
         if receipt.reply is not None:
             return JSONResponse(dict(receipt.reply), headers=header)
-        status, dispatched = receipt.status, []
-        if receipt.matched_agents:
-            dispatched = await self._dispatch(receipt)
-            accepted = [d.agent for d in dispatched if d.accepted]
-            refused = "; ".join(f"{d.agent}: {d.reason}" for d in dispatched if not d.accepted)
-            status = "processed" if accepted else "dead-letter"
-            # Usually every matched agent took it, which is what the stored row says already:
-            # one write transaction fewer per delivery.
-            if refused:
-                self.receipts.set_outcome(receipt.id, status, accepted, "not_dispatched", refused)
         answer = payloads.delivery(receipt, status, dispatched)
         return JSONResponse({"ok": True, **answer}, headers=header)
 

@@ -16,6 +16,7 @@ from action_llama.images import base, osimage
 from action_llama.images.events import BuildEvents, SilentEvents
 from action_llama.images.plan import (
     LABEL_AGENT,
+    LABEL_INSTALL,
     LABEL_KEY,
     LABEL_LAYER,
     LABEL_PARENT,
@@ -26,8 +27,11 @@ from action_llama.images.plan import (
     layer_key,
     parent_of,
     plan_chain,
+    project_scope,
     rewrite_from,
+    split_tag,
     troubleshooting_hint,
+    with_tag,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +49,8 @@ class ChainResult:
     layers: list[Layer]
     image_ids: dict[str, str] = field(default_factory=dict)
     built: list[str] = field(default_factory=list)
+    #: The tag each layer (by its seed tag) was looked up and built as, and children build on.
+    refs: dict[str, str] = field(default_factory=dict)
 
     def image_for(self, agent: str) -> str:
         """The image id an agent runs: its own layer, else the project base, else the base."""
@@ -55,6 +61,19 @@ class ChainResult:
             if layer.kind in ("project-base", "base"):
                 return self.image_ids[layer.tag]
         raise KeyError(agent)
+
+
+def base_key() -> str:
+    """The key of the base image this install builds: its package files, and a chosen OS image
+    (AL_OS_IMAGE; the default one is not an input, so the base does not rebuild when its OS
+    layer is re-made identically)."""
+    return layer_key("base", base.package_digest(), os.environ.get("AL_OS_IMAGE", ""))
+
+
+def base_ref(tag: str, key: str | None = None) -> str:
+    """The tag this install's base is built and found as: `[local].image` tagged by its key,
+    so installs of different versions sharing an engine each keep theirs."""
+    return with_tag(tag, f"k{(key or base_key())[:16]}")
 
 
 def _labels_of(client: docker.DockerClient, tag: str) -> tuple[str, dict[str, str]] | None:
@@ -91,12 +110,14 @@ class ChainBuilder:
 
         project = self.project
         names = agents if agents is not None else image_agents(project)
-        dockerfiles: dict[str, str | None] = {}
-        for name in names:
-            path = project.agents[name].dockerfile
-            dockerfiles[name] = path.read_text(encoding="utf-8") if path else None
-        project_df = project.dockerfile.read_text(encoding="utf-8") if project.dockerfile else None
-        layers = plan_chain(project.config.local.image, project_df, dockerfiles)
+        # The texts the loader read (and checked): one read per file, errors named there.
+        dockerfiles = {name: project.agents[name].dockerfile_text for name in names}
+        layers = plan_chain(
+            project.config.local.image,
+            project.dockerfile_text,
+            dockerfiles,
+            project_scope(project.root),
+        )
         result = ChainResult(layers)
         for layer in layers:
             parent = parent_of(layer, layers)
@@ -107,41 +128,74 @@ class ChainBuilder:
     def _ensure_layer(
         self, layer: Layer, parent: Layer | None, parent_id: str, result: ChainResult
     ) -> str:
+        dockerfile = ""
         if layer.kind == "base":
-            # A chosen OS image (AL_OS_IMAGE) is an input too; the default one is not, so the
-            # base does not rebuild when its OS layer is re-made identically.
-            key = layer_key("base", base.package_digest(), os.environ.get("AL_OS_IMAGE", ""))
+            key = base_key()
+            supplied = self._supplied_base(layer)
+            if supplied is not None:
+                result.refs[layer.tag] = layer.tag
+                return supplied
+            ref = base_ref(layer.tag, key)
         else:
             assert layer.dockerfile is not None
             assert parent is not None
-            dockerfile = rewrite_from(layer.dockerfile, parent.tag)
+            # The parent as this chain has it: another project's `:latest` may differ.
+            dockerfile = rewrite_from(layer.dockerfile, result.refs[parent.tag])
             key = layer_key(layer.kind, dockerfile, parent_id, action_llama.__version__)
-        existing = _labels_of(self.client, layer.tag)
-        if existing and not self.no_cache:
-            image_id, labels = existing
-            user_supplied = layer.kind == "base" and LABEL_KEY not in labels
-            if user_supplied or labels.get(LABEL_KEY) == key:
-                self.events.layer(layer.title, f"up to date ({layer.tag})")
-                return image_id
+            ref = layer.build_tag
+        result.refs[layer.tag] = ref
+        existing = _labels_of(self.client, ref)
+        if existing and not self.no_cache and existing[1].get(LABEL_KEY) == key:
+            self.events.layer(layer.title, f"up to date ({layer.tag})")
+            return existing[0]
         started = time.monotonic()
-        replaced = existing[0] if existing else None
+        shown = _labels_of(self.client, layer.tag) if ref != layer.tag else None
         if layer.kind == "base":
-            image_id = self._build_base(layer, key)
+            image_id = self._build_base(layer, ref, key)
         else:
             assert parent is not None
-            image_id = self._build(layer, dockerfile, key, parent_id, parent.tag)
+            image_id = self._build(layer, ref, dockerfile, key, parent_id, parent.tag)
         result.built.append(layer.tag)
-        if replaced and replaced != image_id:
-            self._discard(replaced)
+        if ref != layer.tag:
+            # What users type and see (`al-agent:latest`) names the image built last.
+            self.client.api.tag(image_id, *split_tag(layer.tag))
+        for old in {existing[0] if existing else "", shown[0] if shown else ""} - {"", image_id}:
+            self._discard(old)
+        if layer.kind == "base":
+            self._discard_older_bases(image_id)
         self.events.layer(layer.title, f"built {layer.tag} in {time.monotonic() - started:.1f}s")
         return image_id
 
+    def _supplied_base(self, layer: Layer) -> str | None:
+        """The id of a base image the user made (`[local].image` without our key label)."""
+        existing = _labels_of(self.client, layer.tag)
+        if existing is None or self.no_cache or LABEL_KEY in existing[1]:
+            return None
+        self.events.layer(layer.title, f"up to date ({layer.tag})")
+        return existing[0]
+
     def _discard(self, image_id: str) -> None:
-        """Remove the image a rebuild replaced, unless a container or a child still uses it."""
+        """Remove an image a build replaced once nothing names it any more (another project's
+        tag, a user's own tag), unless a container or a child image still uses it."""
         from docker.errors import APIError
 
         with contextlib.suppress(APIError):
-            self.client.api.remove_image(image_id, noprune=False)
+            image = self.client.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
+            if not image.get("RepoTags"):
+                self.client.api.remove_image(image_id, noprune=False)
+
+    def _discard_older_bases(self, current: str) -> None:
+        """Remove the bases this install built before (an upgrade, an edit of the package):
+        bases of other installs sharing the engine are theirs, and stay."""
+        from docker.errors import APIError
+
+        mine = [f"{LABEL_LAYER}=base", f"{LABEL_INSTALL}={base.PACKAGE_DIR}"]
+        with contextlib.suppress(APIError):
+            for image in self.client.api.images(filters={"label": mine}):
+                # One tag (its key): removing by id drops it, or fails whole while in use.
+                if image["Id"] != current and len(image.get("RepoTags") or []) <= 1:
+                    with contextlib.suppress(APIError):
+                        self.client.api.remove_image(image["Id"], noprune=False)
 
     def _labels(self, layer: Layer, key: str, parent_id: str, parent_tag: str) -> dict[str, str]:
         labels = {
@@ -151,13 +205,15 @@ class ChainBuilder:
             LABEL_VERSION: action_llama.__version__,
             LABEL_PARENT: parent_id,
         }
-        if layer.kind != "base":
+        if layer.kind == "base":
+            labels[LABEL_INSTALL] = str(base.PACKAGE_DIR)
+        else:
             labels[LABEL_PROJECT] = str(self.project.root)
         if layer.agent:
             labels[LABEL_AGENT] = layer.agent
         return labels
 
-    def _build_base(self, layer: Layer, key: str) -> str:
+    def _build_base(self, layer: Layer, ref: str, key: str) -> str:
         os_image = osimage.ensure_os_image(self.client, self.events)
         os_found = _labels_of(self.client, os_image)
         assert os_found is not None  # ensure_os_image just made sure it exists
@@ -166,6 +222,7 @@ class ChainBuilder:
         self.events.layer(layer.title, f"building {layer.tag} from {os_image}")
         return self._run_build(
             layer,
+            ref,
             base.base_context(site),
             base.DOCKERFILE,
             self._labels(layer, key, os_id, os_image),
@@ -173,11 +230,12 @@ class ChainBuilder:
         )
 
     def _build(
-        self, layer: Layer, dockerfile: str, key: str, parent_id: str, parent_tag: str
+        self, layer: Layer, ref: str, dockerfile: str, key: str, parent_id: str, parent_tag: str
     ) -> str:
         self.events.layer(layer.title, f"building {layer.tag}")
         return self._run_build(
             layer,
+            ref,
             base.package_context(dockerfile),
             base.LAYER_DOCKERFILE,
             self._labels(layer, key, parent_id, parent_tag),
@@ -187,6 +245,7 @@ class ChainBuilder:
     def _run_build(
         self,
         layer: Layer,
+        ref: str,
         context: io.BytesIO,
         dockerfile: str,
         labels: dict[str, str],
@@ -202,7 +261,7 @@ class ChainBuilder:
                 fileobj=context,
                 custom_context=True,
                 dockerfile=dockerfile,
-                tag=layer.tag,
+                tag=ref,
                 labels=labels,
                 buildargs=buildargs,
                 nocache=self.no_cache,

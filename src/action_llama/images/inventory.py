@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from action_llama.images.plan import LABEL_LAYER, LABEL_PARENT, LABEL_PARENT_TAG, LABEL_PROJECT
+from action_llama.images.plan import (
+    LABEL_KEY,
+    LABEL_LAYER,
+    LABEL_PARENT,
+    LABEL_PARENT_TAG,
+    LABEL_PROJECT,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -36,14 +42,25 @@ def project_images(client: docker.DockerClient, project: Project) -> list[ImageR
     names: dict[str, str] = {}
     for image in images:
         tags = names_local_first(image.get("RepoTags") or [])
+        # The seed's name (`al-hello:latest`) when this image still holds it, else the
+        # project's own tag (another project sharing the engine built `:latest` last).
+        tags.sort(key=lambda t: ("/" in t.rsplit(":", 1)[0], not t.endswith(":latest")))
         names[image["Id"]] = tags[0] if tags else image["Id"][7:19]
+    from action_llama.images.build import base_ref
+
     base_tag = project.config.local.image
+    # This install's base (found by its key), or a base the user made themselves (no key).
+    own_base = base_ref(base_tag)
     order = {"base": 0, "project-base": 1, "agent": 2}
     rows = []
     for image in images:
         labels = image.get("Labels") or {}
         tags = image.get("RepoTags") or []
-        mine = labels.get(LABEL_PROJECT) == str(project.root) or base_tag in tags
+        mine = (
+            labels.get(LABEL_PROJECT) == str(project.root)
+            or own_base in tags
+            or (base_tag in tags and LABEL_KEY not in labels)
+        )
         if not mine:
             continue
         parent_id = labels.get(LABEL_PARENT, "")

@@ -6,6 +6,12 @@
         │
     al-<agent>:latest        only for agents with a Dockerfile
 
+The `:latest` tags are what users write (`FROM al-agent:latest`) and see, and name the image
+built last. Builds look up, build and build on tags of their own: project layers are tagged per
+project (`al-project-base:<folder>-<hash of its path>`), the base by its key
+(`al-agent:k<key>`), so projects (and installs) sharing an engine never retag each other's
+images and never rebuild for each other.
+
 A layer's key is a digest of everything that decides its content: the rewritten Dockerfile
 text, the parent's image id and the package version. The key is stored as an image label;
 an unchanged key means the image is reused without calling the builder at all.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 LayerKind = Literal["base", "project-base", "agent"]
@@ -29,12 +36,35 @@ LABEL_AGENT = "al.agent"
 LABEL_PARENT = "al.parent"
 LABEL_PARENT_TAG = "al.parent.tag"
 LABEL_VERSION = "al.version"
+#: On base images: the package folder that built it (bases of other installs are not ours).
+LABEL_INSTALL = "al.install"
 
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def agent_tag(agent: str) -> str:
     return f"al-{agent}:latest"
+
+
+def split_tag(ref: str) -> tuple[str, str]:
+    """(repository, tag) of an image reference (`localhost:5000/a` has no tag: "latest")."""
+    repository, colon, tag = ref.rpartition(":")
+    if not colon or "/" in tag:
+        return ref, "latest"
+    return repository, tag
+
+
+def with_tag(ref: str, tag: str) -> str:
+    """`ref` with its tag replaced by `tag`."""
+    return f"{split_tag(ref)[0]}:{tag}"
+
+
+def project_scope(root: Path) -> str:
+    """The tag naming one project's images: its folder name (as a tag may spell it) and a
+    digest of its whole path, so two folders of the same name differ."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", root.name.lower()).strip(".-")[:40] or "project"
+    digest = hashlib.sha256(str(root).encode("utf-8", errors="surrogateescape")).hexdigest()
+    return f"{name}-{digest[:12]}"
 
 
 def meaningful_lines(dockerfile: str) -> list[str]:
@@ -74,34 +104,43 @@ def layer_key(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class Layer:
-    """One image to have: its tag, kind, rewritten Dockerfile (None for base) and owner."""
+    """One image to have: its tag, kind, rewritten Dockerfile (None for base) and owner.
+
+    `tag` is the seed's name (`al-project-base:latest`); a project layer planned with a
+    `scope` is built and looked up as `build_tag`, the project's own tag of that image."""
 
     kind: LayerKind
     tag: str
     dockerfile: str | None = None
     agent: str | None = None
+    scope: str = ""
 
     @property
     def title(self) -> str:
         return f"agent {self.agent}" if self.kind == "agent" else self.kind
+
+    @property
+    def build_tag(self) -> str:
+        if self.kind == "base" or not self.scope:
+            return self.tag
+        return with_tag(self.tag, self.scope)
 
 
 def plan_chain(
     base_tag: str,
     project_dockerfile: str | None,
     agent_dockerfiles: dict[str, str | None],
+    scope: str = "",
 ) -> list[Layer]:
-    """The layers to have, in build order, for the given agents (None: no Dockerfile)."""
+    """The layers to have, in build order, for the given agents (None: no Dockerfile);
+    project layers tagged for `scope` (see `project_scope`) besides their seed tag."""
     layers = [Layer("base", base_tag)]
-    parent = base_tag
     if is_customized(project_dockerfile):
         assert project_dockerfile is not None
-        layers.append(Layer("project-base", PROJECT_BASE_TAG, project_dockerfile))
-        parent = PROJECT_BASE_TAG
+        layers.append(Layer("project-base", PROJECT_BASE_TAG, project_dockerfile, scope=scope))
     for agent, text in sorted(agent_dockerfiles.items()):
         if text is not None:
-            layers.append(Layer("agent", agent_tag(agent), text, agent))
-    del parent  # the parent is resolved to an image id at build time
+            layers.append(Layer("agent", agent_tag(agent), text, agent, scope=scope))
     return layers
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 import typing
@@ -50,15 +51,43 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
     return current
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def dotted(loc: tuple[int | str, ...]) -> str:
-    """`("webhooks", 0, "source")` → `webhooks[0].source`."""
+    """`("webhooks", 0, "source")` → `webhooks[0].source`; keys TOML must quote are quoted
+    (`local."mem[ory"`)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+            continue
+        key = str(part) if _BARE_KEY.match(str(part)) else json.dumps(str(part))
+        out += f".{key}" if out else key
     return out
+
+
+def _quote(key: str) -> str:
+    """`"timeout"`, or `'local."mem[ory"'` for a key that holds quotes itself."""
+    return f"'{key}'" if '"' in key else f'"{key}"'
+
+
+def user_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """`loc` without the steps pydantic adds for its own types (`function-after[...]`,
+    `list[str]`): a step is kept when it is a key or index of the data the user wrote (or
+    the missing key a "missing" error names, last)."""
+    kept: list[int | str] = []
+    current = data
+    for index, part in enumerate(loc):
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_list or (isinstance(current, dict) and part in current):
+            current = current[part]
+        elif index == len(loc) - 1 and isinstance(current, dict):
+            current = None  # a missing key of this table
+        else:
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def _plain(message: str) -> str:
@@ -73,22 +102,24 @@ def describe(
     model: type[BaseModel],
     file_label: str,
     elsewhere: dict[str, str] | None = None,
+    data: Any = None,
 ) -> tuple[list[str], list[str]]:
     """(problems, hints) for every error in `exc`, each naming `file_label` and the key.
 
-    `elsewhere` maps top-level keys that belong in another file to a hint saying which.
+    `elsewhere` maps top-level keys that belong in another file to a hint saying which;
+    `data` is what was validated (it tells the user's keys from pydantic's type steps).
     """
     problems: list[str] = []
     hints: list[str] = []
     elsewhere = elsewhere or {}
     for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = user_loc(tuple(error["loc"]), data)
         key = dotted(loc)
         kind = error["type"]
         if kind == "extra_forbidden":
             owner = _model_at(model, loc[:-1]) if loc else model
             known = _keys_of(owner) if owner else []
-            problems.append(f'{file_label}: unknown key "{key}"')
+            problems.append(f"{file_label}: unknown key {_quote(key)}")
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
             if len(loc) == 1 and key in elsewhere:
                 hints.append(elsewhere[key])
@@ -99,7 +130,7 @@ def describe(
             elif known:
                 hints.append(f"keys allowed there: {', '.join(known)}")
         elif kind == "missing":
-            problems.append(f'{file_label}: missing required key "{key}"')
+            problems.append(f"{file_label}: missing required key {_quote(key)}")
         else:
             message = _plain(error["msg"])
             got = error.get("input")
@@ -109,7 +140,7 @@ def describe(
                 else ""
             )
             problems.append(
-                f'{file_label}: key "{key}": {message}{shown}'
+                f"{file_label}: key {_quote(key)}: {message}{shown}"
                 if key
                 else f"{file_label}: {message}"
             )

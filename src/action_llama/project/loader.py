@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import difflib
-import tomllib
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from action_llama import oserrors
 from action_llama.config import AgentFileConfig, ProjectConfig, SkillFile, SkillFrontmatter
 from action_llama.config.agent import check_agent_name
 from action_llama.config.environment import passed_to_runs
 from action_llama.config.skill import split_frontmatter
 from action_llama.errors import AgentNotFound, ConfigError
 from action_llama.project.errors import describe
+from action_llama.project.files import parse_frontmatter, parse_toml, read_text, unreadable
 from action_llama.project.model import Agent, Project
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,17 +31,8 @@ def _label(path: Path, root: Path) -> str:
 
 
 def _read_toml(path: Path, root: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{_label(path, root)}: invalid TOML: {exc}",
-            hint="Fix the syntax at that line (strings need quotes, tables need [brackets]).",
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{_label(path, root)}: is not UTF-8 text") from exc
+    text = read_text(path, _label(path, root))
+    return {} if text is None else parse_toml(text, _label(path, root))
 
 
 def _keys(model: type[BaseModel]) -> set[str]:
@@ -63,7 +56,7 @@ def _validate(
     try:
         return model.model_validate(data), [], []
     except ValidationError as exc:
-        problems, hints = describe(exc, model, label, elsewhere)
+        problems, hints = describe(exc, model, label, elsewhere, data)
         return None, problems, hints
 
 
@@ -78,74 +71,100 @@ def _raise(problems: list[str], hints: list[str]) -> None:
     raise ConfigError(message, hint=hint, problems=problems)
 
 
+def _kind(path: Path, label: str) -> str | None:
+    """ "dir", "file" or "other" for what is at `path` (links followed), None for nothing;
+    ConfigError when it cannot be looked at (a symbolic link loop, no permission)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if not path.is_symlink():
+            return None
+        raise unreadable(label, path, exc) from exc
+    except OSError as exc:
+        raise unreadable(label, path, exc) from exc
+    return "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def check_project_dir(root: Path) -> None:
     """Refuse directories that are not projects, with the likely mistake named."""
-    if root.exists() and not root.is_dir():
-        raise ConfigError(
-            f'"{root}" is a file, not a directory: -p takes the project folder.',
-            hint=f"Pass the folder that holds config.toml and agents/: -p {root.parent}",
-        )
-    if not root.is_dir():
+    kind = _kind(root, f'Project directory "{root}"')
+    if kind is None:
         raise ConfigError(
             f'Project directory "{root}" does not exist.',
             hint="Pass the project folder with -p DIR, or create one with: al new <dir>",
         )
-    if (root / "SKILL.md").is_file() and root.parent.name == "agents":
+    if kind != "dir":
+        raise ConfigError(
+            f'"{root}" is a file, not a directory: -p takes the project folder.',
+            hint=f"Pass the folder that holds config.toml and agents/: -p {root.parent}",
+        )
+    if _kind(root / "SKILL.md", "SKILL.md") == "file" and root.parent.name == "agents":
         raise ConfigError(
             f'"{root}" looks like an agent directory, not a project directory.',
             hint=f"Run from the project root: -p {root.parent.parent}",
         )
-    if not (root / "config.toml").is_file() and not (root / "agents").is_dir():
+    has_config = _kind(root / "config.toml", "config.toml") is not None
+    if not has_config and _kind(root / "agents", "agents") is None:
         raise ConfigError(
             f'"{root}" is not an action-llama project (no config.toml and no agents/ folder).',
             hint="Create one with: al new <dir>   (or pass the project folder with -p DIR)",
         )
 
 
+#: Files that make a folder under agents/ an agent's, even before its SKILL.md is written.
+AGENT_FILES = ("SKILL.md", "config.toml", "Dockerfile", "test-script.sh")
+
+
 def discover_agent_dirs(root: Path) -> list[Path]:
-    """Folders under agents/ holding a SKILL.md, sorted by name (dot-folders skipped)."""
+    """Folders under agents/ holding an agent's files, sorted by name (dot-folders and
+    node_modules skipped). ConfigError when agents/ (or an entry) cannot be read."""
     agents_dir = root / "agents"
-    if not agents_dir.is_dir():
+    kind = _kind(agents_dir, "agents")
+    if kind is None:
         return []
-    return sorted(
-        entry
-        for entry in agents_dir.iterdir()
-        if not entry.name.startswith(".")
-        and entry.name != "node_modules"
-        and entry.is_dir()
-        and (entry / "SKILL.md").is_file()
-    )
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    # The mark counts from the frontmatter block; +1 for the opening --- line.
-    return f"{problem} (line {mark.line + 2})" if mark is not None else problem
+    if kind != "dir":
+        raise ConfigError(
+            "agents: is a file, not a folder.",
+            hint=f"Agents live in folders agents/<name>/: rename the file {agents_dir}.",
+        )
+    try:
+        entries = sorted(agents_dir.iterdir())
+    except OSError as exc:
+        raise unreadable("agents", agents_dir, exc) from exc
+    found = []
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name == "node_modules":
+            continue
+        label = _label(entry, root)
+        if _kind(entry, label) == "dir" and any(
+            os.path.lexists(entry / name) for name in AGENT_FILES
+        ):
+            found.append(entry)
+    return found
 
 
 def _load_skill(path: Path, root: Path, problems: list[str], hints: list[str]) -> SkillFile | None:
     label = _label(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.append(f"{label}: is not UTF-8 text")
-        return None
-    block, body = split_frontmatter(text)
-    data: Any = {}
-    if block is not None:
-        try:
-            data = yaml.safe_load(block) or {}
-        except yaml.YAMLError as exc:
-            problems.append(f"{label}: the frontmatter is not valid YAML: {_yaml_reason(exc)}")
-            hints.append("The frontmatter is the block between the first two '---' lines.")
-            return None
-        if not isinstance(data, dict):
-            problems.append(
-                f"{label}: the frontmatter must be key: value lines (got a {type(data).__name__})"
+        text = read_text(path, label)
+        if text is None:
+            problems.append(f"{label}: is missing")
+            hints.append(
+                f"Every agent needs a SKILL.md with its instructions: add {label}, or remove "
+                f"the folder {_label(path.parent, root)} if it is not an agent."
             )
-            hints.append("Write it like:\n---\ndescription: What this agent does\n---")
             return None
+        block, body = split_frontmatter(text)
+        if block is None and text.lstrip().startswith("---"):
+            raise ConfigError(
+                f"{label}: the frontmatter opened by the first '---' line is never closed.",
+                hint="End it with a second '---' line before the instructions.",
+            )
+        data = {} if block is None else parse_frontmatter(block, label)
+    except ConfigError as exc:
+        problems.append(exc.message)
+        hints.append(exc.hint or "")
+        return None
     fm, p, h = _validate(SkillFrontmatter, data, f"{label} frontmatter")
     problems += p
     hints += h
@@ -195,6 +214,7 @@ def _load_agent(
                 else f'Define it in config.toml:\n[models.{ref}]\nprovider = "anthropic"\n'
                 'model = "claude-sonnet-4-5"'
             )
+    dockerfile = _read_optional(path / "Dockerfile", root, problems, hints)
     if problems or skill is None or agent_cfg is None:
         return None, problems, hints
     scale = config.default_agent_scale if agent_cfg.scale is None else agent_cfg.scale
@@ -213,6 +233,7 @@ def _load_agent(
         scale=0 if config.scale == 0 else scale,
         queue_size=config.work_queue_size if queue_size is None else queue_size,
         network=agent_cfg.network or config.network,
+        dockerfile_text=dockerfile,
     )
     return agent, [], []
 
@@ -221,14 +242,13 @@ def _load_agent(
 #: reused while its files and the project's config.toml are unchanged, so loading a project
 #: again (a hot reload of 1,000 agents) parses only what changed.
 _loaded: dict[Path, tuple[tuple[object, ...], Agent]] = {}
-_AGENT_FILES = ("SKILL.md", "config.toml", "Dockerfile", "test-script.sh")
 
 
 def _signature(path: Path, config: str) -> tuple[object, ...]:
     """What an agent loaded from `path` depends on: its files' identity and the project's
     config (`config`, its JSON)."""
     stats: list[object] = [config]
-    for name in _AGENT_FILES:
+    for name in AGENT_FILES:
         try:
             st = (path / name).stat()
         except OSError:
@@ -238,17 +258,34 @@ def _signature(path: Path, config: str) -> tuple[object, ...]:
     return tuple(stats)
 
 
+def _read_optional(path: Path, root: Path, problems: list[str], hints: list[str]) -> str | None:
+    """The text of an optional file (a Dockerfile); a file that is there but unusable is a
+    problem (a folder, unreadable, not UTF-8)."""
+    try:
+        return read_text(path, _label(path, root))
+    except ConfigError as exc:
+        problems.append(exc.message)
+        hints.append(exc.hint or "")
+        return None
+
+
 def load_project(root: Path | str) -> Project:
     """Load and validate the project at `root`; one ConfigError lists every problem found."""
-    root = Path(root).resolve()
+    root = oserrors.project_root(root)
     check_project_dir(root)
     problems: list[str] = []
     hints: list[str] = []
-    config, p, h = _validate(
-        ProjectConfig, _read_toml(root / "config.toml", root), "config.toml", _AGENT_ONLY
-    )
-    problems += p
-    hints += h
+    config = None
+    try:
+        raw = _read_toml(root / "config.toml", root)
+    except ConfigError as exc:
+        problems.append(exc.message)
+        hints.append(exc.hint or "")
+    else:
+        config, p, h = _validate(ProjectConfig, raw, "config.toml", _AGENT_ONLY)
+        problems += p
+        hints += h
+    dockerfile = _read_optional(root / "Dockerfile", root, problems, hints)
     agents: dict[str, Agent] = {}
     resolved = config or ProjectConfig()
     config_key = resolved.model_dump_json()
@@ -266,13 +303,23 @@ def load_project(root: Path | str) -> Project:
             _loaded[path] = (signature, agent)
     _raise(problems, [h for h in hints if h])
     assert config is not None  # _raise returned, so validation passed
-    return Project(root=root, config=config, agents=agents, run_env=passed_to_runs())
+    return Project(
+        root=root,
+        config=config,
+        agents=agents,
+        run_env=passed_to_runs(),
+        dockerfile_text=dockerfile,
+    )
 
 
 def get_agent(project: Project, name: str) -> Agent:
     """The agent called `name`, or AgentNotFound naming the ones that exist."""
     if name in project.agents:
         return project.agents[name]
+    bad_name = check_agent_name(name)
+    if bad_name:
+        available = ", ".join(project.agents) or "(none)"
+        raise AgentNotFound(bad_name, hint=f"Available agents: {available}")
     folder = project.root / "agents" / name
     if folder.is_dir():
         raise AgentNotFound(

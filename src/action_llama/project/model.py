@@ -37,6 +37,8 @@ class Agent:
     scale: int
     #: Items its work queue holds: `maxWorkQueueSize`, else the project's `workQueueSize`.
     queue_size: int
+    #: The agent's Dockerfile as loaded (None: it has none).
+    dockerfile_text: str | None = None
     #: The agent's own `[network]`, else the project's.
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
@@ -49,8 +51,7 @@ class Agent:
 
     @property
     def dockerfile(self) -> Path | None:
-        path = self.path / "Dockerfile"
-        return path if path.is_file() else None
+        return None if self.dockerfile_text is None else self.path / "Dockerfile"
 
     @property
     def script(self) -> Path | None:
@@ -67,6 +68,8 @@ class Project:
     agents: dict[str, Agent] = field(default_factory=dict)
     #: Variables of `al`'s own environment every run is given (`config.environment`).
     run_env: Mapping[str, str] = field(default_factory=dict)
+    #: The project Dockerfile as loaded (None: it has none).
+    dockerfile_text: str | None = None
 
     @property
     def cap(self) -> int | None:
@@ -80,8 +83,7 @@ class Project:
 
     @property
     def dockerfile(self) -> Path | None:
-        path = self.root / "Dockerfile"
-        return path if path.is_file() else None
+        return None if self.dockerfile_text is None else self.root / "Dockerfile"
 
     @property
     def state_dir(self) -> Path:

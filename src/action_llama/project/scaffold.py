@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from action_llama import oserrors
 from action_llama.errors import ConfigError
 
 PROJECT_CONFIG = """\
@@ -113,7 +115,11 @@ echo "The root file system is read-only; /tmp and /workspace are mine."
 
 def create_project(target: Path) -> list[Path]:
     """Write a new project at `target`; refuse to touch a folder that already has files."""
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    try:
+        taken = os.path.lexists(target) and (not target.is_dir() or any(target.iterdir()))
+    except OSError as exc:
+        raise _cannot(target, exc) from exc
+    if taken:
         raise ConfigError(
             f'"{target}" already exists and is not empty; al new never overwrites files.',
             hint="Choose a new folder name, for example: al new my-agents",
@@ -126,8 +132,19 @@ def create_project(target: Path) -> list[Path]:
         target / "agents" / "hello" / "config.toml": HELLO_CONFIG,
         target / "agents" / "hello" / "test-script.sh": HELLO_SCRIPT,
     }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    (target / "agents" / "hello" / "test-script.sh").chmod(0o755)
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        (target / "agents" / "hello" / "test-script.sh").chmod(0o755)
+    except OSError as exc:
+        raise _cannot(target, exc) from exc
     return list(files)
+
+
+def _cannot(target: Path, exc: OSError) -> ConfigError:
+    where = exc.filename or target
+    return ConfigError(
+        f'Cannot create the project "{target}": {where}: {oserrors.reason(exc)}.',
+        hint=oserrors.fix(exc, where),
+    )

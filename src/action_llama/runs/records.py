@@ -28,10 +28,20 @@ def parse_line(line: str) -> dict[str, Any]:
     return {"ts": int(time.time() * 1000), "level": "info", "msg": line, "raw": True}
 
 
+def _clock(ts: Any) -> str:
+    """`HH:MM:SS` of a record's millisecond timestamp ("" for one that is not a time: runs
+    write their own records, and any number can come out of them)."""
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return ""
+    try:
+        return datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return ""
+
+
 def format_record(record: dict[str, Any], *, color: bool = False) -> str:
     """One human line: `11:04:05 info  message key=value`."""
-    ts = record.get("ts")
-    clock = datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S") if isinstance(ts, int) else ""
+    clock = _clock(record.get("ts"))
     level = str(record.get("level", "info"))
     msg = str(record.get("msg", ""))
     extras = {k: v for k, v in record.items() if k not in _BUILTIN and k != "raw"}

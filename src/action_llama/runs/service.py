@@ -220,7 +220,13 @@ class RunService:
         result: RunResult | None = None
         staged: StagedCredentials | None = None
         interrupted = False
-        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, image)
+        try:
+            self.store.start(
+                run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, image
+            )
+        except BaseException:
+            remove_tree(stage_dir)  # not recorded: the scheduler may start it again
+            raise
         try:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
+from action_llama import oserrors
 from action_llama.errors import RunNotFound
 from action_llama.layout import DB_NAME
 from action_llama.state.db import Database
@@ -295,43 +296,57 @@ class RunStore:
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:
-    """The stored records of a run (a partial last line, from a crash, is skipped)."""
+    """The stored records of a run (a partial last line, from a crash, is skipped; bytes that
+    are not UTF-8, from a line cut inside a character, are replaced)."""
     if not path.is_file():
         return
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
-                yield json.loads(line)
-            except ValueError:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
                 continue
+            if isinstance(record, dict):
+                yield record
 
 
 class LogTail:
-    """Reads a run's log file incrementally: each `read` returns the records completed since
-    the last one, holding back a line still being written."""
+    """Reads a run's log file (JSON lines) incrementally: each `read` returns the records
+    completed since the last one, holding back a line still being written.
+
+    Bytes, split at newlines, then decoded line by line: a line cut inside a UTF-8 character
+    (the writer was killed, or is mid-write) never fails the reader. Lines that are not JSON
+    objects (a crash's partial line) are skipped."""
 
     def __init__(self, path: Path):
         self.path = path
         self._fh: Any = None
-        self._partial = ""
+        self._partial = b""
 
     def read(self) -> list[dict[str, Any]]:
         if self._fh is None:
             try:
-                self._fh = self.path.open(encoding="utf-8")
+                self._fh = self.path.open("rb")
             except FileNotFoundError:
                 return []  # the run has not written its first line yet
+            except OSError as exc:
+                raise RunNotFound(
+                    f"The log of this run ({self.path}) cannot be read: {oserrors.reason(exc)}.",
+                    hint=oserrors.fix(exc, self.path),
+                ) from exc
         chunk = self._fh.read()
         if not chunk:
             return []
-        lines = (self._partial + chunk).split("\n")
+        lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
         records = []
         for line in lines:
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = json.loads(line.decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError):
                 continue
+            if isinstance(record, dict):
+                records.append(record)
         return records
 
     def close(self) -> None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from action_llama.config import RuntimeConfig
 from action_llama.egress.policy import AgentPolicy
@@ -110,8 +110,18 @@ class RunHandle(BaseModel):
     notes: tuple[str, ...] = ()
 
 
+#: The exit code a run that failed in this way reports when its own process exited 0 (its
+#: script went on after the OOM killer took a child, say): a failed run never exits 0.
+FAILURE_EXIT: dict[str, int] = {
+    "oom": EXIT_KILLED,
+    "timeout": EXIT_TIMEOUT,
+    "killed": EXIT_KILLED,
+    "failed": 1,
+}
+
+
 class RunResult(BaseModel):
-    """How a run ended."""
+    """How a run ended. `exit_code` is 0 only for a completed run."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -119,6 +129,15 @@ class RunResult(BaseModel):
     status: RunStatus
     timed_out: bool = False
     oom_killed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _failures_exit_non_zero(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("exit_code") == 0:
+            code = FAILURE_EXIT.get(str(data.get("status")))
+            if code is not None:
+                return {**data, "exit_code": code}
+        return data
 
 
 def cluster_keys_ignored(agent: Agent, why: str) -> list[str]:

@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from action_llama.egress.proxy import GATEWAY_NAME
 from action_llama.engine import engine_errors
@@ -251,9 +251,20 @@ class DockerRuntime:
             await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
 
     async def adopt(self, run_id: str) -> RunHandle | None:
-        """The container of run `run_id` (found by its `al.run` label), running or exited."""
-        found = await self._containers([f"{LABEL_RUN}={run_id}"])
-        return found[0] if found else None
+        """The container of run `run_id` (found by its `al.run` label), running or exited.
+
+        One created but never started (its process was killed between the two calls) is
+        removed, and None returned: it never ran, and waiting on it would say it exited 0."""
+        with engine_errors("listing runs"):
+            found = await asyncio.to_thread(
+                self.client.api.containers,
+                all=True,
+                filters={"label": [f"{LABEL_RUN}={run_id}"]},
+            )
+        if found and found[0].get("State") == "created":
+            await self.remove(self._handle(found[0]))
+            return None
+        return self._handle(found[0]) if found else None
 
     async def list_runs(self, project: Path | None = None) -> list[RunHandle]:
         of_project = [f"{LABEL_PROJECT}={project}"] if project else []
@@ -264,17 +275,18 @@ class DockerRuntime:
             found = await asyncio.to_thread(
                 self.client.api.containers, all=True, filters={"label": labels}
             )
-        return [
-            RunHandle(
-                run_id=c["Labels"][LABEL_RUN],
-                agent=c["Labels"].get(LABEL_AGENT, ""),
-                runtime=self.name,
-                ref=c["Id"],
-                name=(c.get("Names") or ["/"])[0].lstrip("/"),
-                project=c["Labels"].get(LABEL_PROJECT, ""),
-            )
-            for c in found
-        ]
+        return [self._handle(c) for c in found]
+
+    def _handle(self, container: dict[str, Any]) -> RunHandle:
+        labels = container["Labels"]
+        return RunHandle(
+            run_id=labels[LABEL_RUN],
+            agent=labels.get(LABEL_AGENT, ""),
+            runtime=self.name,
+            ref=container["Id"],
+            name=(container.get("Names") or ["/"])[0].lstrip("/"),
+            project=labels.get(LABEL_PROJECT, ""),
+        )
 
     async def remove(self, handle: RunHandle) -> None:
         from docker.errors import APIError

@@ -4,8 +4,10 @@ Every trigger (cron tick, webhook, manual run, agent call) is a `Trigger` handed
 `Scheduler.dispatch`. An agent runs at most its scale at once, and the project at most its
 `scale` (the cap) across all agents; the rest waits in the project database's work queue
 (oldest dropped when an agent's queue is full, the drop recorded). Whenever a run ends, queued
-work starts, oldest first among the agents with a free runner. Schedule and manual runs that
-exit 42 rerun, up to `maxReruns`.
+work starts, oldest first among the agents with a free runner. Work arriving while the
+scheduler or the agent is paused waits in the queue too (a manual run of a paused scheduler is
+refused, so its operator knows at once). Schedule and manual runs that exit 42 rerun, up to
+`maxReruns`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from action_llama.errors import ActionLlamaError
 from action_llama.project import Agent, Project
 from action_llama.runs.service import RunOutcome, new_run_id
 from action_llama.runs.trigger import Trigger
@@ -24,6 +27,11 @@ log = logging.getLogger("action_llama.scheduler")
 
 #: Runs one trigger of an agent to its end: (agent, trigger, run id, rerun number) -> outcome.
 Launch = Callable[[Agent, Trigger, str, int], Awaitable[RunOutcome]]
+#: Records, durably, that run `run id` has taken `trigger` (before it starts; in the same
+#: transaction as the queue pop it comes from), so work a crash or a full disk interrupts
+#: before the run began goes back to the queue instead of being lost. May raise StateError:
+#: then nothing starts and the trigger stays where it was.
+Claim = Callable[[Agent, Trigger, str], None]
 
 RERUN_TYPES = ("schedule", "manual")
 
@@ -50,10 +58,11 @@ Decision = Dispatched | Queued | Rejected
 class Scheduler:
     """Owns the runners of one project; every method runs on the daemon's event loop."""
 
-    def __init__(self, project: Project, state: State, launch: Launch):
+    def __init__(self, project: Project, state: State, launch: Launch, claim: Claim | None = None):
         self.project = project
         self.state = state
         self.launch = launch
+        self.claim = claim
         self.paused = False
         self.paused_agents: set[str] = set()
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
@@ -89,13 +98,15 @@ class Scheduler:
             return Rejected(f'agent "{agent_name}" not found')
         if self.stopping:
             return Rejected("the scheduler is stopping")
-        if self.paused:
+        if self.paused and item.type == "manual":
+            # Whoever typed `al run` is told now, rather than finding it queued later.
             return Rejected("the scheduler is paused")
         if agent.scale == 0:
             reason = "the project's scale is 0" if self.project.cap == 0 else "scale = 0"
             return Rejected(f"agent {agent_name} is disabled ({reason})")
-        if self._has_room(agent):
+        if not self.paused and self._has_room(agent):
             return Dispatched(self._start(agent, item))
+        # A pause is for maintenance: work arriving meanwhile (webhooks, calls) waits.
         return self._enqueue(agent, item)
 
     def _enqueue(self, agent: Agent, item: Trigger) -> Queued:
@@ -103,24 +114,32 @@ class Scheduler:
         pushed = self.state.queue.push(agent.name, item, agent.queue_size)
         return Queued(pushed.item_id, pushed.dropped)
 
-    def _start(
-        self, agent: Agent, item: Trigger, run_id: str | None = None, first: Launch | None = None
-    ) -> str:
-        run_id = run_id or new_run_id()
+    def _start(self, agent: Agent, item: Trigger) -> str:
+        """Claim `item` for a new run and start it; StateError (nothing started) when the
+        claim cannot be written."""
+        run_id = new_run_id()
+        if self.claim is not None:
+            self.claim(agent, item, run_id)
+        self._supervised(agent, item, run_id)
+        return run_id
+
+    def _supervised(
+        self, agent: Agent, item: Trigger, run_id: str, first: Launch | None = None
+    ) -> None:
         task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id, first))
         self.running.setdefault(agent.name, {})[run_id] = task
-        return run_id
 
     def adopt(self, agent: Agent, item: Trigger, run_id: str, resume: Launch) -> None:
         """Count run `run_id`, which a previous scheduler started, as running for `agent`:
         `resume` follows it to its end. It holds a runner, can be killed, reruns as `item`
         would, and drains the queue when it ends."""
-        self._start(agent, item, run_id, first=resume)
+        self._supervised(agent, item, run_id, first=resume)
 
     async def _supervise(
         self, agent: Agent, item: Trigger, run_id: str, first: Launch | None = None
     ) -> None:
         reruns = 0
+        failed = False
         try:
             while True:
                 launch, first = first or self.launch, None
@@ -128,8 +147,13 @@ class Scheduler:
                     outcome = await launch(agent, item, run_id, reruns)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("run %s of %s failed to start", run_id, agent.name)
+                except ActionLlamaError as exc:
+                    log.error("run %s of %s failed to start: %s", run_id, agent.name, exc.message)
+                    failed = True
+                    break
+                except Exception as exc:
+                    log.exception("run %s of %s failed to start: %s", run_id, agent.name, exc)
+                    failed = True
                     break
                 if not self._should_rerun(agent, item, outcome, reruns):
                     break
@@ -140,7 +164,9 @@ class Scheduler:
                 tasks[run_id] = tasks.pop(old)
         finally:
             self.running.get(agent.name, {}).pop(run_id, None)
-            if not self.stopping:
+            # After a failed start the fault (a full disk, say) may last: the periodic sweep
+            # drains then, rather than starting the next item into it at once.
+            if not self.stopping and not failed:
                 self.drain()
 
     def _should_rerun(self, agent: Agent, item: Trigger, outcome: RunOutcome, reruns: int) -> bool:
@@ -162,10 +188,23 @@ class Scheduler:
         started: list[str] = []
         while True:
             ready = [a.name for a in self.project.agents.values() if self._has_room(a)]
-            queued = self.state.queue.pop_oldest(ready) if ready else None
-            if queued is None:
+            if not ready:
                 return started
-            started.append(self._start(self.project.agents[queued.agent], queued.trigger))
+            run_id = new_run_id()
+            try:
+                # The pop and the run's claim on the trigger commit together, or not at all.
+                with self.state.db.write():
+                    queued = self.state.queue.pop_oldest(ready)
+                    if queued is None:
+                        return started
+                    agent = self.project.agents[queued.agent]
+                    if self.claim is not None:
+                        self.claim(agent, queued.trigger, run_id)
+            except ActionLlamaError as exc:
+                log.warning("queued work waits: %s", exc.message)
+                return started
+            self._supervised(agent, queued.trigger, run_id)
+            started.append(run_id)
 
     def replace_project(self, project: Project) -> None:
         """Run `project` from now on (hot reload): its agents and scales take effect for new

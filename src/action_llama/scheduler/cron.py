@@ -8,16 +8,22 @@ from datetime import datetime
 
 from croniter import croniter
 
+from action_llama.errors import ActionLlamaError
 from action_llama.runs.trigger import Trigger
 from action_llama.scheduler.core import Dispatched, Queued, Scheduler
 
 log = logging.getLogger("action_llama.scheduler.cron")
 
 
-def next_fire(expr: str, after: datetime) -> datetime:
-    """The first time strictly after `after` that `expr` fires."""
-    it = croniter(expr, after, second_at_beginning=len(expr.split()) == 6)
-    fire: datetime = it.get_next(datetime)
+def next_fire(expr: str, after: datetime) -> datetime | None:
+    """The first time strictly after `after` that `expr` fires; None when it never does again
+    (the loader refuses schedules that never fire, but croniter only looks so many years on)."""
+    try:
+        it = croniter(expr, after, second_at_beginning=len(expr.split()) == 6)
+        fire: datetime = it.get_next(datetime)
+    except (ValueError, KeyError, IndexError, OverflowError) as exc:
+        log.warning("schedule %r has no next fire time (%s): it stops firing", expr, exc)
+        return None
     return fire
 
 
@@ -46,8 +52,10 @@ class CronLoop:
             if not expr or agent.scale == 0:
                 continue
             keep = self.schedules.get(name) == expr and name in self.upcoming
-            upcoming[name] = self.upcoming[name] if keep else next_fire(expr, now)
-            schedules[name] = expr
+            fire = self.upcoming[name] if keep else next_fire(expr, now)
+            if fire is not None:
+                upcoming[name] = fire
+                schedules[name] = expr
         self.upcoming, self.schedules = upcoming, schedules
 
     async def run(self) -> None:
@@ -62,8 +70,19 @@ class CronLoop:
                 # Short sleeps, so a reload or a stop is seen within a second.
                 await asyncio.sleep(min(delay, 1.0))
                 continue
-            self._fire(name, when)
-            self.upcoming[name] = next_fire(self.schedules[name], when)
+            try:
+                self._fire(name, when)
+            except ActionLlamaError as exc:
+                # One agent's failing trigger (a full disk under its queue, say) must not stop
+                # every other agent's schedule: say why, and go on to its next fire time.
+                log.warning("schedule of %s could not be fired: %s", name, exc.message)
+            except Exception:
+                log.exception("schedule of %s could not be fired", name)
+            fire = next_fire(self.schedules[name], when)
+            if fire is None:
+                del self.upcoming[name]
+            else:
+                self.upcoming[name] = fire
 
     def _fire(self, name: str, when: datetime) -> None:
         self.fired.append((name, when))

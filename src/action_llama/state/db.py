@@ -10,6 +10,7 @@ event loop.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -206,10 +207,12 @@ class Database:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # Also when COMMIT itself failed (a full disk): a transaction left open would
+                # swallow every later write of this connection into it, never committed.
+                self._rollback()
                 raise
-            self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -222,19 +225,37 @@ class Database:
             try:
                 yield self.conn
             finally:
-                self.conn.execute("COMMIT")
+                if self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorname not in _BUSY:
-                raise
-            raise StateError(
-                f"The project database {self.path} stayed locked by another process.",
-                hint="Another al command is writing to it; try again in a moment.",
-            ) from exc
+            name = exc.sqlite_errorname or ""
+            if name in _BUSY:
+                raise StateError(
+                    f"The project database {self.path} stayed locked by another process.",
+                    hint="Another al command is writing to it; try again in a moment.",
+                ) from exc
+            if name == "SQLITE_FULL":
+                raise StateError(
+                    f"The disk holding the project database {self.path} is full: nothing was "
+                    "written.",
+                    hint="Free some space on that file system; al goes on once there is room.",
+                ) from exc
+            if name.startswith(("SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+                raise StateError(
+                    f"The project database {self.path} cannot be written: {exc}.",
+                    hint="Check the disk and that the project's .al/ folder is writable.",
+                ) from exc
+            raise
 
     def close(self) -> None:
         """Close the connection (WAL contents stay on disk; SQLite checkpoints them later)."""

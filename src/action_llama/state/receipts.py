@@ -1,8 +1,9 @@
 """Webhook receipts: one row per delivery (`webhooks.Receipt`), saying what it matched or why
 it matched nothing.
 
-A delivery id (GitHub's `X-GitHub-Delivery`, say) is unique: a second delivery with the same id
-is recorded as a `duplicate` receipt pointing at the first, and must not be dispatched again.
+A delivery id (GitHub's `X-GitHub-Delivery`, say) is unique per source: a second delivery with
+the same id to the same source is recorded as a `duplicate` receipt pointing at the first, and
+must not be dispatched again. The same id sent to another source is another delivery.
 Headers and body are stored as the receipt holds them (intake strips credentials and cuts the
 body). What only routing knows (contexts, replies, unmatched agents) is not stored.
 """
@@ -47,7 +48,8 @@ class Receipts:
             existing = None
             if receipt.delivery_id is not None:
                 existing = conn.execute(
-                    "SELECT id FROM webhook_receipts WHERE delivery_id = ?", (receipt.delivery_id,)
+                    "SELECT id FROM webhook_receipts WHERE source = ? AND delivery_id = ?",
+                    (receipt.source, receipt.delivery_id),
                 ).fetchone()
             if existing is not None:
                 receipt = receipt.as_duplicate(existing["id"])

@@ -185,6 +185,36 @@ RECEIPT_DETAIL = """
     UPDATE webhook_receipts SET reason = 'not_dispatched' WHERE reason = 'not dispatched';
     """
 
+#: Migration 7: a delivery id is unique per webhook source, not across sources (an unsigned
+#: delivery to one source must not make the signed delivery of the same id to another a
+#: duplicate). SQLite cannot drop a column's UNIQUE: the table is copied without it.
+RECEIPTS_PER_SOURCE = """
+    CREATE TABLE webhook_receipts_per_source (
+        id TEXT PRIMARY KEY,
+        delivery_id TEXT,
+        source TEXT NOT NULL,
+        event_summary TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        headers TEXT NOT NULL,
+        body BLOB NOT NULL,
+        body_truncated INTEGER NOT NULL DEFAULT 0,
+        matched_agents TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('processed', 'dead-letter', 'duplicate')),
+        reason TEXT,
+        provider TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO webhook_receipts_per_source
+        SELECT id, delivery_id, source, event_summary, received_at, headers, body,
+               body_truncated, matched_agents, status, reason, provider, detail
+        FROM webhook_receipts;
+    DROP TABLE webhook_receipts;
+    ALTER TABLE webhook_receipts_per_source RENAME TO webhook_receipts;
+    CREATE INDEX webhook_receipts_by_time ON webhook_receipts(received_at);
+    -- Many NULL delivery ids pass a UNIQUE index.
+    CREATE UNIQUE INDEX webhook_receipts_by_delivery ON webhook_receipts(source, delivery_id);
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
 MIGRATIONS: tuple[str, ...] = (
     RUNS,
@@ -193,4 +223,5 @@ MIGRATIONS: tuple[str, ...] = (
     HOOK_TIMES,
     AGENT_CALL_TRIGGER,
     RECEIPT_DETAIL,
+    RECEIPTS_PER_SOURCE,
 )

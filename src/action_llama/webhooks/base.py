@@ -45,6 +45,8 @@ class Ignored:
 
     reason: str
     reply: Mapping[str, Any] | None = field(default=None)
+    #: What the delivery was ("ping", "push"), for its receipt; None: the provider's type.
+    summary: str | None = None
 
 
 class Provider(Protocol):
@@ -116,6 +118,10 @@ def load_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookRejected(f"invalid JSON body: {exc}", reason="parse_error") from exc
+    except RecursionError as exc:
+        raise WebhookRejected(
+            "invalid JSON body: nested too deeply to be read", reason="parse_error"
+        ) from exc
     if not isinstance(data, dict):
         raise WebhookRejected(
             f"the JSON body is a {type(data).__name__}, not an object", reason="parse_error"

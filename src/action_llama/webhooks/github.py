@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from action_llama.errors import WebhookRejected
 from action_llama.webhooks.base import (
     Ignored,
     dig,
@@ -144,19 +145,23 @@ class GitHubProvider:
         if not event:
             return Ignored("no X-GitHub-Event header")
         if event == "ping":
-            return Ignored("ping (GitHub checking the webhook)")
-        data = load_object(body, headers)
+            return Ignored("ping (GitHub checking the webhook)", summary="ping")
+        try:
+            data = load_object(body, headers)
+        except WebhookRejected as exc:
+            raise WebhookRejected(exc.message, reason=exc.reason, summary=event) from exc
+        action = text(data.get("action"))
+        summary = f"{event} {action}" if action else event
         repo = text(dig(data, "repository", "full_name"))
         if repo is None:
-            return Ignored(f"{event} without repository.full_name")
-        action = text(data.get("action"))
+            return Ignored(f"{event} without repository.full_name", summary=summary)
         extract = _EXTRACT.get(event)
         if extract is None:
             fields: Fields | None = {"title": action or event}
         else:
             fields = extract(data)
         if fields is None:
-            return Ignored(f"{event} without the objects it should carry")
+            return Ignored(f"{event} without the objects it should carry", summary=summary)
         return WebhookEvent(
             source=self.type,
             event=event,

@@ -204,7 +204,12 @@ def _route(
     except WebhookRejected as exc:
         # Refused: its delivery id is not claimed (a broken delivery must not block a retry).
         return replace(
-            receipt, reason=exc.reason, detail=exc.message, unsigned=unsigned, delivery_id=None
+            receipt,
+            reason=exc.reason,
+            detail=exc.message,
+            unsigned=unsigned,
+            delivery_id=None,
+            event_summary=exc.summary or receipt.event_summary,
         )
     if isinstance(parsed, Ignored):
         return replace(
@@ -214,6 +219,7 @@ def _route(
             detail=parsed.reason,
             reply=parsed.reply,
             unsigned=unsigned,
+            event_summary=parsed.summary or receipt.event_summary,
         )
     context = parsed.with_receipt(
         receipt.id, iso_now(datetime.fromtimestamp(receipt.received_at, UTC))

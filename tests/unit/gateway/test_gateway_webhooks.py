@@ -3,6 +3,7 @@ dispatch through the backend, and operator replay."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.errors import CredentialMissing, DaemonUnavailable
 from action_llama.gateway import Dispatch, create_app
 from action_llama.gateway.testing import RecordingBackend
+from action_llama.runs.trigger import Trigger
 from action_llama.state import State
 from action_llama.webhooks import MAX_BODY, Receipt
 
@@ -295,3 +297,118 @@ def test_an_unreadable_credential_store_is_500_with_a_receipt(
     assert stored.reason == "validation_failed"
     assert stored.detail.startswith("cannot read the source's secret")
     assert backend.named("dispatch_webhook") == []
+
+
+def test_a_signed_delivery_nested_too_deep_is_400_with_a_receipt(
+    client: TestClient, backend: RecordingBackend, state: State
+) -> None:
+    """Correctly signed JSON nested 10,000 deep is a parse error (400) with a stored receipt,
+    never a 500 without one."""
+    response = post(client, "gh", *github(body=b"[" * 10_000 + b"]" * 10_000))
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["reason"] == "parse_error"
+    assert "nested too deeply" in answer["error"]
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert (stored.status, stored.event_summary) == ("dead-letter", "issues")
+    assert backend.named("dispatch_webhook") == []
+
+
+def test_delivery_ids_are_deduplicated_per_source(
+    client: TestClient, backend: RecordingBackend
+) -> None:
+    """An unsigned delivery to an allowUnsigned source, carrying the id D, does not make the
+    genuine signed delivery D to another source a duplicate; D again to the same source is."""
+    assert post(client, "open", *github(secret=None, delivery="D")).status_code == 200
+    genuine = post(client, "gh", *github(delivery="D")).json()
+    assert "duplicate" not in genuine
+    assert genuine["dispatched"][0]["agent"] == "dev"
+    assert post(client, "gh", *github(delivery="D")).json()["duplicate"] is True
+    assert len(backend.named("dispatch_webhook")) == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "body", "summary"),
+    [
+        ("ping", b'{"zen": "Design for failure."}', "ping"),
+        ("pull_request", b'{"action": "opened"}', "pull_request opened"),
+        ("push", b"{not json", "push"),
+    ],
+)
+def test_github_deliveries_that_do_not_parse_are_summarised_by_their_event(
+    client: TestClient, state: State, event: str, body: bytes, summary: str
+) -> None:
+    """A ping, a payload without `repository` and bad JSON are summarised by X-GitHub-Event
+    (and the action when there is one), not as "github"."""
+    answer = post(client, "gh", *github(event, body=body)).json()
+    assert answer["receiptId"]
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert stored.event_summary == summary
+
+
+def test_agents_that_refuse_a_matching_delivery_count_as_skipped(
+    client: TestClient, backend: RecordingBackend
+) -> None:
+    """A delivery matched by an agent that then refuses it (disabled, stopping) answers
+    matched 1, skipped 1: skipped counts every agent that will not run it."""
+    backend.paused.add(None)
+    answer = post(client, "gh", *github()).json()
+    assert (answer["matched"], answer["skipped"]) == (1, 1)
+
+
+def test_a_receipt_and_the_work_it_queued_commit_together(
+    state: State, store: CredentialStore, backend: RecordingBackend
+) -> None:
+    """A scheduler that dies between storing a delivery's receipt and taking its work leaves
+    neither (one transaction), so the sender's retry of that delivery id runs instead of
+    being answered as a duplicate of work that never started."""
+
+    class Killed(BaseException):
+        """The process dying mid-transaction: nothing after it is written."""
+
+    class DiesWhileDispatching(RecordingBackend):
+        async def dispatch_webhook(self, receipt: Receipt, agents: object) -> list[Dispatch]:
+            state.queue.push("dev", Trigger(type="webhook", summary=receipt.event_summary))
+            raise Killed
+
+    async def deliver_and_die() -> None:
+        # Straight to the ASGI app (a TestClient's thread would not survive a BaseException).
+        app = create_app(state, DiesWhileDispatching(), make_settings(store))
+        body, headers = github()
+        fields = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/webhooks/gh",
+            "raw_path": b"/webhooks/gh",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*fields, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("gateway", 80),
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await app(scope, receive, send)
+
+    with pytest.raises((Killed, BaseExceptionGroup)):
+        asyncio.run(deliver_and_die())
+    assert state.receipts.recent() == []
+    assert state.queue.lengths() == {}
+    retry = TestClient(create_app(state, backend, make_settings(store)))
+    answer = post(retry, "gh", *github()).json()
+    assert answer["dispatched"][0]["outcome"] == "started"
+    stored = state.receipts.get(answer["receiptId"])
+    assert stored is not None
+    assert (stored.status, stored.delivery_id) == ("processed", "d-1")
