@@ -58,6 +58,14 @@ class Scheduler:
         self.paused_agents: set[str] = set()
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.stopping = False
+        #: Called whenever what the scheduler holds in memory changes (runs start or end,
+        #: pauses, a reload): how live views learn of it without asking.
+        self.on_change: Callable[[], None] | None = None
+
+    def changed(self) -> None:
+        """Tell `on_change` that the state changed."""
+        if self.on_change is not None:
+            self.on_change()
 
     # -- what is going on -------------------------------------------------------------------
 
@@ -109,6 +117,7 @@ class Scheduler:
         run_id = run_id or new_run_id()
         task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id, first))
         self.running.setdefault(agent.name, {})[run_id] = task
+        self.changed()
         return run_id
 
     def adopt(self, agent: Agent, item: Trigger, run_id: str, resume: Launch) -> None:
@@ -140,6 +149,7 @@ class Scheduler:
                 tasks[run_id] = tasks.pop(old)
         finally:
             self.running.get(agent.name, {}).pop(run_id, None)
+            self.changed()
             if not self.stopping:
                 self.drain()
 
@@ -172,6 +182,7 @@ class Scheduler:
         work; running runs keep the definition they started with; pauses, kept by agent
         name, still apply."""
         self.project = project
+        self.changed()
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -180,12 +191,14 @@ class Scheduler:
             self.paused = True
         else:
             self.paused_agents.add(agent)
+        self.changed()
 
     def resume(self, agent: str | None = None) -> list[str]:
         if agent is None:
             self.paused = False
         else:
             self.paused_agents.discard(agent)
+        self.changed()
         return self.drain()
 
     def kill(self, target: str) -> list[str]:
@@ -201,6 +214,7 @@ class Scheduler:
     async def shutdown(self, grace: float) -> None:
         """No new runs; wait up to `grace` seconds for running ones, then stop them."""
         self.stopping = True
+        self.changed()
         tasks = [t for runs in self.running.values() for t in runs.values()]
         if not tasks:
             return

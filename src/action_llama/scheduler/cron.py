@@ -64,6 +64,7 @@ class CronLoop:
                 continue
             self._fire(name, when)
             self.upcoming[name] = next_fire(self.schedules[name], when)
+            self.scheduler.changed()  # its next fire moved
 
     def _fire(self, name: str, when: datetime) -> None:
         self.fired.append((name, when))
