@@ -34,6 +34,7 @@ docker-py): the CLI reads its payloads through these types.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NotRequired
 
@@ -107,6 +108,8 @@ class RunDetailPayload(RunPayload):
 
     #: The prompt of a manual run.
     prompt: str | None
+    #: What its trigger told it: a webhook's event, a caller's request.
+    context: Any
     returnValue: str | None
     cacheReadTokens: int | None
     cacheWriteTokens: int | None
@@ -117,6 +120,7 @@ def run_detail(record: RunRecord) -> RunDetailPayload:
     return {
         **run(record),
         "prompt": record.prompt,
+        "context": None if record.context is None else json.loads(record.context),
         "returnValue": record.return_value,
         "cacheReadTokens": record.cache_read_tokens,
         "cacheWriteTokens": record.cache_write_tokens,

@@ -177,7 +177,15 @@ class RunService:
     def record_failure(self, agent: Agent, exc: ActionLlamaError, trigger: Trigger) -> str:
         """Store a run that never started, with the reason as its log."""
         run_id = new_run_id()
-        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, None)
+        self.store.start(
+            run_id,
+            agent.name,
+            trigger.type,
+            trigger.prompt,
+            self.runtime.name,
+            None,
+            trigger.context,
+        )
         with self.store.open_log(agent.name, run_id) as log_file:
             record = {"ts": int(time.time() * 1000), "level": "error", "msg": exc.message}
             if exc.hint:
@@ -216,7 +224,15 @@ class RunService:
         result: RunResult | None = None
         staged: StagedCredentials | None = None
         interrupted = False
-        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, image)
+        self.store.start(
+            run_id,
+            agent.name,
+            trigger.type,
+            trigger.prompt,
+            self.runtime.name,
+            image,
+            trigger.context,
+        )
         try:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)

@@ -60,6 +60,8 @@ class RunRecord(NamedTuple):
     return_value: str | None = None
     pre_hooks_seconds: float | None = None
     post_hooks_seconds: float | None = None
+    #: What its trigger told it, as JSON text (a webhook's event, a caller's request).
+    context: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -150,10 +152,12 @@ class RunStore:
         prompt: str | None,
         runtime: str,
         image: str | None,
+        context: Any = None,
     ) -> None:
+        """A run begins: `context` is what its trigger told it (JSON-able), if anything."""
         self._write(
             "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, "
-            "started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            "started_at, log_path, context) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (
                 run_id,
                 agent,
@@ -163,6 +167,7 @@ class RunStore:
                 image,
                 time.time(),
                 str(self.log_path(agent, run_id)),
+                None if context is None else json.dumps(context, ensure_ascii=False),
             ),
         )
 

@@ -185,6 +185,12 @@ RECEIPT_DETAIL = """
     UPDATE webhook_receipts SET reason = 'not_dispatched' WHERE reason = 'not dispatched';
     """
 
+#: Migration 7: a run keeps what its trigger told it (a webhook's event, a caller's request),
+#: as JSON, for the dashboard's run page.
+RUN_CONTEXT = """
+    ALTER TABLE runs ADD COLUMN context TEXT;
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
 MIGRATIONS: tuple[str, ...] = (
     RUNS,
@@ -193,4 +199,5 @@ MIGRATIONS: tuple[str, ...] = (
     HOOK_TIMES,
     AGENT_CALL_TRIGGER,
     RECEIPT_DETAIL,
+    RUN_CONTEXT,
 )

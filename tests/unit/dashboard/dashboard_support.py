@@ -193,12 +193,13 @@ def record_run(
     trigger: str = "manual",
     prompt: str | None = None,
     exit_code: int | None = None,
+    context: JsonValue = None,
 ) -> None:
     """A run in the history, as the run service records one (with its log)."""
     import json
     import time
 
-    store.start(run_id, agent, trigger, prompt, "docker", None)
+    store.start(run_id, agent, trigger, prompt, "docker", None, context)
     with store.database.write() as conn:
         conn.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", (started, run_id))
     with store.open_log(agent, run_id) as log:

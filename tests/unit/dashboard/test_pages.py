@@ -249,6 +249,17 @@ def test_the_run_page_shows_the_run_and_its_log(operator: Browser, store: RunSto
     assert "/runs/r1/kill" not in page
 
 
+def test_a_webhook_runs_page_shows_what_the_delivery_was_about(
+    operator: Browser, store: RunStore
+) -> None:
+    event = {"event": "deploy", "repo": "octo/app", "sender": "ana <ops>"}
+    record_run(store, "r1", "dev", trigger="webhook", context=event, started=time.time())
+    page = operator.get("/runs/r1").text
+    assert "Context" in text_of(page)
+    assert '"repo": "octo/app"' in text_of(page)
+    assert "ana &lt;ops&gt;" in page
+
+
 def test_a_long_log_starts_with_its_tail_and_is_whole_as_text(
     operator: Browser, store: RunStore
 ) -> None:
