@@ -61,9 +61,12 @@ def make_project(base: Path, agents: int, runs: int, lines: int) -> tuple[Path, 
     log.parent.mkdir(parents=True)
     with log.open("w") as out:
         for n in range(lines):
-            record = {"ts": 1_700_000_000_000 + n, "level": "info",
-                      "msg": f"line {n}: the agent reports what it is doing, at some length",
-                      "step": n % 97}
+            record = {
+                "ts": 1_700_000_000_000 + n,
+                "level": "info",
+                "msg": f"line {n}: the agent reports what it is doing, at some length",
+                "step": n % 97,
+            }
             out.write(json.dumps(record) + "\n")
     now = time.time()
     statuses = ("completed",) * 8 + ("failed", "timeout")
@@ -72,15 +75,33 @@ def make_project(base: Path, agents: int, runs: int, lines: int) -> tuple[Path, 
         agent = LOG_AGENT if n == 0 else f"agent-{n % agents:04d}"
         run_id = LOG_RUN if n == 0 else f"r{n:07d}"
         started = now - 7 * 86400 * n / runs
-        rows.append((run_id, agent, "manual", None, "host-user", None, statuses[n % 10],
-                     0 if n % 10 < 8 else 1, None, started, started + 3 + n % 30,
-                     str(state_dir / "logs" / agent / f"{run_id}.jsonl"), 1000, 200, 0.01))
+        rows.append(
+            (
+                run_id,
+                agent,
+                "manual",
+                None,
+                "host-user",
+                None,
+                statuses[n % 10],
+                0 if n % 10 < 8 else 1,
+                None,
+                started,
+                started + 3 + n % 30,
+                str(state_dir / "logs" / agent / f"{run_id}.jsonl"),
+                1000,
+                200,
+                0.01,
+            )
+        )
     state = State.open(state_dir)
     with state.db.write() as conn:
         conn.executemany(
             "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, exit_code,"
             " error, started_at, finished_at, log_path, input_tokens, output_tokens, cost) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     state.close()
     return root, log.stat().st_size
 
@@ -93,8 +114,11 @@ def login(daemon: Daemon):  # type: ignore[no-untyped-def]
     form = client.get("/login").text
     token = re.search(r'name="csrf" value="([^"]+)"', form)
     assert token is not None
-    answer = client.post("/login", data={"key": daemon.api_key, "csrf": token.group(1)},
-                         headers={"Origin": daemon.url})
+    answer = client.post(
+        "/login",
+        data={"key": daemon.api_key, "csrf": token.group(1)},
+        headers={"Origin": daemon.url},
+    )
     if answer.status_code != 200 or 'id="agent-' not in answer.text:
         raise SystemExit(f"could not log in: {answer.status_code}")
     return client
@@ -123,8 +147,10 @@ def timings(daemon: Daemon, path: str, headers: dict[str, str], count: int) -> l
 
 
 def figures(values: list[float]) -> str:
-    return (f"median {statistics.median(values) * 1000:6.1f} ms   "
-            f"p90 {percentile(values, 90) * 1000:6.1f} ms")
+    return (
+        f"median {statistics.median(values) * 1000:6.1f} ms   "
+        f"p90 {percentile(values, 90) * 1000:6.1f} ms"
+    )
 
 
 def agents_page(daemon: Daemon, requests: int, agents: int) -> bool:
@@ -141,10 +167,14 @@ def agents_page(daemon: Daemon, requests: int, agents: int) -> bool:
     cpu = (cpu_seconds(daemon.pid) - before) / requests
     status = timings(daemon, "/control/status", bearer, requests)
     health = timings(daemon, "/health", {}, requests)
-    print(f"  GET / (the agents page, {len(page.content) // 1024} KiB)  {figures(seen)}   "
-          f"daemon CPU {cpu * 1000:.0f} ms a page")
-    print(f"  GET /control/status (JSON)            {figures(status)}   "
-          f"page/status {statistics.median(seen) / statistics.median(status):.1f}x")
+    print(
+        f"  GET / (the agents page, {len(page.content) // 1024} KiB)  {figures(seen)}   "
+        f"daemon CPU {cpu * 1000:.0f} ms a page"
+    )
+    print(
+        f"  GET /control/status (JSON)            {figures(status)}   "
+        f"page/status {statistics.median(seen) / statistics.median(status):.1f}x"
+    )
     print(f"  GET /health                           {figures(health)}")
     ok = statistics.median(seen) <= GOAL_PAGE
     print(f"goal: the agents page in <= {GOAL_PAGE * 1000:.0f} ms: {verdict(ok)}")
@@ -187,8 +217,10 @@ def idle_browsers(daemon: Daemon, browsers: int, idle: float) -> bool:
     for client in clients:
         client.close()
     extra = max(0.0, held - alone)
-    print(f"  daemon CPU idle: {alone * 100:.2f}% of a core alone, {held * 100:.2f}% with "
-          f"{browsers} open live pages: {extra * 100:.2f}% for them")
+    print(
+        f"  daemon CPU idle: {alone * 100:.2f}% of a core alone, {held * 100:.2f}% with "
+        f"{browsers} open live pages: {extra * 100:.2f}% for them"
+    )
     ok = extra <= GOAL_IDLE
     print(f"goal: {browsers} idle browsers <= {GOAL_IDLE * 100:.0f}% of a core: {verdict(ok)}")
     return ok
@@ -266,23 +298,31 @@ def long_log(daemon: Daemon, lines: int, size: int) -> bool:
         return await task
 
     rest = asyncio.run(at_rest())
-    print(f"  the log: {lines} lines, {size / 1e6:.1f} MB; GET /health at rest "
-          f"p50 {statistics.median(rest) * 1000:.1f} ms, p99 {percentile(rest, 99) * 1000:.1f} ms")
+    print(
+        f"  the log: {lines} lines, {size / 1e6:.1f} MB; GET /health at rest "
+        f"p50 {statistics.median(rest) * 1000:.1f} ms, p99 {percentile(rest, 99) * 1000:.1f} ms"
+    )
     ok = True
-    for label, path in (("live stream (SSE)", f"/live/runs/{LOG_RUN}?after=0"),
-                        ("as text", f"/runs/{LOG_RUN}/log.txt")):
+    for label, path in (
+        ("live stream (SSE)", f"/live/runs/{LOG_RUN}?after=0"),
+        ("as text", f"/runs/{LOG_RUN}/log.txt"),
+    ):
         time.sleep(1)
         base = resident(daemon.pid)
         reset_peak(daemon.pid)
         took, got, latencies = asyncio.run(fetch_log(daemon, path, lines))
         grew = peak_memory(daemon.pid) - base
-        print(f"  {label:<18} {got} lines in {took:.1f} s ({got / took:,.0f}/s); daemon peak "
-              f"memory +{grew / 1e6:.1f} MB ({grew / size:.0%} of the log); GET /health "
-              f"meanwhile p50 {statistics.median(latencies) * 1000:.1f} ms, "
-              f"p99 {percentile(latencies, 99) * 1000:.1f} ms")
+        print(
+            f"  {label:<18} {got} lines in {took:.1f} s ({got / took:,.0f}/s); daemon peak "
+            f"memory +{grew / 1e6:.1f} MB ({grew / size:.0%} of the log); GET /health "
+            f"meanwhile p50 {statistics.median(latencies) * 1000:.1f} ms, "
+            f"p99 {percentile(latencies, 99) * 1000:.1f} ms"
+        )
         ok = ok and grew < size
-    print(f"goal: a {lines}-line log streamed without reading it whole "
-          f"(peak memory growth < the log's size): {verdict(ok)}")
+    print(
+        f"goal: a {lines}-line log streamed without reading it whole "
+        f"(peak memory growth < the log's size): {verdict(ok)}"
+    )
     return ok
 
 
@@ -304,8 +344,10 @@ def main() -> int:
         daemon = Daemon(root, base / "creds", env={"DOCKER_HOST": "unix:///nonexistent.sock"})
         try:
             load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
-            print(f"{args.agents} agents, {args.runs} stored runs (machine load average {load} "
-                  f"on {os.cpu_count()} cores)")
+            print(
+                f"{args.agents} agents, {args.runs} stored runs (machine load average {load} "
+                f"on {os.cpu_count()} cores)"
+            )
             results = [
                 agents_page(daemon, args.requests, args.agents),
                 idle_browsers(daemon, args.browsers, args.idle),

@@ -117,8 +117,10 @@ def daemon(
         )
     try:
         link = wait_for(
-            lambda: proc.poll() is None
-            and re.search(r"log in once, within 15 minutes: (http://\S+)", output.read_text()),
+            lambda: (
+                proc.poll() is None
+                and re.search(r"log in once, within 15 minutes: (http://\S+)", output.read_text())
+            ),
             timeout=600,
             what="al start printing its login link",
         ).group(1)

@@ -125,9 +125,7 @@ class StreamRoutes:
         self, name: str, request: Request, shown: HistoryFilter = Depends(HistoryFilter.of_query)
     ) -> StreamingResponse:
         key = f"agent:{name}:{shown.status}:{shown.trigger}:{shown.page}"
-        return self._page(
-            request, key, "_agent.html", lambda: self.views.agent(name, shown)
-        )
+        return self._page(request, key, "_agent.html", lambda: self.views.agent(name, shown))
 
     async def activity(self, request: Request, status: str | None = None) -> StreamingResponse:
         return self._page(

@@ -97,7 +97,12 @@ class Browser:
         return self.client.get(path, **kwargs)
 
     def post(
-        self, path: str, data: dict[str, str] | None = None, *, origin: str | None = ORIGIN, **kwargs: Any
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        origin: str | None = ORIGIN,
+        **kwargs: Any,
     ) -> httpx.Response:
         headers = {"Origin": origin} if origin else {}
         headers.update(kwargs.pop("headers", {}))
@@ -204,9 +209,19 @@ def record_run(
         conn.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", (started, run_id))
     with store.open_log(agent, run_id) as log:
         for index, line in enumerate(lines):
-            log.write(json.dumps({"ts": int(time.time() * 1000), "level": "info", "msg": line, "n": index}) + "\n")
+            log.write(
+                json.dumps(
+                    {"ts": int(time.time() * 1000), "level": "info", "msg": line, "n": index}
+                )
+                + "\n"
+            )
     if status != "running":
-        store.finish(run_id, status, exit_code if exit_code is not None else (0 if status == "completed" else 1), None)
+        store.finish(
+            run_id,
+            status,
+            exit_code if exit_code is not None else (0 if status == "completed" else 1),
+            None,
+        )
         with store.database.write() as conn:
             conn.execute(
                 "UPDATE runs SET finished_at = ? WHERE run_id = ?", (started + (took or 0), run_id)

@@ -17,7 +17,9 @@ def write_log(path: Path, count: int, *, partial: str = "", width: int = 0) -> l
     line still being written; the byte offset after each whole line."""
     ends, data = [], b""
     for n in range(count):
-        data += (json.dumps({"level": "info", "msg": f"line {n}", "pad": "x" * width}) + "\n").encode()
+        data += (
+            json.dumps({"level": "info", "msg": f"line {n}", "pad": "x" * width}) + "\n"
+        ).encode()
         ends.append(len(data))
     path.write_bytes(data + partial.encode())
     return ends

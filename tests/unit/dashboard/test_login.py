@@ -165,7 +165,11 @@ def test_an_idle_session_expires(operator: Browser, dashboard: Dashboard, monkey
     ],
 )
 def test_actions_from_another_site_or_without_the_token_are_refused(
-    operator: Browser, backend, origin, token, referer  # type: ignore[no-untyped-def]
+    operator: Browser,
+    backend,
+    origin,
+    token,
+    referer,  # type: ignore[no-untyped-def]
 ) -> None:
     if token is not None:
         operator.csrf = token

@@ -86,9 +86,7 @@ def test_paused_agents_offer_resume_and_the_scheduler_its_own(
     assert backend.named("pause") == [("dev",), (None,)]
 
 
-def test_run_now_with_a_prompt_opens_the_new_run(
-    operator: Browser, backend: SchedulerLike
-) -> None:
+def test_run_now_with_a_prompt_opens_the_new_run(operator: Browser, backend: SchedulerLike) -> None:
     answer = operator.post("/agents/dev/run", {"prompt": "  fix issue 7  "})
     assert answer.status_code == 303
     assert answer.headers["location"] == "/runs/run-1"
@@ -107,7 +105,9 @@ def test_queued_and_refused_runs_are_said_on_the_page(
     operator: Browser, backend: SchedulerLike
 ) -> None:
     backend.outcome = "queued"
-    answer = operator.post("/agents/dev/run", headers={"Referer": "http://127.0.0.1:8080/agents/dev"})
+    answer = operator.post(
+        "/agents/dev/run", headers={"Referer": "http://127.0.0.1:8080/agents/dev"}
+    )
     assert answer.headers["location"] == "/agents/dev"
     assert "dev: queued, every runner is busy" in text_of(operator.get("/agents/dev").text)
     backend.refuse["dev"] = "agent dev is disabled (scale = 0)"
@@ -212,9 +212,7 @@ def test_the_agent_page_shows_its_configuration_without_secrets(
     assert "octo/app" not in config
 
 
-def test_the_agent_page_lists_the_webhooks_that_matched_it(
-    operator: Browser, state: State
-) -> None:
+def test_the_agent_page_lists_the_webhooks_that_matched_it(operator: Browser, state: State) -> None:
     for n, agents in enumerate((("dev",), ("listener",), ("dev", "listener"))):
         state.receipts.insert(receipt(f"rc-{n}", f"deploy {n}", time.time() + n, agents))
     text = text_of(operator.get("/agents/dev").text)
@@ -286,18 +284,30 @@ def test_run_again_starts_the_same_agent_with_the_same_prompt(
     assert backend.named("trigger") == [("dev", "again please")]
 
 
-def test_the_activity_page_shows_receipts_drops_and_locks(
-    operator: Browser, state: State
-) -> None:
+def test_the_activity_page_shows_receipts_drops_and_locks(operator: Browser, state: State) -> None:
     now = time.time()
     state.receipts.insert(receipt("rc-ok", "deploy ok", now, ("dev",)))
     state.receipts.insert(
-        receipt("rc-dead", "deploy lost", now + 1, body=b'{"event":"deploy"}',
-                status="dead-letter", reason="no_match", detail="no agent matched")
+        receipt(
+            "rc-dead",
+            "deploy lost",
+            now + 1,
+            body=b'{"event":"deploy"}',
+            status="dead-letter",
+            reason="no_match",
+            detail="no agent matched",
+        )
     )
     state.receipts.insert(
-        receipt("rc-bad", "forged", now + 2, body=b"", status="dead-letter",
-                reason="validation_failed", detail="bad signature")
+        receipt(
+            "rc-bad",
+            "forged",
+            now + 2,
+            body=b"",
+            status="dead-letter",
+            reason="validation_failed",
+            detail="bad signature",
+        )
     )
     for n in range(3):
         state.queue.push("listener", Trigger(type="webhook", summary=f"work {n}"), cap=2)
@@ -323,8 +333,15 @@ def test_replaying_a_dead_letter_routes_it_again(
 ) -> None:
     body = b'{"event": "deploy", "repo": "octo/app"}'
     state.receipts.insert(
-        receipt("rc-dead", "deploy", time.time(), body=body, status="dead-letter",
-                reason="not_dispatched", detail="the scheduler is paused")
+        receipt(
+            "rc-dead",
+            "deploy",
+            time.time(),
+            body=body,
+            status="dead-letter",
+            reason="not_dispatched",
+            detail="the scheduler is paused",
+        )
     )
     answer = operator.post("/receipts/rc-dead/replay")
     assert answer.status_code == 303
@@ -343,10 +360,19 @@ def test_every_action_is_a_plain_form_with_the_sessions_token(
     record_run(store, "r1", "dev", started=time.time())
     backend.runs["r2"] = "reviewer"
     state.receipts.insert(receipt("rc", "deploy", time.time()))
-    for path in ("/", "/agents/dev", "/agents/reviewer", "/activity", "/runs/r1", "/runs/r2",
-                 "/scheduler/stop"):
+    for path in (
+        "/",
+        "/agents/dev",
+        "/agents/reviewer",
+        "/activity",
+        "/runs/r1",
+        "/runs/r2",
+        "/scheduler/stop",
+    ):
         html = operator.get(path).text
-        forms = [f for f in re.findall(r"<form[^>]*>.*?</form>", html, re.S) if 'method="post"' in f]
+        forms = [
+            f for f in re.findall(r"<form[^>]*>.*?</form>", html, re.S) if 'method="post"' in f
+        ]
         assert forms, path
         for form in forms:
             assert f'name="csrf" value="{operator.csrf}"' in form, (path, form)

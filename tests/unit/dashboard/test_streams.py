@@ -68,7 +68,9 @@ def test_an_ended_runs_log_streams_whole_then_ends(operator: Browser, store: Run
     assert events[-1].name == "end"
     assert any(e.name == "run" and "completed" in e.data for e in events)
     # Each batch of lines is labelled with the offset it ends at: the end of the log here.
-    assert [e.id for e in events if e.name == "line"][-1] == str(offsets_after(store, "dev", "r1")[-1])
+    assert [e.id for e in events if e.name == "line"][-1] == str(
+        offsets_after(store, "dev", "r1")[-1]
+    )
 
 
 @pytest.mark.parametrize("how", ["last-event-id", "after"])
