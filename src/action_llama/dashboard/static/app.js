@@ -4,7 +4,10 @@
 //   replace, and applies it once they are done;
 // - follows a run's log: keeps the view at the bottom while it is there, and resumes a
 //   dropped stream after the last line it got;
-// - goes to the login page when a live stream is refused because the session has ended.
+// - goes to the login page when a live stream is refused because the session has ended;
+// - says so when an action's request got no answer (the daemon is away, or the browser
+//   dropped the connection: Chrome does when an interface comes or goes, as containers'
+//   do), instead of leaving the page as if nothing had been asked.
 (function () {
   "use strict";
 
@@ -93,6 +96,24 @@
   document.addEventListener("htmx:sseError", function (evt) {
     var source = evt.detail.source;
     if (source && source.readyState === EventSource.CLOSED) checkSession();
+  });
+
+  // An action that got no answer: said where the server's notes go, once.
+  document.addEventListener("htmx:sendError", function (evt) {
+    var config = evt.detail.requestConfig;
+    if (!config || config.verb !== "post") return;
+    var notes = document.querySelector(".notes");
+    if (!notes) {
+      notes = document.createElement("div");
+      notes.className = "notes";
+      notes.setAttribute("role", "status");
+      document.querySelector("header.top").after(notes);
+    }
+    var note = notes.querySelector(".send-error") || document.createElement("p");
+    note.className = "error send-error";
+    note.textContent = "al start did not answer (the connection dropped): " +
+      "the page shows what is done; try again if it is not.";
+    notes.appendChild(note);
   });
 
   document.addEventListener("DOMContentLoaded", function () {
