@@ -82,10 +82,15 @@
     return source;
   }
 
-  // A stream that ended (or was refused): if the session has ended, log in again.
+  // A stream that ended (or was refused): if the session has ended, log in again; not when
+  // this page is being left anyway (logging out ends its streams while it goes to /login).
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  window.addEventListener("pageshow", function () { leaving = false; });
   function checkSession() {
+    if (leaving) return;
     fetch("/login", { redirect: "manual", credentials: "same-origin" }).then(function (r) {
-      if (r.status === 200) {
+      if (r.status === 200 && !leaving) {
         location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
       }
     }).catch(function () { /* the daemon is away: htmx tries again */ });
