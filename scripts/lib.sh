@@ -27,6 +27,15 @@ install_system() {
   fi
 }
 
+# Debian's chromium, which the dashboard's browser tests drive headless through Playwright
+# (Playwright's own browser download cannot work here, and CI must not depend on it).
+install_browser() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  say "installing chromium"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 start_docker() {
   if docker info >/dev/null 2>&1 || $SUDO docker info >/dev/null 2>&1; then return 0; fi
   say "starting the Docker engine"

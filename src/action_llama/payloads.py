@@ -14,6 +14,9 @@ any of them to a client in another language.
     GET  /control/receipts/{id}         {"receipt": ReceiptPayload, with headers and body}
     GET  /control/logs/{agent}          LogsPayload
     GET  /control/stats                 StatsPayload
+    GET  /control/runs/{id}             RunDetailPayload (a run of the history, going or ended)
+    GET  /control/history/{agent}       HistoryPayload (one page, by status and trigger)
+    GET  /control/agents/{agent}        AgentPayload (state, configuration, figures, receipts)
     POST /control/trigger/{agent}       DispatchPayload
     POST /control/kill/{target}         KilledPayload
     POST /control/pause[/{agent}]       {"paused": <agent or "scheduler">}
@@ -31,6 +34,7 @@ docker-py): the CLI reads its payloads through these types.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NotRequired
 
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from action_llama.gateway.backend import Dispatch
+    from action_llama.project import Agent, Project
     from action_llama.runs.store import AgentStats, RunRecord
     from action_llama.state import ActiveRun, Call, Lock, QueueDrop
     from action_llama.webhooks import Receipt
@@ -98,6 +103,39 @@ def run(record: RunRecord) -> RunPayload:
     }
 
 
+class RunDetailPayload(RunPayload):
+    """A run with what it was asked and what it answered (the run page's)."""
+
+    #: The prompt of a manual run.
+    prompt: str | None
+    #: What its trigger told it: a webhook's event, a caller's request.
+    context: Any
+    returnValue: str | None
+    cacheReadTokens: int | None
+    cacheWriteTokens: int | None
+    turns: int | None
+
+
+def run_detail(record: RunRecord) -> RunDetailPayload:
+    return {
+        **run(record),
+        "prompt": record.prompt,
+        "context": None if record.context is None else json.loads(record.context),
+        "returnValue": record.return_value,
+        "cacheReadTokens": record.cache_read_tokens,
+        "cacheWriteTokens": record.cache_write_tokens,
+        "turns": record.turns,
+    }
+
+
+class HistoryPayload(TypedDict):
+    """`GET /control/history/{agent}?status=&trigger=&offset=&limit=`: one page of an agent's
+    runs, most recent first, and how many match in all."""
+
+    runs: list[RunPayload]
+    total: int
+
+
 class ActiveRunPayload(TypedDict):
     """A run the scheduler started and has not seen end (`state.ActiveRun`)."""
 
@@ -139,6 +177,8 @@ class AgentStatsPayload(TypedDict):
     cost: float
     #: Seconds, over the runs that ended; None when none did.
     meanDuration: float | None
+    medianDuration: float | None
+    p90Duration: float | None
 
 
 def agent_stats(stats: AgentStats) -> AgentStatsPayload:
@@ -148,6 +188,8 @@ def agent_stats(stats: AgentStats) -> AgentStatsPayload:
         "tokens": stats.tokens,
         "cost": stats.cost,
         "meanDuration": stats.mean_duration,
+        "medianDuration": stats.median_duration,
+        "p90Duration": stats.p90_duration,
     }
 
 
@@ -165,6 +207,8 @@ class StatsPayload(TypedDict):
 class AgentStatePayload(TypedDict):
     #: idle, running or paused.
     state: str
+    #: Paused by itself (`al pause AGENT`), not only with the whole scheduler.
+    paused: bool
     #: How many runs of it may run at once (0: disabled).
     scale: int
     #: Ids of its running runs.
@@ -174,9 +218,20 @@ class AgentStatePayload(TypedDict):
 
 
 def agent_state(
-    state: str, scale: int, running: Iterable[str], next_fire: float | None
+    state: str,
+    scale: int,
+    running: Iterable[str],
+    next_fire: float | None,
+    *,
+    paused: bool = False,
 ) -> AgentStatePayload:
-    return {"state": state, "scale": scale, "running": list(running), "nextFire": iso(next_fire)}
+    return {
+        "state": state,
+        "paused": paused,
+        "scale": scale,
+        "running": list(running),
+        "nextFire": iso(next_fire),
+    }
 
 
 class SchedulerPayload(TypedDict):
@@ -334,6 +389,8 @@ class ReceiptPayload(TypedDict):
     detail: str
     matchedAgents: list[str]
     deliveryId: str | None
+    #: Its whole body was kept, so an operator can replay it.
+    replayable: bool
     #: With `full` only:
     headers: NotRequired[dict[str, str]]
     body: NotRequired[str]
@@ -351,6 +408,7 @@ def receipt(stored: Receipt, *, full: bool = False) -> ReceiptPayload:
         "detail": stored.detail,
         "matchedAgents": list(stored.matched_agents),
         "deliveryId": stored.delivery_id,
+        "replayable": bool(stored.body) and not stored.body_truncated,
     }
     if full:
         payload["headers"] = dict(stored.headers)
@@ -412,3 +470,133 @@ class DuplicatePayload(TypedDict):
 
 def duplicate(receipt_id: str, original_id: str) -> DuplicatePayload:
     return {"duplicate": True, "duplicateOf": original_id, "receiptId": receipt_id, "matched": 0}
+
+
+# -- one agent -------------------------------------------------------------------------------
+
+
+class WebhookBindingPayload(TypedDict):
+    source: str
+    #: The entry's filters (events, actions, repos, ...) that are set.
+    filters: dict[str, Any]
+
+
+class AgentConfigPayload(TypedDict):
+    """An agent's effective configuration, as loaded (credentials by name only)."""
+
+    description: str | None
+    #: The models, first primary: {name, provider, model}.
+    models: list[dict[str, str]]
+    #: Credential refs its runs get (`type` or `type:instance`); optional ones apart.
+    credentials: list[str]
+    optionalCredentials: list[str]
+    schedule: str | None
+    webhooks: list[WebhookBindingPayload]
+    scale: int
+    #: Seconds.
+    timeout: int
+    queueSize: int
+    maxReruns: int
+    runtime: str
+    #: host-user runs: the OS user they run as.
+    runAs: str | None
+    #: container runs: their limits.
+    memory: str | None
+    cpus: float | None
+    hooks: dict[str, list[str]]
+    #: The names of its params (their values stay in its config.toml).
+    params: list[str]
+    #: Runs test-script.sh instead of a model session.
+    script: bool
+
+
+def agent_config(agent: Agent, project: Project) -> AgentConfigPayload:
+    from action_llama.credentials.staging import refs_for
+
+    config = agent.config
+    required, optional = refs_for(
+        config.credentials, [(m.provider, m.auth_type) for _, m in agent.models]
+    )
+    container = config.runtime.type == "container"
+    local = project.config.local
+    return {
+        "description": agent.skill.frontmatter.description,
+        "models": [
+            {"name": name, "provider": model.provider, "model": model.model}
+            for name, model in agent.models
+        ],
+        "credentials": [str(ref) for ref in required],
+        "optionalCredentials": [str(ref) for ref in optional],
+        "schedule": config.schedule,
+        "webhooks": [
+            {
+                "source": hook.source,
+                "filters": hook.model_dump(exclude={"source"}, exclude_none=True),
+            }
+            for hook in config.webhooks
+        ],
+        "scale": agent.scale,
+        "timeout": agent.timeout,
+        "queueSize": agent.queue_size,
+        "maxReruns": project.config.max_reruns,
+        "runtime": config.runtime.type,
+        "runAs": None if container else config.runtime.run_as,
+        "memory": local.memory if container else None,
+        "cpus": local.cpus if container else None,
+        "hooks": {"pre": list(config.hooks.pre), "post": list(config.hooks.post)},
+        "params": sorted(config.params),
+        "script": agent.script is not None,
+    }
+
+
+class FiguresPayload(TypedDict):
+    """An agent's runs over the last `hours`: the figures, and how many started per bucket."""
+
+    hours: float
+    since: str | None
+    stats: AgentStatsPayload
+    #: Seconds each entry of `started` covers, oldest first.
+    bucketSeconds: float
+    #: Per bucket: runs started, by status.
+    started: list[dict[str, int]]
+
+
+def figures(
+    hours: float,
+    since: float,
+    stats: AgentStats | None,
+    started: Mapping[int, dict[str, int]],
+    bucket_seconds: float,
+) -> FiguresPayload:
+    buckets = round(hours * 3600 / bucket_seconds)
+    none: AgentStatsPayload = {
+        "runs": 0,
+        "byStatus": {},
+        "tokens": 0,
+        "cost": 0.0,
+        "meanDuration": None,
+        "medianDuration": None,
+        "p90Duration": None,
+    }
+    return {
+        "hours": hours,
+        "since": iso(since),
+        "stats": agent_stats(stats) if stats is not None else none,
+        "bucketSeconds": bucket_seconds,
+        "started": [dict(started.get(n, {})) for n in range(buckets)],
+    }
+
+
+class AgentPayload(TypedDict):
+    """`GET /control/agents/{agent}`: one agent, for its page."""
+
+    name: str
+    #: What the scheduler says of it; None for an agent gone from the project (its history
+    #: is kept).
+    state: AgentStatePayload | None
+    queued: int
+    config: AgentConfigPayload | None
+    #: Over 24 hours and over 7 days.
+    figures: list[FiguresPayload]
+    #: The latest webhook receipts that matched it.
+    receipts: list[ReceiptPayload]

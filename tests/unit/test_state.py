@@ -595,7 +595,7 @@ def test_a_version_2_run_database_is_upgraded_in_place(tmp_path: Path) -> None:
     old.close()
     state = State.open(tmp_path)
     try:
-        assert schema_version(state.db.conn) == len(MIGRATIONS) == 7
+        assert schema_version(state.db.conn) == len(MIGRATIONS) == 8
         state.queue.push("dev", manual(0))
         runs = RunStore(tmp_path, database=state.db)
         (run,) = runs.runs("dev")

@@ -8,7 +8,18 @@ import sys
 import typer
 
 from action_llama import __version__
-from action_llama.cli import creds, doctor, image, install, logs, new, operator, run, start
+from action_llama.cli import (
+    creds,
+    dashboard,
+    doctor,
+    image,
+    install,
+    logs,
+    new,
+    operator,
+    run,
+    start,
+)
 from action_llama.cli.render import reported
 
 app = typer.Typer(
@@ -30,6 +41,7 @@ app.command("pause")(operator.pause)
 app.command("resume")(operator.resume)
 app.command("kill")(operator.kill)
 app.command("stop")(operator.stop)
+app.command("dashboard")(dashboard.dashboard)
 app.add_typer(image.app, name="image")
 app.add_typer(creds.app, name="creds")
 

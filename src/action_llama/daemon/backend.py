@@ -85,6 +85,7 @@ class SchedulerBackend:
                 agent.scale,
                 scheduler.running.get(name, {}),
                 fire.timestamp() if isinstance(fire, datetime) else None,
+                paused=name in scheduler.paused_agents,
             )
         return {"paused": scheduler.paused, "stopping": scheduler.stopping, "agents": agents}
 

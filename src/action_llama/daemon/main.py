@@ -32,8 +32,10 @@ from action_llama.runtimes.registry import gateway_hosts, get_runtime, image_age
 
 if TYPE_CHECKING:
     from action_llama.daemon.view import Board
+    from action_llama.dashboard.site import Dashboard
     from action_llama.gateway import GatewaySettings
     from action_llama.gateway.server import GatewayServer
+    from action_llama.runs.service import LineCallback
     from action_llama.runs.store import RunStore
     from action_llama.scheduler.core import Scheduler
     from action_llama.scheduler.cron import CronLoop
@@ -87,6 +89,7 @@ class Daemon:
         self.scheduler: Scheduler
         self.cron: CronLoop
         self.server: GatewayServer
+        self.dashboard: Dashboard
         self._stopping: asyncio.Event
         #: What `start` opened, closed by `shutdown` in reverse (also when `start` fails).
         self._opened = contextlib.AsyncExitStack()
@@ -120,6 +123,7 @@ class Daemon:
         from action_llama.daemon.preflight import preflight
         from action_llama.daemon.reload import Reloader
         from action_llama.daemon.runner import GatewayLauncher
+        from action_llama.dashboard.site import Dashboard
         from action_llama.gateway import GatewaySettings, create_app, ensure_api_key
         from action_llama.gateway.server import open_server
         from action_llama.images.build import build_images
@@ -144,6 +148,9 @@ class Daemon:
         opened.callback(self.state.close)
         self.store = RunStore(project.state_dir, database=self.state.db)
         opened.callback(self.store.close)
+        self.dashboard = Dashboard()
+        # What changes in the database or the scheduler reaches the dashboard's open pages.
+        self.state.db.on_write = self.dashboard.changes.touch
         opened.push_async_callback(self._close_runtimes)
         # Closed after the runs and the gateway, before the runtimes: the project's egress.
         opened.push_async_callback(egress.at_stop, project.root)
@@ -155,12 +162,13 @@ class Daemon:
             lambda: self.server.port,
             self.service_for,
             self.image_for,
-            board.run_lines,
+            self.run_lines,
         )
         self.scheduler = Scheduler(project, self.state, board.track(launch), launch.claim)
+        self.scheduler.on_change = self.dashboard.changes.touch
         self.cron = CronLoop(self.scheduler)
         backend = SchedulerBackend(self.scheduler, self.cron, self._stopping.set)
-        app = create_app(self.state, backend, lambda: self.settings)
+        app = create_app(self.state, backend, lambda: self.settings, self.dashboard)
         reached_at = await asyncio.to_thread(gateway_hosts, project, self.port)
         self.server = open_server(app, port=self.port, expose=self.expose, also=reached_at)
         opened.push_async_callback(self.server.stop)
@@ -177,11 +185,14 @@ class Daemon:
         self._on_signals()
         gateway = ", ".join(f"{a}:{p}" for a, p in self.server.addresses)
         board.note(f"al: scheduler running for {project.root}, gateway on {gateway}")
+        local = f"http://127.0.0.1:{self.server.port}"
+        board.note(f"al: dashboard on {local}/ (al dashboard prints a login link)")
+        board.note(f"al: log in once, within 15 minutes: {self.dashboard.login_link(local)}")
         self._background(self.cron.run())
         self._background(housekeeping.sweep_forever(self.state, self.scheduler, self.adoption))
         self._background(reloader.watch())
         if self.live:
-            self._background(self._show_live(gateway))
+            self._background(self._show_live(f"{gateway}  dashboard {local}/"))
         self.scheduler.drain()
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -220,7 +231,7 @@ class Daemon:
             self.store,
             self.scheduler,
             self.service_for,
-            self.board.run_lines,
+            self.run_lines,
             self.board.track,
         )
         await self.adoption.adopt_all(self.server.port, self.marker)
@@ -263,6 +274,19 @@ class Daemon:
             loop.add_signal_handler(sig, handle)
 
     # -- what runs need --------------------------------------------------------------------
+
+    def run_lines(self, agent: Agent, run_id: str) -> LineCallback:
+        """Where a run's log records go: the board, and the run's open dashboard pages."""
+        from action_llama.dashboard.live import run_topic
+
+        note = self.board.run_lines(agent, run_id)
+        touch, topic = self.dashboard.changes.touch, run_topic(run_id)
+
+        def emit(record: dict[str, Any]) -> None:
+            note(record)
+            touch(topic)
+
+        return emit
 
     def service_for(self, agent: Agent) -> RunService:
         name = runtime_name(agent)

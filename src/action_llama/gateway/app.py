@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -17,6 +18,9 @@ from action_llama.gateway.settings import GatewaySettings
 from action_llama.gateway.webhook import WebhookDesk, webhook_routes
 from action_llama.runs.store import RunStore
 from action_llama.state import State
+
+if TYPE_CHECKING:
+    from action_llama.dashboard.site import Dashboard
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ def create_app(
     state: State,
     backend: GatewayBackend,
     settings: GatewaySettings | Callable[[], GatewaySettings],
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
     """The gateway app for one project.
 
@@ -43,6 +48,8 @@ def create_app(
         backend: the daemon's side: starts, queues and stops runs (see `GatewayBackend`).
         settings: the project facts the routes need, or a function returning the current
             ones (called once per request, so a hot reload takes effect at once).
+        dashboard: the web dashboard served at `/` (its sessions, and the change feed the
+            daemon fills); a fresh one when not given.
 
     The app does not choose where it listens: see `action_llama.gateway.bind` and
     `action_llama.gateway.server`.
@@ -67,4 +74,8 @@ def create_app(
     app.include_router(RunRoutes(deps).router())
     app.include_router(ControlRoutes(deps, desk).router())
     app.include_router(HistoryRoutes(deps).router())
+    # Imported here: the dashboard's modules import the gateway's.
+    from action_llama.dashboard.site import Dashboard, install
+
+    install(app, deps, desk, dashboard or Dashboard())
     return app

@@ -13,6 +13,8 @@ can be rotated without a restart, and compared in constant time.
     POST /control/kill/{target}             a run id, or every run of an agent (404 neither)
     POST /control/trigger/{agent}           {prompt?}: started or queued; 409 refused
     POST /control/stop                      graceful shutdown of the daemon
+    GET  /control/agents/{agent}            one agent: state, configuration, figures over
+                                            24 h and 7 d, the receipts that matched it
     GET  /control/receipts?limit=&source=   webhook receipts, newest first
     GET  /control/receipts/{id}             one receipt, with its headers and body
     POST /control/receipts/{id}/replay      route a stored delivery again (no signature check)
@@ -32,22 +34,16 @@ from fastapi.responses import JSONResponse
 
 from action_llama import payloads
 from action_llama.gateway.http import Problem, log, ok, read_json, text_field
+from action_llama.gateway.operator import OperatorView
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from action_llama.gateway.app import GatewayDeps
     from action_llama.gateway.webhook import WebhookDesk
-    from action_llama.payloads import (
-        HeldLockPayload,
-        KilledPayload,
-        SchedulerPayload,
-        StatusPayload,
-    )
+    from action_llama.payloads import KilledPayload
 
 MAX_RECEIPTS = 500
-#: Queue drops `/control/status` lists (newest first).
-RECENT_DROPS = 10
 Routes = tuple[tuple[str, "Callable[..., Awaitable[JSONResponse]]"], ...]
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -80,6 +76,7 @@ class ControlRoutes:
         self.desk = desk
         self.state = deps.state
         self.backend = deps.backend
+        self.view = OperatorView(deps)
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/control", dependencies=[Depends(operator_auth(self.deps))])
@@ -88,6 +85,7 @@ class ControlRoutes:
             ("/runs", self.runs),
             ("/locks", self.locks),
             ("/calls", self.calls),
+            ("/agents/{agent}", self.agent),
             ("/receipts", self.receipts),
             ("/receipts/{receipt_id}", self.receipt),
         )
@@ -106,31 +104,23 @@ class ControlRoutes:
                 router.add_api_route(path, endpoint, methods=[method])
         return router
 
-    def _locks(self) -> list[HeldLockPayload]:
-        runs = {run.run_id: run.agent for run in self.state.active_runs.list()}
-        return [payloads.held_lock(lock, runs) for lock in self.state.locks.list()]
-
     async def status(self) -> JSONResponse:
         scheduler = await self.backend.status()
-        # The last runs are one query per agent: off the event loop, with the rest.
-        return ok(**await asyncio.to_thread(self._status, scheduler))
+        # The database reads: off the event loop.
+        return ok(**await asyncio.to_thread(self.view.status, scheduler))
 
-    def _status(self, scheduler: SchedulerPayload) -> StatusPayload:
-        last = self.deps.runs.latest_of(scheduler["agents"])
-        return {
-            "scheduler": scheduler,
-            "runs": [payloads.active_run(run) for run in self.state.active_runs.list()],
-            "queues": self.state.queue.lengths(),
-            "locks": self._locks(),
-            "drops": [payloads.drop(d) for d in self.state.queue.drops(limit=RECENT_DROPS)],
-            "lastRuns": {agent: payloads.run(run) for agent, run in last.items()},
-        }
+    async def agent(self, agent: str) -> JSONResponse:
+        scheduler = await self.backend.status()
+        found = await asyncio.to_thread(self.view.agent, agent, scheduler)
+        if found is None:
+            raise Problem(404, f'Agent "{agent}" not found.')
+        return ok(**found)
 
     async def runs(self) -> JSONResponse:
         return ok(runs=[payloads.active_run(run) for run in self.state.active_runs.list()])
 
     async def locks(self) -> JSONResponse:
-        return ok(locks=self._locks())
+        return ok(locks=await asyncio.to_thread(self.view.held_locks))
 
     async def calls(self) -> JSONResponse:
         return ok(calls=[payloads.active_call(c) for c in self.state.calls.active()])
@@ -165,8 +155,7 @@ class ControlRoutes:
     async def receipts(self, limit: int = 50, source: str | None = None) -> JSONResponse:
         if not 1 <= limit <= MAX_RECEIPTS:
             raise Problem(400, f"limit must be between 1 and {MAX_RECEIPTS}")
-        found = self.state.receipts.recent(limit, source)
-        return ok(receipts=[payloads.receipt(r) for r in found])
+        return ok(receipts=await asyncio.to_thread(self.view.receipts, limit, source))
 
     async def receipt(self, receipt_id: str) -> JSONResponse:
         found = self.state.receipts.get(receipt_id)

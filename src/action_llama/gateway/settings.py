@@ -44,6 +44,8 @@ class GatewaySettings:
         lock_ttl: `resourceLockTimeout` in seconds: the TTL of a lock taken without `ttl`.
         api_key: the operator API's bearer key. None: read it from the credential store on
             every request (`gateway_api_key`, field `key`), so it can be rotated live.
+        project: the loaded project these settings come from (the dashboard shows each
+            agent's configuration); None in tests that need none.
     """
 
     webhooks: Mapping[str, WebhookSource] = field(default_factory=dict)
@@ -53,6 +55,7 @@ class GatewaySettings:
     max_call_depth: int = 3
     lock_ttl: float = DEFAULT_TTL
     api_key: SecretStr | None = None
+    project: Project | None = None
 
     @classmethod
     def from_project(
@@ -72,6 +75,7 @@ class GatewaySettings:
             max_call_depth=config.max_call_depth,
             lock_ttl=float(config.resource_lock_timeout),
             api_key=api_key,
+            project=project,
         )
 
     def webhook_agents(self) -> dict[str, Sequence[WebhookTrigger]]:

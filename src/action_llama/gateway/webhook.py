@@ -17,9 +17,10 @@ retry is taken. Bodies of refused deliveries (unauthenticated) are not kept.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +43,15 @@ _REFUSED_LABEL = {
     "parse_error": "invalid payload",
     "too_large": "payload too large",
 }
+
+
+class Settled(NamedTuple):
+    """What became of a delivery: its receipt, and what the sender is answered."""
+
+    receipt_id: str
+    #: A DeliveryPayload, a DuplicatePayload, or (`reply`) a provider's own answer.
+    answer: Mapping[str, Any]
+    reply: bool = False
 
 
 class WebhookDesk:
@@ -94,6 +104,10 @@ class WebhookDesk:
 
     async def replay(self, receipt_id: str) -> JSONResponse:
         """Route a stored delivery again, unverified (operator only): a new receipt."""
+        return self._answer(await self.replayed(receipt_id))
+
+    async def replayed(self, receipt_id: str) -> Settled:
+        """`replay`, for the dashboard: the new receipt's id and the answer's payload."""
         original = self.receipts.get(receipt_id)
         if original is None:
             raise Problem(404, f"receipt not found: {receipt_id}")
@@ -102,7 +116,7 @@ class WebhookDesk:
         if config is None:
             raise Problem(409, f"webhook source {original.source} is no longer configured")
         # WebhookRejected (400) when its body was not kept whole.
-        return await self._settle(replay(original, config, settings.webhook_agents()))
+        return await self._settled(replay(original, config, settings.webhook_agents()))
 
     def _unread(self, receipt: Receipt, status: int, error: str) -> Problem:
         """Store the receipt of a delivery refused before `intake` read it, and the answer."""
@@ -134,6 +148,17 @@ class WebhookDesk:
             raise Problem(500, "internal error", receiptId=receipt.id) from exc
 
     async def _settle(self, receipt: Receipt) -> JSONResponse:
+        return self._answer(await self._settled(receipt))
+
+    @staticmethod
+    def _answer(settled: Settled) -> JSONResponse:
+        """The HTTP answer: a provider's own reply as it is, else ours with `"ok": true`."""
+        header = {RECEIPT_HEADER: settled.receipt_id}
+        if settled.reply:
+            return JSONResponse(dict(settled.answer), headers=header)
+        return JSONResponse({"ok": True, **settled.answer}, headers=header)
+
+    async def _settled(self, receipt: Receipt) -> Settled:
         # The receipt and the work it starts (a queued trigger, or a run's claim) commit in one
         # transaction: a scheduler killed between them must leave neither, or the sender's
         # retry would be a duplicate of work that never starts. The backend's dispatch only
@@ -162,10 +187,8 @@ class WebhookDesk:
                         )
         if failed is not None:
             raise failed
-        header = {RECEIPT_HEADER: stored.id}
         if isinstance(stored, Duplicate):
-            duplicate = payloads.duplicate(stored.id, stored.existing_id)
-            return JSONResponse({"ok": True, **duplicate}, headers=header)
+            return Settled(stored.id, payloads.duplicate(stored.id, stored.existing_id))
         if receipt.rejected:
             assert receipt.reason is not None
             log.warning("webhook to %s refused: %s", receipt.source, receipt.detail)
@@ -176,9 +199,8 @@ class WebhookDesk:
                 receiptId=receipt.id,
             )
         if receipt.reply is not None:
-            return JSONResponse(dict(receipt.reply), headers=header)
-        answer = payloads.delivery(receipt, status, dispatched)
-        return JSONResponse({"ok": True, **answer}, headers=header)
+            return Settled(receipt.id, receipt.reply, reply=True)
+        return Settled(receipt.id, payloads.delivery(receipt, status, dispatched))
 
     async def challenge(self, source: str, request: Request) -> JSONResponse:
         """X (Twitter)'s CRC check: `?crc_token=` answered with the source's secret."""

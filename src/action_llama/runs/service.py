@@ -181,7 +181,15 @@ class RunService:
     def record_failure(self, agent: Agent, exc: ActionLlamaError, trigger: Trigger) -> str:
         """Store a run that never started, with the reason as its log."""
         run_id = new_run_id()
-        self.store.start(run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, None)
+        self.store.start(
+            run_id,
+            agent.name,
+            trigger.type,
+            trigger.prompt,
+            self.runtime.name,
+            None,
+            trigger.context,
+        )
         with self.store.open_log(agent.name, run_id) as log_file:
             record = {"ts": int(time.time() * 1000), "level": "error", "msg": exc.message}
             if exc.hint:
@@ -222,7 +230,13 @@ class RunService:
         interrupted = False
         try:
             self.store.start(
-                run_id, agent.name, trigger.type, trigger.prompt, self.runtime.name, image
+                run_id,
+                agent.name,
+                trigger.type,
+                trigger.prompt,
+                self.runtime.name,
+                image,
+                trigger.context,
             )
         except BaseException:
             remove_tree(stage_dir)  # not recorded: the scheduler may start it again

@@ -16,6 +16,7 @@ dataclass costs start-up time).
 # No `from __future__ import annotations`: typing compiles every string annotation of a
 # NamedTuple's fields, which made defining RunRecord five times slower.
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -60,6 +61,8 @@ class RunRecord(NamedTuple):
     return_value: str | None = None
     pre_hooks_seconds: float | None = None
     post_hooks_seconds: float | None = None
+    #: What its trigger told it, as JSON text (a webhook's event, a caller's request).
+    context: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -80,8 +83,10 @@ class AgentStats(NamedTuple):
     by_status: dict[str, int]
     tokens: int
     cost: float
-    #: Mean duration of the runs that ended; None when none did.
+    #: Durations (seconds) of the runs that ended; None when none did.
     mean_duration: float | None
+    median_duration: float | None = None
+    p90_duration: float | None = None
 
 
 #: Columns read, by name: a database migrated by a newer al may have more.
@@ -148,10 +153,12 @@ class RunStore:
         prompt: str | None,
         runtime: str,
         image: str | None,
+        context: Any = None,
     ) -> None:
+        """A run begins: `context` is what its trigger told it (JSON-able), if anything."""
         self._write(
             "INSERT INTO runs (run_id, agent, trigger, prompt, runtime, image, status, "
-            "started_at, log_path) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            "started_at, log_path, context) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (
                 run_id,
                 agent,
@@ -161,6 +168,7 @@ class RunStore:
                 image,
                 time.time(),
                 str(self.log_path(agent, run_id)),
+                None if context is None else json.dumps(context, ensure_ascii=False),
             ),
         )
 
@@ -266,33 +274,84 @@ class RunStore:
             )
         return run
 
-    def stats(self, since: float) -> dict[str, AgentStats]:
-        """Per agent, the runs that started at `since` or later (a run still going counts,
-        but adds no duration)."""
+    def stats(self, since: float, agent: str | None = None) -> dict[str, AgentStats]:
+        """Per agent (or for `agent` only), the runs that started at `since` or later (a run
+        still going counts, but adds no duration)."""
+        where, args = ("AND agent = ?", (since, agent)) if agent else ("", (since,))
         with self.database.read() as conn:
             rows = conn.execute(
-                "SELECT agent, status, count(*) AS n, count(finished_at) AS ended, "
-                "sum(finished_at - started_at) AS took, "
-                "sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) AS tokens, "
-                "sum(coalesce(cost, 0)) AS cost "
-                "FROM runs WHERE started_at >= ? GROUP BY agent, status",
-                (since,),
+                "SELECT agent, status, finished_at - started_at AS took, "
+                "coalesce(input_tokens, 0) + coalesce(output_tokens, 0) AS tokens, "
+                f"coalesce(cost, 0) AS cost FROM runs WHERE started_at >= ? {where}",
+                args,
             ).fetchall()
         grouped: dict[str, list[sqlite3.Row]] = {}
         for row in rows:
             grouped.setdefault(row["agent"], []).append(row)
         stats = {}
-        for agent, statuses in grouped.items():
-            ended = sum(row["ended"] for row in statuses)
-            took = sum(row["took"] or 0.0 for row in statuses)
-            stats[agent] = AgentStats(
-                runs=sum(row["n"] for row in statuses),
-                by_status={row["status"]: row["n"] for row in statuses},
-                tokens=sum(row["tokens"] or 0 for row in statuses),
-                cost=sum(row["cost"] or 0.0 for row in statuses),
-                mean_duration=took / ended if ended else None,
+        for name, runs in grouped.items():
+            by_status: dict[str, int] = {}
+            for row in runs:
+                by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+            took = sorted(row["took"] for row in runs if row["took"] is not None)
+            stats[name] = AgentStats(
+                runs=len(runs),
+                by_status=by_status,
+                tokens=sum(row["tokens"] for row in runs),
+                cost=sum(row["cost"] for row in runs),
+                mean_duration=sum(took) / len(took) if took else None,
+                median_duration=_percentile(took, 0.5),
+                p90_duration=_percentile(took, 0.9),
             )
         return stats
+
+    def history(
+        self,
+        agent: str,
+        *,
+        status: str | None = None,
+        trigger: str | None = None,
+        offset: int = 0,
+        limit: int = 25,
+    ) -> tuple[list[RunRecord], int]:
+        """One page of an agent's runs, most recent first, of one status and/or trigger only
+        when given; with how many runs match in all."""
+        where, args = ["agent = ?"], [agent]
+        for column, value in (("status", status), ("trigger", trigger)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        condition = " AND ".join(where)
+        with self.database.read() as conn:
+            total = conn.execute(f"SELECT count(*) FROM runs WHERE {condition}", args).fetchone()
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE {condition} "
+                "ORDER BY started_at DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+        return [_record(r) for r in rows], int(total[0])
+
+    def started_per(self, agent: str, since: float, width: float) -> dict[int, dict[str, int]]:
+        """How many of the agent's runs started in each `width` seconds from `since` on, by
+        status: {bucket number: {status: runs}} (empty buckets left out)."""
+        with self.database.read() as conn:
+            rows = conn.execute(
+                "SELECT CAST((started_at - ?) / ? AS INTEGER) AS bucket, status, count(*) AS n "
+                "FROM runs WHERE agent = ? AND started_at >= ? GROUP BY bucket, status",
+                (since, width, agent, since),
+            ).fetchall()
+        buckets: dict[int, dict[str, int]] = {}
+        for row in rows:
+            buckets.setdefault(row["bucket"], {})[row["status"]] = row["n"]
+        return buckets
+
+
+def _percentile(ordered: list[float], fraction: float) -> float | None:
+    """The value below which `fraction` of the (sorted) values lie (nearest rank)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:

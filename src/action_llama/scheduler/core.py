@@ -67,6 +67,14 @@ class Scheduler:
         self.paused_agents: set[str] = set()
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
         self.stopping = False
+        #: Called whenever what the scheduler holds in memory changes (runs start or end,
+        #: pauses, a reload): how live views learn of it without asking.
+        self.on_change: Callable[[], None] | None = None
+
+    def changed(self) -> None:
+        """Tell `on_change` that the state changed."""
+        if self.on_change is not None:
+            self.on_change()
 
     # -- what is going on -------------------------------------------------------------------
 
@@ -128,6 +136,7 @@ class Scheduler:
     ) -> None:
         task = asyncio.get_running_loop().create_task(self._supervise(agent, item, run_id, first))
         self.running.setdefault(agent.name, {})[run_id] = task
+        self.changed()
 
     def adopt(self, agent: Agent, item: Trigger, run_id: str, resume: Launch) -> None:
         """Count run `run_id`, which a previous scheduler started, as running for `agent`:
@@ -164,6 +173,7 @@ class Scheduler:
                 tasks[run_id] = tasks.pop(old)
         finally:
             self.running.get(agent.name, {}).pop(run_id, None)
+            self.changed()
             # After a failed start the fault (a full disk, say) may last: the periodic sweep
             # drains then, rather than starting the next item into it at once.
             if not self.stopping and not failed:
@@ -211,6 +221,7 @@ class Scheduler:
         work; running runs keep the definition they started with; pauses, kept by agent
         name, still apply."""
         self.project = project
+        self.changed()
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -219,12 +230,14 @@ class Scheduler:
             self.paused = True
         else:
             self.paused_agents.add(agent)
+        self.changed()
 
     def resume(self, agent: str | None = None) -> list[str]:
         if agent is None:
             self.paused = False
         else:
             self.paused_agents.discard(agent)
+        self.changed()
         return self.drain()
 
     def kill(self, target: str) -> list[str]:
@@ -240,6 +253,7 @@ class Scheduler:
     async def shutdown(self, grace: float) -> None:
         """No new runs; wait up to `grace` seconds for running ones, then stop them."""
         self.stopping = True
+        self.changed()
         tasks = [t for runs in self.running.values() for t in runs.values()]
         if not tasks:
             return

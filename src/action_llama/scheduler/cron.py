@@ -83,6 +83,7 @@ class CronLoop:
                 del self.upcoming[name]
             else:
                 self.upcoming[name] = fire
+            self.scheduler.changed()  # its next fire moved
 
     def _fire(self, name: str, when: datetime) -> None:
         self.fired.append((name, when))

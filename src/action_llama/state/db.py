@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import TracebackType
@@ -159,6 +159,9 @@ class Database:
         self.path = path
         self.conn = connect(path, timeout=timeout)
         self._lock: AbstractContextManager[object] = threading.RLock()
+        #: Called after each write transaction that changed rows commits (from the writing
+        #: thread): how the daemon's live views learn that the state changed.
+        self.on_write: Callable[[], None] | None = None
 
     @classmethod
     def for_project(cls, state_dir: Path) -> Database:
@@ -205,14 +208,18 @@ class Database:
                 yield self.conn
                 return
             self.conn.execute("BEGIN IMMEDIATE")
+            before = self.conn.total_changes
             try:
                 yield self.conn
+                changed = self.conn.total_changes != before
                 self.conn.execute("COMMIT")
             except BaseException:
                 # Also when COMMIT itself failed (a full disk): a transaction left open would
                 # swallow every later write of this connection into it, never committed.
                 self._rollback()
                 raise
+        if changed and self.on_write is not None:
+            self.on_write()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

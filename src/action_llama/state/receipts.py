@@ -115,13 +115,31 @@ class Receipts:
             ).fetchone()
         return None if row is None else _receipt(row)
 
-    def recent(self, limit: int = 50, source: str | None = None) -> list[Receipt]:
-        """The latest receipts (of one source, or all), newest first."""
-        where, args = ("WHERE source = ?", (source,)) if source else ("", ())
+    def recent(
+        self,
+        limit: int = 50,
+        source: str | None = None,
+        *,
+        status: ReceiptStatus | None = None,
+        agent: str | None = None,
+    ) -> list[Receipt]:
+        """The latest receipts, newest first: all, or those of one source, with one status,
+        or that matched one agent."""
+        where, args = [], []
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if agent:
+            where.append("EXISTS (SELECT 1 FROM json_each(matched_agents) WHERE value = ?)")
+            args.append(agent)
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT * FROM webhook_receipts {where} ORDER BY received_at DESC, rowid DESC "
-                "LIMIT ?",
+                f"SELECT * FROM webhook_receipts {condition} "
+                "ORDER BY received_at DESC, rowid DESC LIMIT ?",
                 (*args, limit),
             ).fetchall()
         return [_receipt(r) for r in rows]

@@ -215,6 +215,12 @@ RECEIPTS_PER_SOURCE = """
     CREATE UNIQUE INDEX webhook_receipts_by_delivery ON webhook_receipts(source, delivery_id);
     """
 
+#: Migration 8: a run keeps what its trigger told it (a webhook's event, a caller's request),
+#: as JSON, for the dashboard's run page.
+RUN_CONTEXT = """
+    ALTER TABLE runs ADD COLUMN context TEXT;
+    """
+
 #: Applied in order; `PRAGMA user_version` = how many have run.
 MIGRATIONS: tuple[str, ...] = (
     RUNS,
@@ -224,4 +230,5 @@ MIGRATIONS: tuple[str, ...] = (
     AGENT_CALL_TRIGGER,
     RECEIPT_DETAIL,
     RECEIPTS_PER_SOURCE,
+    RUN_CONTEXT,
 )
