@@ -76,6 +76,13 @@ def base_ref(tag: str, key: str | None = None) -> str:
     return with_tag(tag, f"k{(key or base_key())[:16]}")
 
 
+def _is_content_tag(tag: str, image_id: str) -> bool:
+    """Whether `tag` names the image by its own id (a copy published to a registry by
+    content), not by a name someone chose."""
+    version = tag.rsplit(":", 1)[-1] if ":" in tag.rsplit("/", 1)[-1] else ""
+    return len(version) >= 12 and image_id.removeprefix("sha256:").startswith(version)
+
+
 def _labels_of(client: docker.DockerClient, tag: str) -> tuple[str, dict[str, str]] | None:
     """(image id, labels) of `tag`, or None when the engine has no such image."""
     from docker.errors import ImageNotFound
@@ -181,7 +188,14 @@ class ChainBuilder:
 
         with contextlib.suppress(APIError):
             image = self.client.api.inspect_image(image_id)  # type: ignore[no-untyped-call]
-            if not image.get("RepoTags"):
+            tags = image.get("RepoTags") or []
+            if any(not _is_content_tag(tag, image["Id"]) for tag in tags):
+                return
+            # Its copies for a registry (tagged with its own id) go with it: removing the last
+            # tag removes the image.
+            for tag in tags:
+                self.client.api.remove_image(tag, noprune=False)
+            if not tags:
                 self.client.api.remove_image(image_id, noprune=False)
 
     def _discard_older_bases(self, current: str) -> None:
