@@ -47,10 +47,32 @@ def make_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pro
         return root.resolve()
 
     yield factory
-    if made and request.node.get_closest_marker("docker"):
+    if not made:
+        return
+    if request.node.get_closest_marker("docker"):
         client = request.getfixturevalue("docker_client")
+    else:
+        # Runs that need no image still get an egress proxy on the engine when one is there.
+        client = _engine_if_running()
+    if client is not None:
         for root in made:
             cleanup_project(client, root)
+
+
+_engine: list[Any] = []
+
+
+def _engine_if_running() -> Any:
+    """The Docker engine when one answers (asked once per session), else None."""
+    if not _engine:
+        from action_llama.engine import connect
+        from action_llama.errors import RuntimeUnavailable
+
+        try:
+            _engine.append(connect())
+        except RuntimeUnavailable:
+            _engine.append(None)
+    return _engine[0]
 
 
 @pytest.fixture(scope="session")
@@ -66,15 +88,27 @@ def docker_client() -> Any:
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The base image, built once per session (debootstrapping the OS layer if need be)."""
+def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base image, built once per session (debootstrapping the OS layer if need be).
+
+    Pinned by a tag of the session's own for as long as the session lasts: a test that
+    rebuilds the base (`--no-cache`) replaces it under its usual tags, and a build discards
+    an image that no name holds any more, while later tests still start containers from
+    this id."""
     from action_llama.images.build import ChainBuilder
     from action_llama.project import load_project
 
     root = tmp_path_factory.mktemp("base-project")
     (root / "config.toml").write_text("")
     result = ChainBuilder(docker_client, load_project(root)).ensure()
-    return result.image_ids[result.layers[0].tag]
+    image_id = result.image_ids[result.layers[0].tag]
+    pin = ("al-test-base", f"session-{os.getpid()}")
+    docker_client.api.tag(image_id, *pin)
+    try:
+        yield image_id
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.api.remove_image(":".join(pin), noprune=False)
 
 
 @pytest.fixture(scope="session")

@@ -101,7 +101,12 @@ def test_good_project_passes(
     ):
         assert row(result.stdout, name)[0] == "✓", result.stdout
     assert "✗" not in result.stdout
-    assert "!" not in result.stdout
+    warned = [line for line in result.stdout.splitlines() if line.lstrip().startswith("!")]
+    # Egress proxies of deleted projects are reported machine-wide: an engine that other
+    # sessions share may have some, and that warning is not about this project.
+    assert all(line.split()[1] == "egress" and "left behind" in line for line in warned), (
+        result.stdout
+    )
     assert result.stdout.rstrip().endswith("All checks passed.")
 
 

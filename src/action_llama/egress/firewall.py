@@ -125,12 +125,7 @@ def remove(project: str) -> int:
     """Delete every rule of `project` (and the runs' chain once empty); how many."""
     count = 0
     with machine_lock():
-        for chain, tool in (
-            ("INPUT", "iptables"),
-            ("DOCKER-USER", "iptables"),
-            (RUNS_CHAIN, "iptables"),
-            (RUNS_CHAIN, "ip6tables"),
-        ):
+        for chain, tool in _RULE_CHAINS:
             for rule in _listed(chain, tool):
                 if _ours(rule, project):
                     _delete(rule, tool)
@@ -144,12 +139,7 @@ def remove_stray() -> int:
     from action_llama.egress.cgroups import exists
 
     count = 0
-    for chain, tool in (
-        ("INPUT", "iptables"),
-        ("DOCKER-USER", "iptables"),
-        (RUNS_CHAIN, "iptables"),
-        (RUNS_CHAIN, "ip6tables"),
-    ):
+    for chain, tool in _RULE_CHAINS:
         for rule in _listed(chain, tool):
             if not _ours(rule, None):
                 continue
@@ -177,6 +167,14 @@ def available() -> str | None:
 # -- host-user runs ---------------------------------------------------------------------------
 
 RUNS_CHAIN = "al-egress-runs"
+
+#: Where al's rules live (chain, tool): host input, Docker's forward hook, the runs' chain.
+_RULE_CHAINS = (
+    ("INPUT", "iptables"),
+    ("DOCKER-USER", "iptables"),
+    (RUNS_CHAIN, "iptables"),
+    (RUNS_CHAIN, "ip6tables"),
+)
 
 
 def _ipv6_active() -> bool:
