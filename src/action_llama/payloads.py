@@ -508,12 +508,25 @@ class AgentConfigPayload(TypedDict):
     params: list[str]
     #: Runs test-script.sh instead of a model session.
     script: bool
+    network: NetworkPayload
+
+
+class NetworkPayload(TypedDict):
+    """What an agent's runs may reach: `mode`, and under allowlist each destination
+    (`host:ports`) with where it comes from."""
+
+    mode: str
+    allowed: list[dict[str, str]]
+    #: The file whose `[network]` sets it.
+    file: str
 
 
 def agent_config(agent: Agent, project: Project) -> AgentConfigPayload:
     from action_llama.credentials.staging import refs_for
+    from action_llama.egress.policy import effective_policy
 
     config = agent.config
+    policy = effective_policy(agent)
     required, optional = refs_for(
         config.credentials, [(m.provider, m.auth_type) for _, m in agent.models]
     )
@@ -546,6 +559,11 @@ def agent_config(agent: Agent, project: Project) -> AgentConfigPayload:
         "hooks": {"pre": list(config.hooks.pre), "post": list(config.hooks.post)},
         "params": sorted(config.params),
         "script": agent.script is not None,
+        "network": {
+            "mode": policy.mode,
+            "allowed": [{"to": r.describe(), "from": r.source} for r in policy.rules],
+            "file": policy.file,
+        },
     }
 
 

@@ -40,6 +40,8 @@ PROJECT_FILES = {
         scale = 2
         [params]
         repo = "octo/app"
+        [network]
+        allow = ["pypi.org"]
         [[webhooks]]
         source = "hooks"
         events = ["deploy"]
@@ -48,7 +50,9 @@ PROJECT_FILES = {
     "agents/reviewer/test-script.sh": "#!/bin/sh\necho hi\n",
     "agents/listener/SKILL.md": "---\ndescription: listens\n---\nListen.\n",
     "agents/listener/test-script.sh": "#!/bin/sh\necho hi\n",
-    "agents/listener/config.toml": '[[webhooks]]\nsource = "hooks"\nevents = ["deploy"]\n',
+    "agents/listener/config.toml": (
+        '[network]\nmode = "open"\n[[webhooks]]\nsource = "hooks"\nevents = ["deploy"]\n'
+    ),
 }
 
 

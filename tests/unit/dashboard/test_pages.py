@@ -208,8 +208,19 @@ def test_the_agent_page_shows_its_configuration_without_secrets(
     assert "hooks · events: deploy" in config
     assert "scale 2" in config
     assert "timeout 900s" in config
+    network = config.split("Network", 1)[1].split("Limits", 1)[0]
+    assert "allowlist" in network
+    # Listed entries first, then what its model and credential need, each with its source.
+    assert network.index("pypi.org:80,443") < network.index("api.anthropic.com:443")
+    assert "api.github.com:80,443" in network
+    assert "agents/dev/config.toml" in network
     assert "repo" in config
     assert "octo/app" not in config
+
+
+def test_the_agent_page_shows_an_open_network_as_uncontrolled(operator: Browser) -> None:
+    text = text_of(operator.get("/agents/listener").text)
+    assert "open: runs may connect anywhere" in text.split("Network", 1)[1]
 
 
 def test_the_agent_page_lists_the_webhooks_that_matched_it(operator: Browser, state: State) -> None:
