@@ -318,3 +318,41 @@ def test_interrupting_al_run_stops_the_container_and_records_it_killed(
     assert f"run {run_id} · manual · killed" in runs.stdout
     logs = run_al("logs", "long", "-p", str(root))
     assert "stop requested" in logs.stdout
+
+
+def test_a_container_that_cannot_start_is_not_left_behind(
+    tmp_path: Any, docker_client: Any, base_image: str
+) -> None:
+    """The engine makes the container, then cannot start it (a file where the image has the
+    /credentials folder): the run fails with the engine's reason and no container stays."""
+    import asyncio
+
+    from action_llama.errors import RunError
+    from action_llama.runtimes.base import Limits, RunSpec
+    from action_llama.runtimes.docker import DockerRuntime
+
+    from support import cleanup_project
+
+    project = tmp_path / "project"
+    static = tmp_path / "static"
+    static.mkdir(parents=True)
+    (project / ".al").mkdir(parents=True)
+    not_a_folder = tmp_path / "credentials"
+    not_a_folder.write_text("")
+    spec = RunSpec(
+        run_id="cannotstart",
+        agent="broken",
+        project=project,
+        image=base_image,
+        static_dir=static,
+        credentials_dir=not_a_folder,
+        workspace=str(project / ".al" / "workspaces" / "broken"),
+        limits=Limits(memory_bytes=256 * 1024**2, cpus=1),
+        timeout=60,
+    )
+    try:
+        with pytest.raises(RunError, match="Could not start the container for agent broken"):
+            asyncio.run(DockerRuntime(docker_client).start(spec))
+        assert not docker_client.api.containers(all=True, filters={"label": "al.run=cannotstart"})
+    finally:
+        cleanup_project(docker_client, project)

@@ -170,13 +170,18 @@ class DockerRuntime:
                     host_config=host_config,
                 )
                 api.start(created["Id"])
-            except APIError as exc:
+            except BaseException as exc:
+                # A container that never started must not outlive its run: one the engine made
+                # before `start` failed, or whose create timed out here but went through there.
+                self._discard_unstarted(name)
                 release_network(str(spec.project), spec.run_id)
-                raise RunError(
-                    f"Could not start the container for agent {spec.agent}: "
-                    f"{exc.explanation or exc}",
-                    hint="Check the image with: al image ls",
-                ) from exc
+                if isinstance(exc, APIError):
+                    raise RunError(
+                        f"Could not start the container for agent {spec.agent}: "
+                        f"{exc.explanation or exc}",
+                        hint="Check the image with: al image ls",
+                    ) from exc
+                raise
         return RunHandle(
             run_id=spec.run_id,
             agent=spec.agent,
@@ -186,6 +191,13 @@ class DockerRuntime:
             project=str(spec.project),
             notes=network.notes,
         )
+
+    def _discard_unstarted(self, name: str) -> None:
+        from docker.errors import DockerException
+        from requests import RequestException
+
+        with contextlib.suppress(DockerException, RequestException):
+            self.client.api.remove_container(name, force=True)
 
     async def start(self, spec: RunSpec) -> RunHandle:
         if not spec.image:
