@@ -115,6 +115,11 @@ class RunError(ActionLlamaError):
     """A run could not be started or supervised (not: the agent exited non-zero)."""
 
 
+class ImageMissing(RunError):
+    """The image a run was to start from is gone from where its runtime starts runs (pruned
+    while the scheduler ran, say): building the agent's chain again brings it back."""
+
+
 class StateError(ActionLlamaError):
     """The project database (`.al/action-llama.db`) cannot be used."""
 

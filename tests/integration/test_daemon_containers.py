@@ -83,6 +83,12 @@ AGENTS = {
         'al-return "exit=$code $out"\n',
     ),
     **script_agent("leaf", "echo leaf ran\n"),
+    # An image layer of its own, which its test removes under the running scheduler.
+    **script_agent(
+        "layered",
+        "echo layered ran\n",
+        dockerfile='FROM al-agent:latest\nLABEL al.test="layered"\n',
+    ),
 }
 
 
@@ -385,3 +391,19 @@ def test_a_call_chain_deeper_than_max_call_depth_is_refused(daemon: Daemon) -> N
     assert answer["status"] == "completed"
     assert "call depth limit (1) reached" in answer["returnValue"]
     assert daemon.runs("leaf") == []
+
+
+def test_a_run_whose_image_was_removed_builds_it_again(daemon: Daemon, docker_client: Any) -> None:
+    """An agent's image removed while the scheduler runs (an image prune): its next run
+    builds it again and runs, rather than failing for want of it."""
+    labels = [f"al.project={daemon.root}", "al.agent=layered"]
+    (image,) = {i["Id"] for i in docker_client.api.images(filters={"label": labels})}
+    docker_client.api.remove_image(image, force=True)
+    run_id = daemon.trigger("layered")["runId"]
+    wait_for(lambda: daemon.finished(run_id), 300, "the layered run")
+    assert daemon.run(run_id).status == "completed", daemon.log_text()
+    assert daemon.script_lines(run_id) == ["layered ran"]
+    assert "the image of layered is gone; building it again" in daemon.log_text()
+    rebuilt = {i["Id"] for i in docker_client.api.images(filters={"label": labels})}
+    assert rebuilt
+    assert image not in rebuilt

@@ -74,6 +74,7 @@ class Daemon:
         self.project = project
         #: Image ids of the agents whose runs need one, for `project`.
         self.image_ids: dict[str, str] = {}
+        self._rebuilding = asyncio.Lock()
         self.port = project.config.gateway.port if port is None else port
         self.expose = expose
         self.grace = grace
@@ -163,6 +164,7 @@ class Daemon:
             self.service_for,
             self.image_for,
             self.run_lines,
+            self.rebuild_image,
         )
         self.scheduler = Scheduler(project, self.state, board.track(launch), launch.claim)
         self.scheduler.on_change = self.dashboard.changes.touch
@@ -297,6 +299,18 @@ class Daemon:
 
     async def image_for(self, agent: Agent) -> str | None:
         return self.image_ids.get(agent.name)
+
+    async def rebuild_image(self, agent: Agent) -> str | None:
+        """Build `agent`'s image again, gone from the engine since it was built (an image
+        prune, say); what its runs start from now. Runs finding it gone at once build it once:
+        the others find it up to date."""
+        from action_llama.images.build import build_images
+
+        async with self._rebuilding:
+            self.board.note(f"al: the image of {agent.name} is gone; building it again")
+            built = await asyncio.to_thread(build_images, self.project, [agent.name])
+            self.image_ids = {**self.image_ids, **built}
+            return built.get(agent.name)
 
     # -- hot reload ------------------------------------------------------------------------
 

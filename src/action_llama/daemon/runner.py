@@ -14,7 +14,13 @@ from pydantic import JsonValue
 from action_llama.credentials.staging import remove_tree, stages_of
 from action_llama.errors import ActionLlamaError, RuntimeUnavailable, StateError
 from action_llama.project import Agent
-from action_llama.runs.service import LineCallback, RunOutcome, RunService, complete_lines
+from action_llama.runs.service import (
+    LineCallback,
+    Rebuild,
+    RunOutcome,
+    RunService,
+    complete_lines,
+)
 from action_llama.runs.store import RunStore
 from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import RunHandle
@@ -43,6 +49,7 @@ class GatewayLauncher:
         service_for: Callable[[Agent], RunService],
         image_for: Callable[[Agent], Awaitable[str | None]],
         on_line: Callable[[Agent, str], LineCallback | None] | None = None,
+        rebuild: Rebuild | None = None,
     ) -> None:
         self.state = state
         self.store = store
@@ -50,6 +57,7 @@ class GatewayLauncher:
         self.service_for = service_for
         self.image_for = image_for
         self.on_line = on_line
+        self.rebuild = rebuild
         self._secrets: dict[str, str] = {}
 
     def claim(self, agent: Agent, trigger: Trigger, run_id: str) -> None:
@@ -90,6 +98,7 @@ class GatewayLauncher:
                 run_id=run_id,
                 env=env,
                 on_line=self.on_line(agent, run_id) if self.on_line else None,
+                rebuild=self.rebuild,
             )
             return outcome
         except FAULTS as exc:

@@ -8,7 +8,7 @@ import json
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.egress.policy import effective_policy
 from action_llama.egress.service import state_of
 from action_llama.egress.watch import EgressWatch, is_inserted, note
-from action_llama.errors import ActionLlamaError, AgentNotRunnable
+from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing
 from action_llama.project import Agent, Project
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
@@ -48,6 +48,8 @@ from action_llama.runtimes.base import (
 LOG_DRAIN_SECONDS = 5
 
 LineCallback = Callable[[dict[str, Any]], None]
+#: Builds an agent's image again; what its runs start from now.
+Rebuild = Callable[[Agent], Awaitable[str | None]]
 #: A manual run with no prompt: `al run AGENT`.
 MANUAL = Trigger()
 
@@ -213,12 +215,14 @@ class RunService:
         run_id: str | None = None,
         env: dict[str, str] | None = None,
         on_line: LineCallback | None = None,
+        rebuild: Rebuild | None = None,
     ) -> RunOutcome:
         """Run `agent` for `trigger` to its end, recorded as run `run_id` (a new id when None).
 
         `image`: what the chain built for it (None for runtimes without images); `env`: more
         variables for the run (the gateway's address and the run's secret, in the daemon);
-        `on_line`: each log record as it is stored.
+        `on_line`: each log record as it is stored; `rebuild`: builds the agent's image again
+        when the runtime finds it gone (the run then starts from the new one).
         """
         self.preflight(agent, trigger)
         run_id = run_id or new_run_id()
@@ -253,7 +257,7 @@ class RunService:
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
-            handle = await self.runtime.start(spec)
+            handle = await self._start(agent, spec, rebuild)
             redactor = Redactor(staged.secrets)
             result, interrupted = await self._follow(
                 agent, handle, agent.timeout, on_line, redactor
@@ -266,6 +270,16 @@ class RunService:
         if interrupted:
             raise asyncio.CancelledError
         return self._outcome(agent, run_id, result, time.monotonic() - started)
+
+    async def _start(self, agent: Agent, spec: RunSpec, rebuild: Rebuild | None) -> RunHandle:
+        try:
+            return await self.runtime.start(spec)
+        except ImageMissing:
+            if rebuild is None:
+                raise
+            # Removed under a running scheduler (a prune): the work is not lost for that.
+            image = await rebuild(agent)
+            return await self.runtime.start(spec.model_copy(update={"image": image}))
 
     async def resume(
         self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from action_llama.egress.proxy import GATEWAY_NAME
 from action_llama.engine import engine_errors
-from action_llama.errors import RunError
+from action_llama.errors import ImageMissing, RunError
 from action_llama.runtimes.base import (
     CONTAINER_UID,
     EXIT_TIMEOUT,
@@ -115,7 +115,7 @@ class DockerRuntime:
         return self._client
 
     def _create(self, spec: RunSpec) -> RunHandle:
-        from docker.errors import APIError
+        from docker.errors import APIError, ImageNotFound
         from docker.types import Mount
 
         api = self.client.api
@@ -175,6 +175,11 @@ class DockerRuntime:
                 # before `start` failed, or whose create timed out here but went through there.
                 self._discard_unstarted(name)
                 release_network(str(spec.project), spec.run_id)
+                if isinstance(exc, ImageNotFound):
+                    raise ImageMissing(
+                        f"The image of agent {spec.agent} is gone: {exc.explanation or exc}",
+                        hint="Build it again with: al image build",
+                    ) from exc
                 if isinstance(exc, APIError):
                     raise RunError(
                         f"Could not start the container for agent {spec.agent}: "

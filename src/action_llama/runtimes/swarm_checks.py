@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 #: How long the probe task may take on every node (a first pull of the image included).
 PROBE_SECONDS = 90
+#: How long the probe's output may take to show in its service's log once its tasks ended.
+LOG_SETTLE_SECONDS = 15
 #: What the probe task prints: one JSON line about its node.
 PROBE_SCRIPT = """
 import json, os, socket
@@ -261,7 +263,12 @@ def _run_probe(
                 break
         from action_llama.runtimes.swarm_logs import whole_log
 
-        lines = [line for _, line in whole_log(client, service)]
+        # An ended task's output reaches the service's log a moment later on a busy node.
+        settle = time.monotonic() + LOG_SETTLE_SECONDS
+        while not (lines := [line for _, line in whole_log(client, service)]):
+            if time.monotonic() > settle:
+                break
+            time.sleep(0.5)
     finally:
         api.remove_service(service)
         _remove_ended_containers(api, service)
