@@ -18,6 +18,7 @@ import typer
 from action_llama.cli.common import ProjectOption
 from action_llama.cli.render import status
 from action_llama.errors import DaemonUnavailable
+from action_llama.timespan import span
 
 if TYPE_CHECKING:
     from action_llama.daemon.client import Daemon
@@ -56,14 +57,7 @@ def _moment(text: str | None) -> float | None:
 
 
 def _ago(seconds: float) -> str:
-    seconds = max(seconds, 0)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 129600:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
+    return span(max(seconds, 0))
 
 
 def _next_fire(text: str | None) -> str:

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from action_llama.runs.records import format_record
+from action_llama.timespan import span
 
 #: Stands for the session's CSRF token in renders shared by several sessions (see `Renders`);
 #: each session's copy gets its own token in its place.
@@ -37,25 +38,13 @@ def _when(value: object) -> datetime | None:
     return None
 
 
-def relative(seconds: float) -> str:
-    """`42s`, `5m`, `3h`, `2d`."""
-    seconds = abs(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 129600:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
 def moment(value: object, empty: str = "-") -> Markup:
     """A `<time>` saying how long ago (or how soon) `value` is; its title is the local time."""
     when = _when(value)
     if when is None:
         return Markup(escape(empty))
     delta = when.timestamp() - time.time()
-    text = f"in {relative(delta)}" if delta > 0 else f"{relative(delta)} ago"
+    text = f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
     local = when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Made of digits and our own words only: nothing to escape (and Markup.format is slow).
