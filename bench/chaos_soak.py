@@ -547,7 +547,10 @@ class Soak:
             fig.statuses[status] = fig.statuses.get(status, 0) + 1
         client = connect()
         label = {"label": f"al.project={self.root}"}
-        fig.left["containers"] = len(client.api.containers(all=True, filters=label))
+        containers = client.api.containers(all=True, filters=label)
+        fig.left["containers"] = len(containers)
+        for container in containers:
+            self.event(f"left: container {container['Names'][0]} ({container['Status']})")
         workspaces = {volume_name(self.root, agent) for agent in ("hook", "tick", "manual")}
         volumes = client.api.volumes(filters=label).get("Volumes") or []
         fig.left["volumes"] = len([v for v in volumes if v["Name"] not in workspaces])

@@ -151,3 +151,65 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
         straggler.wait()
         store.close()
         state.close()
+
+
+def test_what_a_runtime_still_holds_of_an_ended_run_is_removed(tmp_path: Path) -> None:
+    """A run recorded as ended whose runtime still has it (its removal failed while the
+    engine restarted) is removed by the sweep; a run recorded as running with no scheduler
+    row (`al run --local`) and one not recorded yet (starting) are left alone."""
+    root = tmp_path / "proj"
+    write_files(
+        root,
+        {
+            "config.toml": "",
+            "agents/work/SKILL.md": "Work.\n",
+            "agents/work/test-script.sh": "true\n",
+            "agents/work/config.toml": HOST_USER,
+        },
+    )
+    project = load_project(root)
+    state, store = State.open(project.state_dir), RunStore(project.state_dir)
+    runtime = FakeRuntime(lambda spec: FakeRun(seconds=60))
+
+    async def scenario() -> tuple[list[str], set[str]]:
+        for run_id in ("ended001", "local001", "starting"):
+            await runtime.start(
+                RunSpec(
+                    run_id=run_id,
+                    agent="work",
+                    project=project.root,
+                    static_dir=tmp_path,
+                    credentials_dir=tmp_path,
+                    workspace="ws",
+                    limits=Limits(memory_bytes=2**30, cpus=1),
+                    timeout=60,
+                )
+            )
+        for run_id in ("ended001", "local001"):
+            store.start(run_id, "work", "manual", None, "host-user", None)
+        store.finish("ended001", "completed", 0, None)
+
+        async def never(*args: object) -> object:
+            raise AssertionError("nothing new should be launched")
+
+        scheduler = Scheduler(project, state, never)  # type: ignore[arg-type]
+        adoption = Adoption(
+            state,
+            store,
+            scheduler,
+            lambda agent: RunService(project, runtime, store),
+            _runtimes={"host-user": runtime},
+        )
+        removed = await adoption.remove_ended()
+        left = {handle.run_id for handle in await runtime.list_runs(project.root)}
+        for run_id in left:
+            await runtime.remove(await runtime.adopt(run_id))  # type: ignore[arg-type]
+        return removed, left
+
+    try:
+        removed, left = asyncio.run(scenario())
+    finally:
+        state.close()
+        store.close()
+    assert removed == ["ended001"]
+    assert left == {"local001", "starting"}

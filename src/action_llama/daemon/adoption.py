@@ -100,6 +100,7 @@ class Adoption:
                 # Not this run's fault to stop the daemon: its row stays for the next start,
                 # and the lock sweep frees its locks meanwhile (it holds no runner).
                 log.exception("run %s of %s could not be re-adopted", left.run_id, left.agent)
+        await self.remove_ended()
         return adopted
 
     async def reconcile(self) -> None:
@@ -112,6 +113,41 @@ class Adoption:
                 await self._adopt(left)
             except Exception:
                 log.exception("run %s of %s could not be reconciled", left.run_id, left.agent)
+        await self.remove_ended()
+
+    async def remove_ended(self) -> list[str]:
+        """Remove what runtimes still hold of runs recorded as ended: a container whose
+        removal failed as its run ended (the engine was restarting, say) would stay forever.
+        Runs without a record, or recorded as running (`al run --local`), are not touched.
+        The ids removed."""
+        project = self.scheduler.project
+        active = {left.run_id for left in self.state.active_runs.list()}
+        removed = []
+        for name in sorted({runtime_name(agent) for agent in project.agents.values()}):
+            runtime = self._runtime(name)
+            try:
+                handles = await runtime.list_runs(project.root)
+            except ActionLlamaError:
+                continue  # its engine is down: the next sweep
+            for handle in handles:
+                record = self.store.find(handle.run_id)
+                if handle.run_id in active or record is None or record.status == "running":
+                    continue
+                try:
+                    await runtime.remove(handle)
+                except ActionLlamaError as exc:
+                    log.info("run %s: not removed yet (%s)", handle.run_id, exc.message)
+                    continue
+                log.warning(
+                    "run %s of %s had ended but was left: removed", record.run_id, record.agent
+                )
+                removed.append(handle.run_id)
+        return removed
+
+    def _runtime(self, name: str) -> Runtime:
+        if name not in self._runtimes:
+            self._runtimes[name] = get_runtime(name)
+        return self._runtimes[name]
 
     async def _adopt(self, left: ActiveRun) -> bool:
         record = self.store.find(left.run_id)
@@ -192,8 +228,7 @@ class Adoption:
     async def _remove(self, left: ActiveRun) -> None:
         """Stop and remove the run in its runtime, if it is still there, and delete its stage."""
         try:
-            runtime = self._runtimes.get(left.runtime) or get_runtime(left.runtime)
-            self._runtimes[left.runtime] = runtime
+            runtime = self._runtime(left.runtime)
             handle = await runtime.adopt(left.run_id)
             if handle is not None:
                 await runtime.stop(handle, grace=5)
