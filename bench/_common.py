@@ -33,8 +33,9 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def script_agent(name: str, script: str = "true\n", dockerfile: str | None = None
-                 ) -> dict[str, str]:
+def script_agent(
+    name: str, script: str = "true\n", dockerfile: str | None = None
+) -> dict[str, str]:
     """Files of an agent that runs `script` in script mode."""
     files = {
         f"agents/{name}/SKILL.md": "---\ndescription: benchmark agent\n---\nDo nothing.\n",
@@ -46,14 +47,22 @@ def script_agent(name: str, script: str = "true\n", dockerfile: str | None = Non
 
 
 def run_al(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AL, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [AL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def check(proc: subprocess.CompletedProcess[str], what: str) -> None:
     if proc.returncode != 0:
-        sys.stderr.write(f"{what} failed with exit {proc.returncode}\n"
-                         f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n")
+        sys.stderr.write(
+            f"{what} failed with exit {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}\n"
+        )
         raise SystemExit(1)
 
 
@@ -67,8 +76,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def wall(argv: Sequence[str], what: str) -> float:
     """Wall seconds of one subprocess, which must succeed."""
     started = time.perf_counter()
-    proc = subprocess.run(list(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          check=False)
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+    )
     elapsed = time.perf_counter() - started
     check(proc, what)
     return elapsed
@@ -81,8 +91,10 @@ def p90(values: Sequence[float]) -> float:
 
 
 def summary(values: Sequence[float]) -> str:
-    return (f"median {statistics.median(values):7.3f} s   p90 {p90(values):7.3f} s   "
-            f"min {min(values):7.3f} s   (n={len(values)})")
+    return (
+        f"median {statistics.median(values):7.3f} s   p90 {p90(values):7.3f} s   "
+        f"min {min(values):7.3f} s   (n={len(values)})"
+    )
 
 
 def verdict(ok: bool) -> str:
@@ -93,12 +105,19 @@ def import_profile(modules: str) -> tuple[float, list[tuple[str, float, int]]]:
     """`python -X importtime -c 'import MODULES'`: the summed cumulative time of the top-level
     imports, and self time summed by top-level package, largest first. The tracing itself
     inflates the figures; compare them with each other, not with wall times."""
+
     def rows(code: str) -> list[tuple[str, str, str]]:
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
-                              capture_output=True, text=True, check=True)
-        return [tuple(line.removeprefix("import time:").split("|"))  # type: ignore[misc]
-                for line in proc.stderr.splitlines()
-                if line.startswith("import time:") and "cumulative" not in line]
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [
+            tuple(line.removeprefix("import time:").split("|"))  # type: ignore[misc]
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "cumulative" not in line
+        ]
 
     startup = {name.strip() for _, _, name in rows("pass")}  # what the interpreter loads anyway
     total = 0.0
@@ -111,15 +130,21 @@ def import_profile(modules: str) -> tuple[float, list[tuple[str, float, int]]]:
         entry = by_package.setdefault(name.strip().split(".")[0], [0.0, 0])
         entry[0] += int(self_us) / 1e6
         entry[1] += 1
-    ranked = sorted(((k, v[0], int(v[1])) for k, v in by_package.items()),
-                    key=lambda row: row[1], reverse=True)
+    ranked = sorted(
+        ((k, v[0], int(v[1])) for k, v in by_package.items()), key=lambda row: row[1], reverse=True
+    )
     return total, ranked
 
 
 #: Third-party packages of `al run`'s import graph, grouped by the dependency that pulls them in.
 STACKS = {
-    "pydantic": ("pydantic", "pydantic_core", "annotated_types", "typing_extensions",
-                 "typing_inspection"),
+    "pydantic": (
+        "pydantic",
+        "pydantic_core",
+        "annotated_types",
+        "typing_extensions",
+        "typing_inspection",
+    ),
     "typer": ("typer", "click", "rich", "shellingham", "markdown_it", "mdurl", "pygments"),
     "docker-py": ("docker", "requests", "urllib3", "charset_normalizer", "idna", "certifi"),
     "PyYAML": ("yaml", "_yaml"),
@@ -135,8 +160,9 @@ def by_stack(ranked: list[tuple[str, float, int]]) -> list[tuple[str, float, int
         entry = sums.setdefault(owner.get(package, "standard library"), [0.0, 0])
         entry[0] += seconds
         entry[1] += count
-    return sorted(((k, v[0], int(v[1])) for k, v in sums.items()),
-                  key=lambda row: row[1], reverse=True)
+    return sorted(
+        ((k, v[0], int(v[1])) for k, v in sums.items()), key=lambda row: row[1], reverse=True
+    )
 
 
 def bytecode_cache(directory: Path) -> str | None:
@@ -151,8 +177,10 @@ def bytecode_cache(directory: Path) -> str | None:
         return None
     del os.environ["PYTHONDONTWRITEBYTECODE"]
     os.environ["PYTHONPYCACHEPREFIX"] = str(directory)
-    return (f"PYTHONDONTWRITEBYTECODE was set: subprocesses cache bytecode in {directory} "
-            "instead (--bytecode as-is to keep it)")
+    return (
+        f"PYTHONDONTWRITEBYTECODE was set: subprocesses cache bytecode in {directory} "
+        "instead (--bytecode as-is to keep it)"
+    )
 
 
 def cleanup_project(root: Path, *, images: bool) -> None:
@@ -210,8 +238,9 @@ class Daemon:
     put in the credential store at `creds` (AL_CREDENTIALS_DIR).
     """
 
-    def __init__(self, root: Path, creds: Path, env: dict[str, str] | None = None,
-                 timeout: float = 600) -> None:
+    def __init__(
+        self, root: Path, creds: Path, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> None:
         from action_llama.credentials.refs import CredentialRef
         from action_llama.credentials.store import CredentialStore
 
@@ -219,9 +248,12 @@ class Daemon:
         self.log = root.parent / "daemon.log"
         with self.log.open("wb") as sink:
             self.proc = subprocess.Popen(
-                [AL, "start", "-p", str(root), "--port", "0"], stdout=sink,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "AL_CREDENTIALS_DIR": str(creds), **(env or {})})
+                [AL, "start", "-p", str(root), "--port", "0"],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "AL_CREDENTIALS_DIR": str(creds), **(env or {})},
+            )
         marker = root / ".al" / "daemon.json"
         deadline = time.monotonic() + timeout
         while not marker.exists():
@@ -237,13 +269,17 @@ class Daemon:
     def pid(self) -> int:
         return self.proc.pid
 
-    def control(self, method: str, path: str, body: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One operator request (`/control/<path>`), which must succeed."""
         import httpx2 as httpx
 
-        answer = httpx.request(method, f"{self.url}/control{path}", json=body, timeout=30,
-                               headers={"Authorization": f"Bearer {self.api_key}"})
+        answer = httpx.request(
+            method,
+            f"{self.url}/control{path}",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
         if answer.status_code != 200:
             sys.stderr.write(f"{method} /control{path}: {answer.status_code} {answer.text}\n")
             raise SystemExit(1)

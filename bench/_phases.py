@@ -99,14 +99,14 @@ def main(root: str, agent_name: str) -> dict[str, float]:
     service = RunService(project, TimedRuntime(client), store)
     lap("run store open")
     try:
-        outcome = asyncio.run(service.run(agent, image=chain.image_for(agent.name),
-                                          on_line=show))
+        outcome = asyncio.run(service.run(agent, image=chain.image_for(agent.name), on_line=show))
     finally:
         store.close()
     lap("RunService.run")
     phases.update(calls)
-    phases["  rest of RunService.run (staging, store, log drain)"] = (
-        phases["RunService.run"] - sum(calls.values()))
+    phases["  rest of RunService.run (staging, store, log drain)"] = phases["RunService.run"] - sum(
+        calls.values()
+    )
     if outcome.result.exit_code != 0:
         raise SystemExit(f"run failed: {outcome}")
     client.close()

@@ -84,10 +84,12 @@ def measure(base: Path, agents: int, idle: float, edits: int) -> tuple[bool, boo
         daemon.stop()
     poll = polling_cost(root)
     worst = max(latencies)
-    print(f"{agents:>5} agents: idle {rate * 100:.2f}% of a core "
-          f"(polling once a second would cost {poll * 100:.2f}%: "
-          f"{poll / rate if rate else float('inf'):.0f}x); "
-          f"edit to reload median {statistics.median(latencies):.2f} s, max {worst:.2f} s")
+    print(
+        f"{agents:>5} agents: idle {rate * 100:.2f}% of a core "
+        f"(polling once a second would cost {poll * 100:.2f}%: "
+        f"{poll / rate if rate else float('inf'):.0f}x); "
+        f"edit to reload median {statistics.median(latencies):.2f} s, max {worst:.2f} s"
+    )
     return rate <= GOAL_CPU or agents < 1000, worst <= GOAL_RELOAD
 
 

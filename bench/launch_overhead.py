@@ -75,8 +75,15 @@ def stage_for_docker(root: Path) -> tuple[Path, Path]:
     stage.chmod(0o755)
     (static / "SKILL.md").write_text((root / "agents" / AGENT / "SKILL.md").read_text())
     (static / "test-script.sh").write_text("true\n")
-    config = {"name": AGENT, "description": "benchmark agent", "timeout": 900,
-              "hooks": {"pre": [], "post": []}, "params": {}, "credentials": [], "models": []}
+    config = {
+        "name": AGENT,
+        "description": "benchmark agent",
+        "timeout": 900,
+        "hooks": {"pre": [], "post": []},
+        "params": {},
+        "credentials": [],
+        "models": [],
+    }
     (static / "agent-config.json").write_text(json.dumps(config))
     for path in static.iterdir():
         path.chmod(0o644)
@@ -87,8 +94,9 @@ def stage_for_docker(root: Path) -> tuple[Path, Path]:
     return static, creds
 
 
-def docker_argv(root: Path, image: str, static: Path, creds: Path, volume: str, *,
-                entrypoint: bool) -> list[str]:
+def docker_argv(
+    root: Path, image: str, static: Path, creds: Path, volume: str, *, entrypoint: bool
+) -> list[str]:
     """`docker run` with the flags DockerRuntime._create gives the engine."""
     from action_llama.project import load_project
     from action_llama.runtimes.base import Limits
@@ -96,27 +104,45 @@ def docker_argv(root: Path, image: str, static: Path, creds: Path, volume: str, 
     local = load_project(root).config.local
     limits = Limits(memory_bytes=local.memory_bytes, cpus=local.cpus)
     argv = [
-        "docker", "run", "--rm",
+        "docker",
+        "run",
+        "--rm",
         "--read-only",
-        "--tmpfs", f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_bytes},uid=1000,gid=1000,"
-                   "mode=1777",
-        "--tmpfs", f"/home/node:rw,nosuid,nodev,size={limits.home_bytes},uid=1000,gid=1000,"
-                   "mode=0755",
-        "--cap-drop", "ALL",
-        "--security-opt", "no-new-privileges:true",
-        "--pids-limit", str(limits.pids),
-        "--memory", str(limits.memory_bytes),
-        "--memory-swap", str(limits.memory_bytes),
-        "--cpus", str(limits.cpus),
+        "--tmpfs",
+        f"/tmp:rw,exec,nosuid,nodev,size={limits.tmp_bytes},uid=1000,gid=1000,mode=1777",
+        "--tmpfs",
+        f"/home/node:rw,nosuid,nodev,size={limits.home_bytes},uid=1000,gid=1000,mode=0755",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges:true",
+        "--pids-limit",
+        str(limits.pids),
+        "--memory",
+        str(limits.memory_bytes),
+        "--memory-swap",
+        str(limits.memory_bytes),
+        "--cpus",
+        str(limits.cpus),
         "--init",
-        "--user", "1000:1000",
-        "--workdir", "/tmp",
-        "--add-host", "host.docker.internal:host-gateway",
-        "-v", f"{static}:/app/static:ro",
-        "-v", f"{creds}:/credentials:ro",
-        "-v", f"{volume}:/workspace",
-        "--label", f"al.project={root}",
-        "-e", f"AL_AGENT={AGENT}", "-e", "AL_RUN_ID=bench",
+        "--user",
+        "1000:1000",
+        "--workdir",
+        "/tmp",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        "-v",
+        f"{static}:/app/static:ro",
+        "-v",
+        f"{creds}:/credentials:ro",
+        "-v",
+        f"{volume}:/workspace",
+        "--label",
+        f"al.project={root}",
+        "-e",
+        f"AL_AGENT={AGENT}",
+        "-e",
+        "AL_RUN_ID=bench",
     ]
     if not entrypoint:
         argv += ["--entrypoint", "true"]
@@ -130,8 +156,11 @@ def workspace_volume(root: Path, kind: str) -> str:
     if kind == "al":
         return volume_name(root, AGENT)
     name = f"al-bench-{root.name}"
-    subprocess.run(["docker", "volume", "create", "--label", f"al.project={root}", name],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "volume", "create", "--label", f"al.project={root}", name],
+        check=True,
+        capture_output=True,
+    )
     return name
 
 
@@ -155,8 +184,12 @@ def running_daemon(root: Path, wanted: bool) -> Iterator[None]:
         return
     log = root / "daemon.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen([AL, "start", "-p", str(root), "--port", "0"], stdout=sink,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [AL, "start", "-p", str(root), "--port", "0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 600
         while not (root / ".al" / "daemon.json").exists():
@@ -196,8 +229,9 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
         return measure_variants(args, variants, image, volume)
 
 
-def measure_variants(args: argparse.Namespace, variants: dict[str, list[str]], image: str,
-                     volume: str) -> dict[str, list[float]]:
+def measure_variants(
+    args: argparse.Namespace, variants: dict[str, list[str]], image: str, volume: str
+) -> dict[str, list[float]]:
     for name, argv in variants.items():
         if name != "al":
             wall(argv, f"warm-up {name}")
@@ -209,8 +243,11 @@ def measure_variants(args: argparse.Namespace, variants: dict[str, list[str]], i
         # Alternate the order so neither variant always runs right after the other.
         for name in order if i % 2 == 0 else reversed(order):
             times[name].append(wall(variants[name], name))
-        print(f"  run {i + 1:>2}/{args.runs}: " + "  ".join(
-            f"{name} {times[name][-1]:.3f}s" for name in variants), flush=True)
+        print(
+            f"  run {i + 1:>2}/{args.runs}: "
+            + "  ".join(f"{name} {times[name][-1]:.3f}s" for name in variants),
+            flush=True,
+        )
     return times
 
 
@@ -227,8 +264,10 @@ def phases(root: Path, count: int) -> tuple[dict[str, float], list[float]]:
         check(proc, "phase probe")
         sample = json.loads(proc.stdout)
         # CLOCK_MONOTONIC is shared by processes: split off interpreter start-up and exit.
-        sample = {"interpreter start-up (spawn to probe)": sample.pop("entered (monotonic)")
-                  - started, **sample}
+        sample = {
+            "interpreter start-up (spawn to probe)": sample.pop("entered (monotonic)") - started,
+            **sample,
+        }
         sample["interpreter exit (probe end to reaped)"] = ended - sample.pop("left (monotonic)")
         samples.append(sample)
     keys = list(samples[0])
@@ -246,8 +285,10 @@ def report(times: dict[str, list[float]]) -> bool:
     if "daemon" in times:
         through = statistics.median(times["daemon"])
         daemon_ok = through / docker <= GOAL_RATIO
-        print(f"daemon / docker (median): {through / docker:.2f}x   "
-              f"(goal <= {GOAL_RATIO}x: {verdict(daemon_ok)}; al run while al start runs)")
+        print(
+            f"daemon / docker (median): {through / docker:.2f}x   "
+            f"(goal <= {GOAL_RATIO}x: {verdict(daemon_ok)}; al run while al start runs)"
+        )
         print(f"daemon overhead over docker: {through - docker:+.3f} s per run")
         ok = ok and daemon_ok
     print(f"al overhead over docker: {al - docker:+.3f} s per run")
@@ -265,8 +306,10 @@ def breakdown(root: Path, count: int) -> None:
     print(f"  python -c pass                     {statistics.median(python):.3f} s (median of 5)")
     print(f"  al --version                       {statistics.median(version):.3f} s (median of 5)")
     total, ranked = import_profile("action_llama.cli.app, docker")
-    print(f"  import action_llama.cli.app, docker under -X importtime: {total:.3f} s "
-          "(tracing inflates it), self time by stack:")
+    print(
+        f"  import action_llama.cli.app, docker under -X importtime: {total:.3f} s "
+        "(tracing inflates it), self time by stack:"
+    )
     for stack, seconds, modules in by_stack(ranked):
         print(f"      {seconds:.3f} s  {stack} ({modules} modules)")
     if count <= 0:
@@ -283,19 +326,37 @@ def breakdown(root: Path, count: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="launches of each kind (15)")
-    parser.add_argument("--phases", type=int, default=5,
-                        help="in-process runs for the phase breakdown (5; 0 skips it)")
-    parser.add_argument("--workspace", choices=("al", "plain"), default="al",
-                        help="volume the docker variants mount at /workspace: the agent's own "
-                             "loop-backed ext4 volume, as al mounts it (default), or a plain "
-                             "named volume")
-    parser.add_argument("--no-entry", action="store_true",
-                        help="skip the 'entry' variant (docker run with the in-container entry)")
-    parser.add_argument("--no-daemon", action="store_true",
-                        help="skip the 'daemon' variant (al run through a running al start)")
-    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
-                        help="let subprocesses cache bytecode in the temp dir when "
-                             "PYTHONDONTWRITEBYTECODE is set (default), or keep it as is")
+    parser.add_argument(
+        "--phases",
+        type=int,
+        default=5,
+        help="in-process runs for the phase breakdown (5; 0 skips it)",
+    )
+    parser.add_argument(
+        "--workspace",
+        choices=("al", "plain"),
+        default="al",
+        help="volume the docker variants mount at /workspace: the agent's own "
+        "loop-backed ext4 volume, as al mounts it (default), or a plain "
+        "named volume",
+    )
+    parser.add_argument(
+        "--no-entry",
+        action="store_true",
+        help="skip the 'entry' variant (docker run with the in-container entry)",
+    )
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="skip the 'daemon' variant (al run through a running al start)",
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "as-is"),
+        default="cached",
+        help="let subprocesses cache bytecode in the temp dir when "
+        "PYTHONDONTWRITEBYTECODE is set (default), or keep it as is",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when the goal is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temp project and volumes")
     args = parser.parse_args()

@@ -53,8 +53,11 @@ def make_project(prefix: str) -> tuple[Path, list[str]]:
     files: dict[str, str] = {"config.toml": ""}
     names = [f"{prefix}-{i:02d}" for i in range(AGENTS)]
     for i, name in enumerate(names):
-        dockerfile = (f"FROM al-agent:latest\nRUN echo {name} > /tmp/marker\n"
-                      if i < WITH_DOCKERFILE else None)
+        dockerfile = (
+            f"FROM al-agent:latest\nRUN echo {name} > /tmp/marker\n"
+            if i < WITH_DOCKERFILE
+            else None
+        )
         files.update(script_agent(name, "true\n", dockerfile))
     write_files(root, files)
     return root, names
@@ -70,11 +73,14 @@ class TagEvents:
 
     def between(self, started: float, ended: float) -> list[str]:
         events = self.client.events(
-            since=int(started) - 1, until=int(ended) + 2, decode=True,
+            since=int(started) - 1,
+            until=int(ended) + 2,
+            decode=True,
             filters={"type": "image", "event": "tag"},
         )
         return [
-            e["Actor"]["Attributes"].get("name", "?") for e in events
+            e["Actor"]["Attributes"].get("name", "?")
+            for e in events
             if started * 1e9 <= e.get("timeNano", 0) <= ended * 1e9
             and e["Actor"]["Attributes"].get("name") in self.tags
         ]
@@ -116,8 +122,13 @@ def measure_cli(root: Path, runs: int, events: TagEvents) -> tuple[list[float], 
     started = time.time()
     for i in range(runs + 1):  # the first one is a warm-up (page cache, bytecode cache)
         began = time.perf_counter()
-        proc = subprocess.run([AL, "image", "build", "-p", str(root), "-q"], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            [AL, "image", "build", "-p", str(root), "-q"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         if i:
             times.append(time.perf_counter() - began)
         if proc.returncode != 0:
@@ -141,8 +152,11 @@ def parts(client: Any, root: Path, runs: int) -> dict[str, list[float]]:
     from action_llama.images import base
     from action_llama.project import load_project
 
-    out: dict[str, list[float]] = {"load_project": [], "connect + ping": [],
-                                   "base.package_digest()": []}
+    out: dict[str, list[float]] = {
+        "load_project": [],
+        "connect + ping": [],
+        "base.package_digest()": [],
+    }
     for _ in range(runs):
         out["load_project"].append(timed(lambda: load_project(root))[0])
         seconds, fresh = timed(connect)
@@ -164,8 +178,10 @@ def edit_one(client: Any, root: Path, name: str, events: TagEvents) -> bool:
     tagged = events.between(started, time.time())
     again_seconds, again = timed(lambda: ChainBuilder(client, load_project(root)).ensure())
     ok = result.built == [agent_tag(name)] and not again.built
-    print(f"\nedit agents/{name}/Dockerfile, then ensure(): {seconds:.2f} s, rebuilt "
-          f"{result.built or 'nothing'} (engine tag events: {tagged or 'none'})")
+    print(
+        f"\nedit agents/{name}/Dockerfile, then ensure(): {seconds:.2f} s, rebuilt "
+        f"{result.built or 'nothing'} (engine tag events: {tagged or 'none'})"
+    )
     print(f"next ensure(): {again_seconds:.3f} s, rebuilt {again.built or 'nothing'}")
     print(f"only the edited agent rebuilt: {verdict(ok)}")
     return ok
@@ -177,10 +193,14 @@ def run(args: argparse.Namespace, root: Path, names: list[str]) -> bool:
     from action_llama.project import load_project
 
     client = connect()
-    print(f"project {root}: {AGENTS} agents ({names[0]} .. {names[-1]}), "
-          f"{WITH_DOCKERFILE} with a Dockerfile")
-    print("first build (builds the 5 agent layers, and the base if it is missing or stale)...",
-          flush=True)
+    print(
+        f"project {root}: {AGENTS} agents ({names[0]} .. {names[-1]}), "
+        f"{WITH_DOCKERFILE} with a Dockerfile"
+    )
+    print(
+        "first build (builds the 5 agent layers, and the base if it is missing or stale)...",
+        flush=True,
+    )
     seconds, result = timed(lambda: ChainBuilder(client, load_project(root)).ensure())
     print(f"  {seconds:.1f} s, built {len(result.built)}: {', '.join(result.built)}")
     tags = [layer.tag for layer in result.layers]
@@ -204,14 +224,20 @@ def run(args: argparse.Namespace, root: Path, names: list[str]) -> bool:
     for name, values in pieces.items():
         print(f"    {name:<22} median {statistics.median(values):.3f} s")
     builds = len(measured["built"]) + len(measured["tagged"]) + len(cli_tagged)
-    print(f"\ndocker builds during the no-op runs: ChainResult.built {len(measured['built'])}, "
-          f"engine tag events in-process {len(measured['tagged'])}, "
-          f"from al image build {len(cli_tagged)}")
+    print(
+        f"\ndocker builds during the no-op runs: ChainResult.built {len(measured['built'])}, "
+        f"engine tag events in-process {len(measured['tagged'])}, "
+        f"from al image build {len(cli_tagged)}"
+    )
     fast = full_median <= GOAL_SECONDS
-    print(f"in-process no-op (connect+load+ensure) {full_median:.3f} s <= {GOAL_SECONDS} s: "
-          f"{verdict(fast)}")
-    print(f"al image build -q {cli_median:.3f} s <= {GOAL_SECONDS} s: "
-          f"{verdict(cli_median <= GOAL_SECONDS)}")
+    print(
+        f"in-process no-op (connect+load+ensure) {full_median:.3f} s <= {GOAL_SECONDS} s: "
+        f"{verdict(fast)}"
+    )
+    print(
+        f"al image build -q {cli_median:.3f} s <= {GOAL_SECONDS} s: "
+        f"{verdict(cli_median <= GOAL_SECONDS)}"
+    )
     print(f"zero builds: {verdict(builds == 0)}")
     ok = edit_one(client, root, names[0], events)
     client.close()
@@ -222,9 +248,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="in-process no-op runs (10)")
     parser.add_argument("--cli-runs", type=int, default=5, help="al image build -q runs (5)")
-    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
-                        help="let subprocesses cache bytecode in the temp dir when "
-                             "PYTHONDONTWRITEBYTECODE is set (default), or keep it as is")
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "as-is"),
+        default="cached",
+        help="let subprocesses cache bytecode in the temp dir when "
+        "PYTHONDONTWRITEBYTECODE is set (default), or keep it as is",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temp project and images")
     args = parser.parse_args()

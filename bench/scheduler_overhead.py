@@ -98,10 +98,14 @@ def main() -> int:
 
         per_run = (used - idle_rate * wall) / args.runs
         print(f"idle: {idle_rate * 1000:.1f} ms of CPU per second")
-        print(f"runs: {args.runs} at scale {args.scale} in {wall:.1f} s: "
-              f"{used:.2f} s of daemon CPU, {idle_rate * wall:.2f} s of it idle work")
-        print(f"per run: {per_run * 1000:.1f} ms of daemon CPU (wall {wall / args.runs:.2f} s "
-              f"per run with {args.scale} at once)")
+        print(
+            f"runs: {args.runs} at scale {args.scale} in {wall:.1f} s: "
+            f"{used:.2f} s of daemon CPU, {idle_rate * wall:.2f} s of it idle work"
+        )
+        print(
+            f"per run: {per_run * 1000:.1f} ms of daemon CPU (wall {wall / args.runs:.2f} s "
+            f"per run with {args.scale} at once)"
+        )
         ok = per_run <= GOAL_SECONDS
         print(f"goal: <= {GOAL_SECONDS * 1000:.0f} ms per run: {verdict(ok)}")
         return 1 if args.check and not ok else 0

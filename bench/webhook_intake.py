@@ -50,9 +50,15 @@ AGENT = "hook"
 #: An `issues opened` delivery with the fields GitHub's filters read; NUMBER varies per delivery.
 PAYLOAD = {
     "action": "opened",
-    "issue": {"html_url": "https://github.com/octo/app/issues/NUMBER", "number": 0,
-              "title": "Found a bug", "user": {"login": "alice"},
-              "labels": [{"name": "bug"}], "state": "open", "body": "It breaks. " * 40},
+    "issue": {
+        "html_url": "https://github.com/octo/app/issues/NUMBER",
+        "number": 0,
+        "title": "Found a bug",
+        "user": {"login": "alice"},
+        "labels": [{"name": "bug"}],
+        "state": "open",
+        "body": "It breaks. " * 40,
+    },
     "repository": {"name": "app", "full_name": "octo/app", "owner": {"login": "octo"}},
     "sender": {"login": "octocat", "type": "User"},
 }
@@ -124,13 +130,16 @@ class Load:
 def request_bytes(path: str, number: int, host: str) -> tuple[bytes, str]:
     """A signed delivery of issue `number` (body, signature and delivery id all distinct)."""
     body = TEMPLATE.replace(b'"number": 0', b'"number": %d' % number).replace(
-        b"NUMBER", b"%d" % number)
+        b"NUMBER", b"%d" % number
+    )
     delivery = f"bench-{number}"
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"X-GitHub-Event: issues\r\nX-GitHub-Delivery: {delivery}\r\n"
-            f"X-Hub-Signature-256: sha256={signature}\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: issues\r\nX-GitHub-Delivery: {delivery}\r\n"
+        f"X-Hub-Signature-256: sha256={signature}\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body, delivery
 
 
@@ -195,8 +204,11 @@ def free_port() -> int:
 def baseline(kind: str, seconds: float, concurrency: int) -> tuple[Load, float]:
     """The generator against a baseline app; (its load, the server's CPU seconds)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(port), kind],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE_APP, str(port), kind],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -219,15 +231,19 @@ def baseline(kind: str, seconds: float, concurrency: int) -> tuple[Load, float]:
 
 def make_project(base: Path, queue_size: int) -> tuple[Path, Path]:
     root = base / "proj"
-    write_files(root, {
-        "config.toml": '[webhooks.gh]\ntype = "github"\n',
-        f"agents/{AGENT}/SKILL.md": "---\ndescription: intake benchmark\n---\nNever runs.\n",
-        f"agents/{AGENT}/test-script.sh": "true\n",
-        f"agents/{AGENT}/config.toml": (
-            f"maxWorkQueueSize = {queue_size}\n"
-            '[[webhooks]]\nsource = "gh"\nevents = ["issues"]\n'
-            '[runtime]\ntype = "host-user"\nrun_as = "nobody"\n'),
-    })
+    write_files(
+        root,
+        {
+            "config.toml": '[webhooks.gh]\ntype = "github"\n',
+            f"agents/{AGENT}/SKILL.md": "---\ndescription: intake benchmark\n---\nNever runs.\n",
+            f"agents/{AGENT}/test-script.sh": "true\n",
+            f"agents/{AGENT}/config.toml": (
+                f"maxWorkQueueSize = {queue_size}\n"
+                '[[webhooks]]\nsource = "gh"\nevents = ["issues"]\n'
+                '[runtime]\ntype = "host-user"\nrun_as = "nobody"\n'
+            ),
+        },
+    )
     from action_llama.credentials.refs import CredentialRef
     from action_llama.credentials.store import CredentialStore
 
@@ -244,48 +260,59 @@ def audit(root: Path, accepted: list[str]) -> list[str]:
             "SELECT delivery_id, status, matched_agents FROM webhook_receipts WHERE source = 'gh'"
         ).fetchall()
         (queued,) = conn.execute(
-            "SELECT count(*) FROM work_queue WHERE agent = ?", (AGENT,)).fetchone()
+            "SELECT count(*) FROM work_queue WHERE agent = ?", (AGENT,)
+        ).fetchone()
         (dropped,) = conn.execute("SELECT count(*) FROM queue_drops").fetchone()
     finally:
         conn.close()
-    stored = {d for d, status, agents in rows
-              if status == "processed" and json.loads(agents) == [AGENT]}
+    stored = {
+        d for d, status, agents in rows if status == "processed" and json.loads(agents) == [AGENT]
+    }
     problems = []
     missing = [d for d in accepted if d not in stored]
     if missing:
-        problems.append(f"{len(missing)} accepted deliveries have no processed receipt "
-                        f"(first: {missing[0]})")
+        problems.append(
+            f"{len(missing)} accepted deliveries have no processed receipt (first: {missing[0]})"
+        )
     if queued != len(accepted):
         problems.append(f"{queued} queue items for {len(accepted)} accepted deliveries")
     if dropped:
         problems.append(f"{dropped} queue items dropped")
-    print(f"database after SIGKILL: {len(rows)} receipts ({len(stored)} processed for {AGENT}), "
-          f"{queued} queue items, {dropped} drops")
+    print(
+        f"database after SIGKILL: {len(rows)} receipts ({len(stored)} processed for {AGENT}), "
+        f"{queued} queue items, {dropped} drops"
+    )
     return problems
 
 
 def show(name: str, load: Load, server_cpu: float) -> None:
     p50, p99 = load.latencies_ms()
-    print(f"{name:<28} {load.rate:6.0f}/s  p50 {p50:5.1f} ms  p99 {p99:5.1f} ms  "
-          f"ok {load.ok}  other {len(load.samples) - load.ok}  errors {load.errors}  "
-          f"cores: server {server_cpu / load.elapsed:4.2f}, generator "
-          f"{load.cpu / load.elapsed:4.2f}  (server CPU per request "
-          f"{server_cpu / max(load.ok, 1) * 1000:.2f} ms)", flush=True)
+    print(
+        f"{name:<28} {load.rate:6.0f}/s  p50 {p50:5.1f} ms  p99 {p99:5.1f} ms  "
+        f"ok {load.ok}  other {len(load.samples) - load.ok}  errors {load.errors}  "
+        f"cores: server {server_cpu / load.elapsed:4.2f}, generator "
+        f"{load.cpu / load.elapsed:4.2f}  (server CPU per request "
+        f"{server_cpu / max(load.ok, 1) * 1000:.2f} ms)",
+        flush=True,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30, help="load duration (30)")
-    parser.add_argument("--baseline-seconds", type=float, default=10,
-                        help="duration of each baseline (10)")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=10, help="duration of each baseline (10)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="connections (32)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temp project")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="al-bench-intake-")).resolve()
-    print(f"{os.cpu_count()} cores, shared by the generator and the server; "
-          f"{args.concurrency} connections")
+    print(
+        f"{os.cpu_count()} cores, shared by the generator and the server; "
+        f"{args.concurrency} connections"
+    )
     try:
         bare, bare_cpu = baseline("bare", args.baseline_seconds, args.concurrency)
         show("baseline: bare uvicorn app", bare, bare_cpu)
@@ -305,15 +332,21 @@ def main() -> int:
             daemon.stop(kill=True)
         show("al start: signed + queued", load, daemon_cpu)
         windows = load.window_rates(5)
-        print(f"5-s windows: min {min(windows):.0f}/s, max {max(windows):.0f}/s "
-              f"(1-s min {min(load.window_rates(1)):.0f}/s)")
-        print(f"ratio: {load.rate / bare.rate:.2f} of the bare app's rate, "
-              f"{load.rate / framework.rate:.2f} of the FastAPI route's")
+        print(
+            f"5-s windows: min {min(windows):.0f}/s, max {max(windows):.0f}/s "
+            f"(1-s min {min(load.window_rates(1)):.0f}/s)"
+        )
+        print(
+            f"ratio: {load.rate / bare.rate:.2f} of the bare app's rate, "
+            f"{load.rate / framework.rate:.2f} of the FastAPI route's"
+        )
         # The rate depends on the CPU the daemon gets on a shared machine; this does not.
         per_core = load.ok / daemon_cpu if daemon_cpu else float("nan")
-        print(f"daemon: ran on a core {daemon_cpu / load.elapsed:.0%} of the time and waited "
-              f"for one (busy with other processes) {daemon_wait / load.elapsed:.0%}; at its CPU "
-              f"cost per delivery one free core would take {per_core:.0f}/s")
+        print(
+            f"daemon: ran on a core {daemon_cpu / load.elapsed:.0%} of the time and waited "
+            f"for one (busy with other processes) {daemon_wait / load.elapsed:.0%}; at its CPU "
+            f"cost per delivery one free core would take {per_core:.0f}/s"
+        )
         # The warm-up's deliveries are queued too: they must all be there as well.
         problems = audit(root, [*warm.accepted, *load.accepted])
         for problem in problems:

@@ -24,7 +24,9 @@ REVIEWER_CONFIG = (
     "[params]\n"
     'repos = ["octo/app"]\n'
 )
-REVIEWER_DOCKERFILE = "FROM al-agent:latest\nUSER root\nRUN apk add --no-cache github-cli\nUSER node\n"
+REVIEWER_DOCKERFILE = (
+    "FROM al-agent:latest\nUSER root\nRUN apk add --no-cache github-cli\nUSER node\n"
+)
 
 
 def commit(repo: Path, files: dict[str, str], message: str = "change") -> None:
@@ -178,7 +180,9 @@ def test_update_shows_the_changes_asks_and_applies_them_keeping_config_toml(
         collection,
         {
             "agents/reviewer/SKILL.md": REVIEWER_SKILL + "Also check the tests.\n",
-            "agents/reviewer/Dockerfile": REVIEWER_DOCKERFILE.replace("github-cli", "github-cli jq"),
+            "agents/reviewer/Dockerfile": REVIEWER_DOCKERFILE.replace(
+                "github-cli", "github-cli jq"
+            ),
             "agents/reviewer/config.toml": REVIEWER_CONFIG + "timeout = 60\n",
         },
     )
@@ -208,7 +212,10 @@ def test_update_of_an_agent_not_installed_with_add_says_why(
 ) -> None:
     """An agent without `source` cannot be updated: the error names the file and the fix."""
     root = make_project(
-        {"agents/local/SKILL.md": "---\ndescription: x\n---\nx\n", "agents/local/test-script.sh": "true\n"}
+        {
+            "agents/local/SKILL.md": "---\ndescription: x\n---\nx\n",
+            "agents/local/test-script.sh": "true\n",
+        }
     )
     result = run_al("update", "local", "-p", str(root), env=env)
     assert result.returncode == 1

@@ -39,8 +39,19 @@ PREFIX = "apk (al):"
 DOCKER_BIN = Path("/usr/local/bin/docker")
 #: What al's own entry point and helper commands need: `apk del` never removes these.
 PROTECTED = frozenset(
-    {"python3", "python3-minimal", "libc6", "git", "curl", "jq", "ca-certificates",
-     "openssh-client", "bash", "coreutils", "dash"}
+    {
+        "python3",
+        "python3-minimal",
+        "libc6",
+        "git",
+        "curl",
+        "jq",
+        "ca-certificates",
+        "openssh-client",
+        "bash",
+        "coreutils",
+        "dash",
+    }
 )
 VIRTUAL_DIR = Path("/var/lib/al-apk/virtual")
 APT_LISTS = Path("/var/lib/apt/lists")
@@ -48,8 +59,20 @@ APT_LISTS = Path("/var/lib/apt/lists")
 LISTS_MAX_AGE = 3600
 #: Options that take a value (`--virtual NAME`, `-X URL`).
 VALUE_OPTIONS = frozenset(
-    {"--virtual", "-t", "--repository", "-X", "--root", "-p", "--arch", "--cache-dir",
-     "--keys-dir", "--repositories-file", "--wait", "--timeout"}
+    {
+        "--virtual",
+        "-t",
+        "--repository",
+        "-X",
+        "--root",
+        "-p",
+        "--arch",
+        "--cache-dir",
+        "--keys-dir",
+        "--repositories-file",
+        "--wait",
+        "--timeout",
+    }
 )
 
 
@@ -104,10 +127,15 @@ def apt_get(*args: str) -> None:
     # No translations (6 MB per update), no recommends (Alpine has none), and no fsync per
     # file while unpacking (halves install time; a crash only fails the build anyway).
     argv = [
-        "apt-get", "-q", "-y",
-        "-o", "Acquire::Languages=none",
-        "-o", "APT::Install-Recommends=false",
-        "-o", "Dpkg::Options::=--force-unsafe-io",
+        "apt-get",
+        "-q",
+        "-y",
+        "-o",
+        "Acquire::Languages=none",
+        "-o",
+        "APT::Install-Recommends=false",
+        "-o",
+        "Dpkg::Options::=--force-unsafe-io",
         *args,
     ]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -199,9 +227,11 @@ def _install_docker_client() -> None:
             raise ApkFailed("apt-get download docker.io failed (see the lines above)")
         debs = list(Path(tmp).glob("docker.io_*.deb"))
         tree = Path(tmp) / "tree"
-        unpacked = bool(debs) and subprocess.run(
-            ["dpkg-deb", "-x", str(debs[0]), str(tree)], check=False
-        ).returncode == 0
+        unpacked = (
+            bool(debs)
+            and subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tree)], check=False).returncode
+            == 0
+        )
         if not unpacked or not (tree / "usr/bin/docker").is_file():
             raise ApkFailed("the docker client could not be taken out of Debian's docker.io")
         shutil.copy2(tree / "usr/bin/docker", DOCKER_BIN)

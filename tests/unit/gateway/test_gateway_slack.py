@@ -145,10 +145,17 @@ def test_messages_in_threads_edits_and_reactions_read_as_documented() -> None:
         receipt = intake("slack", SLACK, body, headers, {}, [SIGNING_SECRET])
         assert receipt.context is not None, receipt.detail
         contexts[name] = receipt.context
-    assert (contexts["reply"].sender, contexts["reply"].thread) == ("U222222222", "1355517500.000001")
+    assert (contexts["reply"].sender, contexts["reply"].thread) == (
+        "U222222222",
+        "1355517500.000001",
+    )
     assert contexts["reply"].action is None
     edit = contexts["edit"]
-    assert (edit.action, edit.body, edit.sender) == ("message_changed", "Hello, world!", "U123ABC456")
+    assert (edit.action, edit.body, edit.sender) == (
+        "message_changed",
+        "Hello, world!",
+        "U123ABC456",
+    )
     reaction = contexts["reaction"]
     assert (reaction.event, reaction.title, reaction.channel, reaction.thread) == (
         "reaction_added",
