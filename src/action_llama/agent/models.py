@@ -14,9 +14,12 @@ Imported only when a model session runs (it imports pydantic-ai and the provider
   `ModelsExhausted` (exit 12). This works per request, so a session keeps its conversation
   when it falls back or waits, unlike the original, which started the session over.
 
-Keys are read from the staged credential (`<provider>_key`, or the instance named in the
-model's "credential"), handed to the SDK client and never logged (session.describe words the
-failures, never quoting a response to a refused key: it can echo part of the key).
+A brokered model (`"brokered": true`, the default when the run's egress is checked) is sent
+to the model broker with the run's own token as its key: the broker adds the real key, which
+the run never holds. Otherwise keys are read from the staged credential (`<provider>_key`, or
+the instance named in the model's "credential"), handed to the SDK client and never logged
+(session.describe words the failures, never quoting a response to a refused key: it can echo
+part of the key).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ from pydantic_ai.settings import ModelSettings, ThinkingLevel
 from action_llama.agent.logproto import Logger
 from action_llama.credentials.types import provider_key_type
 from action_llama.errors import RunAborted
+from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, PROVIDER_ENDPOINTS
 
 PASSES = 4
 BASE_DELAY = 30.0
@@ -55,10 +59,7 @@ RATE_LIMIT_WORDS = ("rate_limit", "rate limit", "overloaded")
 #: Providers reached through their OpenAI-compatible endpoints (pydantic-ai's own clients for
 #: them need SDKs the image does not carry); `base_url` overrides the endpoint.
 OPENAI_COMPATIBLE_ENDPOINTS = {
-    "groq": "https://api.groq.com/openai/v1",
-    "xai": "https://api.x.ai/v1",
-    "mistral": "https://api.mistral.ai/v1",
-    "google": "https://generativelanguage.googleapis.com/v1beta/openai/",
+    p: PROVIDER_ENDPOINTS[p] for p in ("groq", "xai", "mistral", "google")
 }
 #: Servers that may need no key at all (a local Ollama, vLLM…); both need a base_url.
 KEYLESS = ("openai-compatible", "custom")
@@ -89,6 +90,8 @@ class ModelEntry:
     thinking: str | None = None
     base_url: str | None = None
     credential: str = ""
+    #: Its requests go through the model broker, which holds its key (the run does not).
+    brokered: bool = False
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> ModelEntry:
@@ -100,6 +103,7 @@ class ModelEntry:
             thinking=raw.get("thinkingLevel"),
             base_url=raw.get("base_url") or None,
             credential=str(raw.get("credential") or provider_key_type(str(raw.get("provider")))),
+            brokered=bool(raw.get("brokered")),
         )
 
     @property
@@ -166,6 +170,8 @@ def build(entry: ModelEntry, credentials: Path) -> Model:
             f'Model "{entry.name}" uses authType "pi_auth", which action-llama does not support.',
             hint='Use authType = "api_key" and add the key with: al creds add ' + entry.credential,
         )
+    if entry.brokered:
+        return _build(*brokered(entry))
     key = read_key(credentials, entry.credential)
     if key is None and entry.provider not in KEYLESS:
         raise SessionConfigError(
@@ -179,6 +185,18 @@ def build(entry: ModelEntry, credentials: Path) -> Model:
             hint=f'Set base_url in [models.{entry.name}], e.g. "http://host.docker.internal:11434/v1".',
         )
     return _build(entry, key)
+
+
+def brokered(entry: ModelEntry, env: Mapping[str, str] = os.environ) -> tuple[ModelEntry, str]:
+    """`entry` pointed at the model broker, and the run's token to send as its key."""
+    url, token = env.get(BROKER_URL_VAR), env.get(BROKER_TOKEN_VAR)
+    if not url or not token:
+        raise SessionConfigError(
+            f'Model "{entry.name}" is reached through the model broker, which this run has '
+            "no way to: its egress could not be set up (see the egress lines above).",
+            hint="Check the egress with: al doctor",
+        )
+    return replace(entry, base_url=f"{url}/{entry.name}"), token
 
 
 def _build(entry: ModelEntry, key: str | None) -> Model:
@@ -349,7 +367,8 @@ def chain(entries: list[ModelEntry], credentials: Path, log: Logger, base_delay:
     if not entries:
         raise SessionConfigError("The agent lists no model.")
     built = [
-        (e, build(e, credentials), read_key(credentials, e.credential) is not None) for e in entries
+        (e, build(e, credentials), e.brokered or read_key(credentials, e.credential) is not None)
+        for e in entries
     ]
     return assemble(built, log, base_delay)
 

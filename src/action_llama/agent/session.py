@@ -209,6 +209,11 @@ def describe(failure: ModelFailed) -> tuple[str, str | None]:
     entry, exc = failure.entry, failure.cause
     status = exc.status_code if isinstance(exc, ModelHTTPError) else None
     where = f'model "{entry.name}" ({entry.label})'
+    if isinstance(exc, ModelHTTPError) and "al_token_limit" in str(exc.body):
+        return (
+            f"This run reached its token limit; the model broker refused {where} more.",
+            "Raise tokens_per_run in [limits] of the agent's config.toml if it needs more.",
+        )
     if isinstance(exc, ModelAuthenticationError) or status in (401, 403):
         if not failure.has_key:
             return (

@@ -4,7 +4,7 @@ Pure data and validation; reading files and naming them in errors is `action_lla
 """
 
 from action_llama.config.agent import AgentFileConfig, Hooks, RuntimeConfig, WebhookTrigger
-from action_llama.config.network import NetworkConfig
+from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.config.project import (
     GatewayConfig,
     LocalConfig,
@@ -20,6 +20,7 @@ __all__ = [
     "AgentFileConfig",
     "GatewayConfig",
     "Hooks",
+    "LimitsConfig",
     "LocalConfig",
     "ModelConfig",
     "NetworkConfig",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from action_llama.config._base import MAX_COUNT, MAX_SECONDS, Strict
-from action_llama.config.network import NetworkConfig
+from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.credentials.refs import CredentialRef
 
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
@@ -132,6 +132,8 @@ class AgentFileConfig(Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     #: Replaces the project's `[network]` for this agent when present.
     network: NetworkConfig | None = None
+    #: Its own `[limits]`; each key set here replaces the project's.
+    limits: LimitsConfig | None = None
 
     @field_validator("credentials")
     @classmethod

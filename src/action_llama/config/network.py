@@ -18,3 +18,11 @@ class NetworkConfig(Strict):
 
     mode: NetworkMode = "allowlist"
     allow: list[Annotated[str, AfterValidator(check_entry)]] = Field(default_factory=list)
+
+
+class LimitsConfig(Strict):
+    """`[limits]`: caps on what one run may spend (project default; an agent's key wins)."""
+
+    #: Model tokens (input + output, as the model broker counts them) one run may use; a run
+    #: that reaches it is stopped with status `token_limit` (exit 14). None: no cap.
+    tokens_per_run: int | None = Field(default=None, gt=0, le=10**12)

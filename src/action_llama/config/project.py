@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from action_llama.config._base import MAX_COUNT, MAX_DAYS, MAX_SECONDS, Strict
 from action_llama.config.agent import RuntimeConfig
-from action_llama.config.network import NetworkConfig
+from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.credentials.refs import check_instance
 
 DEFAULT_IMAGE = "al-agent:latest"
@@ -209,6 +209,7 @@ class ProjectConfig(Strict):
     #: The default `[runtime]` of every agent (an agent's own keys override it).
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     project_name: str | None = Field(default=None, alias="projectName")
     max_reruns: int = Field(default=10, ge=0, le=MAX_COUNT, alias="maxReruns")
     max_call_depth: int = Field(default=3, ge=0, le=MAX_COUNT, alias="maxCallDepth")

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from action_llama.egress.proxy import PROXY_PORT, serve
+from action_llama.egress.proxy import KEYS_DIR, PROXY_PORT, serve
 
 
 def main() -> None:
@@ -14,8 +14,9 @@ def main() -> None:
     parser.add_argument("--state", type=Path, required=True, help="the egress state folder")
     parser.add_argument("--port", type=int, default=PROXY_PORT)
     parser.add_argument("--dns-port", type=int, default=53, help="0: no resolver")
+    parser.add_argument("--keys", type=Path, default=KEYS_DIR, help="the runs' model keys")
     args = parser.parse_args()
-    asyncio.run(serve(args.state, args.port, args.dns_port or None))
+    asyncio.run(serve(args.state, args.port, args.dns_port or None, args.keys))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from action_llama.egress.proxy import GATEWAY_NAME, HEARTBEAT_FILE, PROXY_PORT, STATUS_FILE
+from action_llama.egress.proxy import (
+    GATEWAY_NAME,
+    HEARTBEAT_FILE,
+    KEYS_DIR,
+    PROXY_PORT,
+    STATUS_FILE,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -39,6 +45,10 @@ LABEL_AGENT = "al.agent"
 LABEL_EGRESS = "al.egress"
 #: The base image the proxy container runs.
 LABEL_IMAGE = "al.egress.image"
+#: What the proxy container is made with (its mounts, its command); one made by an older al
+#: is replaced.
+LABEL_VERSION = "al.egress.version"
+PROXY_VERSION = "2"
 POOL = ipaddress.IPv4Network("10.213.0.0/16")
 PROXY_HOST_INDEX = 2
 READY_SECONDS = 15.0
@@ -92,6 +102,11 @@ def _subnet_of(attrs: dict[str, Any]) -> ipaddress.IPv4Network | None:
             if isinstance(net, ipaddress.IPv4Network):
                 return net
     return None
+
+
+def _outdated(proxy: dict[str, Any]) -> bool:
+    labels = (proxy.get("Config") or {}).get("Labels") or {}
+    return labels.get(LABEL_VERSION) != PROXY_VERSION
 
 
 class Deployment:
@@ -196,7 +211,7 @@ class Deployment:
         from docker.errors import NotFound
 
         proxy = self._proxy()
-        if proxy is None or not proxy["State"].get("Running"):
+        if proxy is None or not proxy["State"].get("Running") or _outdated(proxy):
             return None
         try:
             attrs = self.client.api.inspect_network(self.network_name(agent))
@@ -249,7 +264,7 @@ class Deployment:
 
     def proxy_running(self) -> bool:
         proxy = self._proxy()
-        return proxy is not None and bool(proxy["State"].get("Running"))
+        return proxy is not None and bool(proxy["State"].get("Running")) and not _outdated(proxy)
 
     def proxy_alive(self) -> bool:
         """The proxy container runs and its heartbeat is fresh."""
@@ -266,6 +281,9 @@ class Deployment:
         """The proxy running (started, or created from `image`), attached to every network of
         the project's agents."""
         proxy = self._proxy()
+        if proxy is not None and _outdated(proxy):
+            self.client.api.remove_container(proxy["Id"], force=True)
+            proxy = None
         if proxy is not None and proxy["State"].get("Running"):
             return
         outside = self.outside()
@@ -286,10 +304,16 @@ class Deployment:
         from docker.errors import APIError
         from docker.types import Mount
 
+        from action_llama.egress.brokering import keys_dir
+
         api = self.client.api
         (self.state / "runs").mkdir(parents=True, exist_ok=True)
+        keys = keys_dir(self.id)
         host_config = api.create_host_config(
-            mounts=[Mount("/egress", str(self.state), type="bind")],
+            mounts=[
+                Mount("/egress", str(self.state), type="bind"),
+                Mount(str(KEYS_DIR), str(keys), type="bind", read_only=True),
+            ],
             read_only=True,
             tmpfs={"/tmp": "rw,nosuid,nodev,size=16m"},
             cap_drop=["ALL"],
@@ -314,7 +338,7 @@ class Deployment:
                 user=f"{os.getuid()}:{os.getgid()}",
                 entrypoint=["python3", "-m", "action_llama.egress", "--state", "/egress"],
                 command=[],
-                labels={**self._labels("proxy"), LABEL_IMAGE: image},
+                labels={**self._labels("proxy"), LABEL_IMAGE: image, LABEL_VERSION: PROXY_VERSION},
                 host_config=host_config,
                 networking_config=networking,
             )

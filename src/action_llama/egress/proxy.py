@@ -7,7 +7,9 @@ One HTTP listener serves three kinds of request, told apart by their first line:
 
 - `CONNECT host:port` opens a tunnel (HTTPS, git over ssh through the ProxyCommand helper);
 - `GET http://host/path` (absolute form) forwards one plain-HTTP request;
-- `GET /path` (origin form) is a request for the scheduler's gateway: runs reach it as
+- `POST /.al/models/<model>/...` (origin form, on the proxy's port) is a model request of a
+  run for the model broker (`broker.py`), which adds the provider key the run never holds;
+- `GET /path` (other origin form) is a request for the scheduler's gateway: runs reach it as
   `al-gateway:<port>`, which names the proxy, so the proxy listens on the gateway's port too
   and relays the connection to the host's gateway at that port.
 
@@ -30,6 +32,8 @@ import time
 from pathlib import Path
 
 from action_llama.egress import records
+from action_llama.egress.broker import PREFIX as BROKER_PREFIX
+from action_llama.egress.broker import Broker
 from action_llama.egress.handlers import (
     CHUNK,
     Connection,
@@ -44,6 +48,8 @@ from action_llama.egress.registry import Registration, Registry
 from action_llama.egress.rules import fix_for, normalise_host
 
 PROXY_PORT = 3128
+#: Where the proxy container sees the run's model keys (`brokering.keys_dir` on the host).
+KEYS_DIR = Path("/keys")
 HEAD_TIMEOUT = 30.0
 #: Name runs use for the scheduler's gateway (mapped to the proxy's address in the run).
 GATEWAY_NAME = "al-gateway"
@@ -160,11 +166,19 @@ class Proxy:
     """The proxy's listeners and state, over the egress state folder `state`."""
 
     def __init__(
-        self, state: Path, *, host_address: str = "host.docker.internal", bind: str = "0.0.0.0"
+        self,
+        state: Path,
+        *,
+        host_address: str = "host.docker.internal",
+        bind: str = "0.0.0.0",
+        keys: Path = KEYS_DIR,
+        port: int = PROXY_PORT,
     ):
         self.state = state
         self.bind = bind
+        self.port = port
         self.registry = Registry(state)
+        self.broker = Broker(state, keys, self.registry)
         #: How the proxy reaches the host (where the scheduler's gateway listens).
         self.host_address = host_address
         self.tunnel: Handler = Tunnel()
@@ -240,6 +254,9 @@ class Proxy:
         request = parse_head(raw)
         if request is None:
             _answer(writer, "400 Bad Request", "al egress: not an HTTP proxy request")
+            return
+        if request.target.startswith(BROKER_PREFIX) and local_port == self.port:
+            await self.broker.serve(peer, request, reader, writer, self.forbidden)
             return
         if request.target.startswith("/"):
             await self._relay_gateway(peer, local_port, raw, reader, writer)
@@ -346,11 +363,13 @@ class Proxy:
         records.append(self.state, record)
 
 
-async def serve(state: Path, port: int = PROXY_PORT, dns_port: int | None = 53) -> None:
+async def serve(
+    state: Path, port: int = PROXY_PORT, dns_port: int | None = 53, keys: Path = KEYS_DIR
+) -> None:
     """Run the proxy (and the resolver for runs) until cancelled."""
     from action_llama.egress.dns import serve_dns
 
-    proxy = Proxy(state)
+    proxy = Proxy(state, keys=keys, port=port)
     await proxy.listen(port)
     tasks = [asyncio.create_task(proxy.heartbeat()), asyncio.create_task(proxy.watch_gateways())]
     if dns_port is not None:

@@ -8,8 +8,10 @@ Standard library only. One JSON line per attempt in `<state>/records/<run id>.js
      "sent": 0, "received": 0, "ms": 0}
 
 `kind` is `connect` (a CONNECT tunnel), `http` (a plain-HTTP request), `gateway` (the
-scheduler's gateway) or `dns` (a name lookup, always refused). Allowed connections are
-recorded when they close, with the bytes each way; denied ones when they are refused.
+scheduler's gateway), `dns` (a name lookup, always refused), `model` (a model request the
+broker forwarded, with its token counts) or `limit` (the run reached its token limit).
+Allowed connections are recorded when they close, with the bytes each way; denied ones when
+they are refused.
 """
 
 from __future__ import annotations
@@ -41,11 +43,21 @@ class Record:
     received: int = 0
     ms: int = 0
     ts: int = 0
+    #: Model requests (kind `model`) and the token limit (kind `limit`): which model, and
+    #: the tokens the broker counted (the run's total, for `limit`).
+    model: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    tokens: int | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
         data["ts"] = self.ts or int(time.time() * 1000)
-        return json.dumps({k: v for k, v in data.items() if v != ""}, ensure_ascii=False)
+        return json.dumps(
+            {k: v for k, v in data.items() if v != "" and v is not None}, ensure_ascii=False
+        )
 
 
 def records_path(state: Path, run_id: str) -> Path:
@@ -101,3 +113,27 @@ class Tail:
             except ValueError:
                 continue
         return found
+
+
+def model_usage(state: Path, run_id: str) -> dict[str, int] | None:
+    """The token usage the model broker counted for a run (keys as a run's `token-usage`
+    record spells them); None when the broker forwarded nothing for it."""
+    totals = {"inputTokens": 0, "outputTokens": 0, "cacheReadTokens": 0, "cacheWriteTokens": 0}
+    fields = {
+        "input_tokens": "inputTokens",
+        "output_tokens": "outputTokens",
+        "cache_read_tokens": "cacheReadTokens",
+        "cache_write_tokens": "cacheWriteTokens",
+    }
+    requests = 0
+    for record in read(records_path(state, run_id)):
+        if record.get("kind") != "model":
+            continue
+        requests += 1
+        for name, key in fields.items():
+            value = record.get(name)
+            if isinstance(value, int):
+                totals[key] += value
+    if not requests:
+        return None
+    return {**totals, "turnCount": requests}

@@ -41,11 +41,16 @@ class Registration:
     file: str = "config.toml"
     #: Its address on the agent's network (container runs).
     address: str | None = None
-    #: sha256 of the secret in its proxy URL (host-user runs).
+    #: sha256 of the run's secret: in its proxy URL (host-user runs) and in the token its
+    #: model client sends the broker (every run).
     token_sha256: str | None = None
     #: The scheduler gateway's port on the host, when the run has one.
     gateway: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: The models the broker forwards for the run: name → the endpoint its requests go to.
+    models: dict[str, str] = field(default_factory=dict)
+    #: Model tokens the run may use before the broker refuses more (None: no cap).
+    tokens_per_run: int | None = None
 
     @property
     def key(self) -> str:

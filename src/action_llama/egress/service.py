@@ -34,6 +34,7 @@ from action_llama.layout import STATE_DIR
 if TYPE_CHECKING:
     import docker
 
+    from action_llama.egress.brokering import BrokerPlan
     from action_llama.egress.policy import AgentPolicy
 
 EGRESS_DIR = "egress"
@@ -54,18 +55,25 @@ def state_of(project: Path) -> Path:
     return project / STATE_DIR / EGRESS_DIR
 
 
-def proxy_env(proxy_url: str) -> dict[str, str]:
+def proxy_env(
+    proxy_url: str, proxy: str, run_id: str, secret: str, no_proxy: str = NO_PROXY
+) -> dict[str, str]:
     """The variables that send ordinary clients (curl, git, pip, npm, Python's, Node's) and
-    git over ssh through the proxy."""
+    git over ssh through the proxy at `proxy`, and the run's model client to its broker
+    there (reached directly, hence `proxy` in NO_PROXY)."""
+    from action_llama.egress.brokering import broker_env
+
+    no_proxy = f"{no_proxy},{proxy}"
     return {
         "HTTP_PROXY": proxy_url,
         "http_proxy": proxy_url,
         "HTTPS_PROXY": proxy_url,
         "https_proxy": proxy_url,
-        "NO_PROXY": NO_PROXY,
-        "no_proxy": NO_PROXY,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
         "NODE_USE_ENV_PROXY": "1",
         "GIT_SSH_COMMAND": f'ssh -o ProxyCommand="{SSH_HELPER} %h %p"',
+        **broker_env(proxy, PROXY_PORT, run_id, secret),
     }
 
 
@@ -87,6 +95,7 @@ def registration_for(
     *,
     address: str | None = None,
     token_sha256: str | None = None,
+    broker: BrokerPlan | None = None,
 ) -> Registration:
     return Registration(
         run=run_id,
@@ -97,6 +106,8 @@ def registration_for(
         address=address,
         token_sha256=token_sha256,
         gateway=gateway,
+        models=dict(broker.models) if broker else {},
+        tokens_per_run=broker.tokens_per_run if broker else None,
     )
 
 
@@ -147,15 +158,27 @@ class ProjectEgress:
             raise EgressUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     def attach_container(
-        self, run_id: str, policy: AgentPolicy, gateway: int | None
+        self,
+        run_id: str,
+        policy: AgentPolicy,
+        gateway: int | None,
+        broker: BrokerPlan | None = None,
     ) -> ContainerAttachment:
         """Claim an address on the agent's network for the run (the first free one, so a
         holder is reused run after run) and the holder of that address; EgressUnavailable
         when that cannot be."""
+        secret = secrets.token_urlsafe(24)
         with self._unavailable():
             network = self._ready_network(policy.agent)
             for address in network.run_addresses():
-                registration = registration_for(run_id, policy, gateway, address=address)
+                registration = registration_for(
+                    run_id,
+                    policy,
+                    gateway,
+                    address=address,
+                    token_sha256=token_digest(secret),
+                    broker=broker,
+                )
                 if register(self.state, registration):
                     break
             else:
@@ -172,7 +195,7 @@ class ProjectEgress:
             network_mode=f"container:{holder}",
             address=address,
             key=registration.key,
-            env=proxy_env(f"http://{proxy}:{PROXY_PORT}"),
+            env=proxy_env(f"http://{proxy}:{PROXY_PORT}", proxy, run_id, secret),
         )
 
     def prepare(self, agent: str) -> None:
@@ -192,7 +215,11 @@ class ProjectEgress:
             time.sleep(0.02)
 
     def attach_host_user(
-        self, run_id: str, policy: AgentPolicy, gateway: int | None
+        self,
+        run_id: str,
+        policy: AgentPolicy,
+        gateway: int | None,
+        broker: BrokerPlan | None = None,
     ) -> HostAttachment:
         """Give the run a cgroup whose packets reach only the proxy, the gateway and loopback
         services its list names, and register it with the secret of its proxy URL.
@@ -210,11 +237,12 @@ class ProjectEgress:
         if proxy is None:
             return HostAttachment(procs, env={}, notes=(note,) if note else ())
         token = secrets.token_urlsafe(24)
-        register(
-            self.state, registration_for(run_id, policy, gateway, token_sha256=token_digest(token))
+        registration = registration_for(
+            run_id, policy, gateway, token_sha256=token_digest(token), broker=broker
         )
-        env = proxy_env(f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}")
-        env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"
+        register(self.state, registration)
+        url = f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}"
+        env = proxy_env(url, proxy, run_id, token, no_proxy="localhost,127.0.0.1")
         return HostAttachment(procs, env=env)
 
 
@@ -264,7 +292,12 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 
 
 def release_run(project: Path, run_id: str) -> None:
-    """Forget the run's registration (its address or proxy secret), once it has ended."""
+    """Forget the run's registration (its address or proxy secret) and model keys, once it
+    has ended."""
+    from action_llama.egress.brokering import remove_keys
+    from action_llama.egress.deploy import project_id
+
+    remove_keys(project_id(project), run_id)
     state = state_of(project)
     with contextlib.suppress(OSError):
         for registration in registrations(state):

@@ -39,6 +39,12 @@ def is_inserted(line: bytes) -> bool:
 
 def warning_for(record: dict[str, Any]) -> dict[str, Any] | None:
     """The log record for one egress record (None when it needs none)."""
+    if record.get("kind") == "limit":
+        return note(
+            f"model broker: {record.get('reason')}; the run is stopped",
+            level="error",
+            tokens=record.get("tokens"),
+        )
     if record.get("decision") != "denied":
         return None
     host, port, fix = record.get("host"), record.get("port"), record.get("fix", "")
@@ -54,10 +60,19 @@ def warning_for(record: dict[str, Any]) -> dict[str, Any] | None:
 class EgressWatch:
     """Follows one run's egress records and the proxy's heartbeat."""
 
-    def __init__(self, state: Path, run_id: str, emit: Emit):
+    def __init__(
+        self,
+        state: Path,
+        run_id: str,
+        emit: Emit,
+        on_limit: Callable[[], None] = lambda: None,
+    ):
         self.state = state
         self.run_id = run_id
         self.emit = emit
+        #: Called once when the broker records that the run reached its token limit.
+        self.on_limit = on_limit
+        self.limited = False
         self.tail = Tail(records_path(state, run_id))
         self.warned: set[tuple[object, ...]] = set()
         self.proxy_lost = False
@@ -69,6 +84,9 @@ class EgressWatch:
             if warning is not None and key not in self.warned:
                 self.warned.add(key)
                 self.emit(warning)
+            if record.get("kind") == "limit" and not self.limited:
+                self.limited = True
+                self.on_limit()
         self._check_proxy()
 
     def _check_proxy(self) -> None:

@@ -234,6 +234,8 @@ def _load_agent(
         queue_size=config.work_queue_size if queue_size is None else queue_size,
         network=agent_cfg.network or config.network,
         dockerfile_text=dockerfile,
+        tokens_per_run=(agent_cfg.limits and agent_cfg.limits.tokens_per_run)
+        or config.limits.tokens_per_run,
     )
     return agent, [], []
 

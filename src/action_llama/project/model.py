@@ -41,6 +41,9 @@ class Agent:
     dockerfile_text: str | None = None
     #: The agent's own `[network]`, else the project's.
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    #: Model tokens one run may use (`[limits] tokens_per_run`, the agent's else the
+    #: project's); None: no cap.
+    tokens_per_run: int | None = None
 
     @property
     def network_file(self) -> str:

@@ -43,6 +43,11 @@ PROJECT_CONFIG = """\
 # allow = []                  # e.g. ["api.example.com", "*.githubusercontent.com",
 #                             #       "github.com:22", "pypi", "npm", "github", "debian"]
 
+# What one run may spend (an agent's own [limits] keys win).
+# [limits]
+# tokens_per_run = 2000000    # model tokens the broker counts; a run reaching it is stopped
+#                             #   (status token_limit, exit code 14)
+
 # The scheduler's HTTP gateway (al start).
 # [gateway]
 # port = 8080
@@ -84,6 +89,9 @@ HELLO_CONFIG = """\
 # [network]                    # replaces the project's [network] for this agent
 # mode = "allowlist"
 # allow = ["pypi"]
+
+# [limits]
+# tokens_per_run = 500000      # replaces the project's cap for this agent
 
 # [hooks]
 # pre = ["echo preparing"]

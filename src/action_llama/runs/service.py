@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.staging import (
     StagedCredentials,
     check_present,
@@ -26,7 +27,15 @@ from action_llama.credentials.staging import (
     stages_of,
 )
 from action_llama.credentials.store import CredentialStore
+from action_llama.egress.brokering import (
+    EXIT_TOKEN_LIMIT,
+    plan_for,
+    remove_keys,
+    write_keys,
+)
+from action_llama.egress.deploy import project_id
 from action_llama.egress.policy import effective_policy
+from action_llama.egress.records import model_usage
 from action_llama.egress.service import state_of
 from action_llama.egress.watch import EgressWatch, is_inserted, note
 from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing
@@ -110,6 +119,17 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
             f"Raise timeout in agents/{agent.name}/config.toml (timeout = {agent.timeout * 2}) "
             "or [local].timeout in config.toml.",
         )
+    if result.status == "token_limit":
+        where = (
+            f"agents/{agent.name}/config.toml"
+            if agent.config.limits and agent.config.limits.tokens_per_run
+            else "config.toml"
+        )
+        return (
+            f"Agent {agent.name} reached its token limit ({agent.tokens_per_run} tokens per "
+            "run) and was stopped.",
+            f"Raise tokens_per_run in [limits] of {where} if it needs more.",
+        )
     if result.status == "killed":
         return f"Run of agent {agent.name} was stopped before it finished.", None
     if result.status == "failed":
@@ -120,7 +140,11 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
     return None, None
 
 
-def _write_static(agent: Agent, project: Project, static: Path, trigger: Trigger) -> None:
+def _write_static(
+    agent: Agent, project: Project, static: Path, trigger: Trigger, held: set[CredentialRef]
+) -> None:
+    """The run's agent files; `held` are the model keys the broker holds (no files for them,
+    and its models are `brokered`)."""
     static.mkdir(mode=0o700)
     shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
     if agent.script is not None:
@@ -131,12 +155,15 @@ def _write_static(agent: Agent, project: Project, static: Path, trigger: Trigger
         "timeout": agent.timeout,
         "hooks": agent.config.hooks.model_dump(),
         "params": agent.config.params,
-        "credentials": agent.config.credentials,
+        "credentials": [
+            r for r in agent.config.credentials if CredentialRef.parse(r) not in held
+        ],
         "models": [
             {
                 "name": name,
                 **model.model_dump(by_alias=True),
                 "credential": str(model_key_ref(model.provider, agent.config.credentials)),
+                "brokered": bool(held),
             }
             for name, model in agent.models
         ],
@@ -165,6 +192,9 @@ class RunService:
         self.runtime = runtime
         self.store = store
         self.credentials = credentials or CredentialStore()
+        #: The last `token-usage` record each running run printed (its cost is kept when the
+        #: model broker's counts replace its tokens).
+        self._reported: dict[str, dict[str, Any]] = {}
 
     def preflight(self, agent: Agent, trigger: Trigger = MANUAL) -> None:
         """Everything checkable before building or starting: runnable, credentials present.
@@ -248,13 +278,18 @@ class RunService:
         try:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
-            _write_static(agent, self.project, stage_dir / "static", trigger)
+            broker = plan_for(agent)
+            held = self._held_by_broker(agent, run_id) if broker else set()
+            _write_static(agent, self.project, stage_dir / "static", trigger, held)
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.
             (stage_dir / "static").chmod(0o500)
             required, optional = self._refs(agent)
+            required = [r for r in required if r not in held]
+            optional = [r for r in optional if r not in held]
             staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
+            spec = spec.model_copy(update={"broker": broker})
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self._start(agent, spec, rebuild)
@@ -264,6 +299,7 @@ class RunService:
             )
         finally:
             await self._close(agent, run_id, result, handle)
+            remove_keys(project_id(self.project.root), run_id)
             if staged is not None:
                 staged.remove()
             remove_tree(stage_dir)
@@ -280,6 +316,19 @@ class RunService:
             # Removed under a running scheduler (a prune): the work is not lost for that.
             image = await rebuild(agent)
             return await self.runtime.start(spec.model_copy(update={"image": image}))
+
+    def _held_by_broker(self, agent: Agent, run_id: str) -> set[CredentialRef]:
+        """Give the broker the keys of the agent's models; their refs (never staged: the
+        run does not hold them)."""
+        keys: dict[str, str] = {}
+        held = set()
+        for name, model in agent.models:
+            ref = model_key_ref(model.provider, agent.config.credentials)
+            held.add(ref)
+            if self.credentials.has(ref):
+                keys[name] = self.credentials.read(ref).get("token", "").strip()
+        write_keys(project_id(self.project.root), run_id, {k: v for k, v in keys.items() if v})
+        return held
 
     async def resume(
         self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None
@@ -305,6 +354,7 @@ class RunService:
             )
         finally:
             await self._close(agent, run_id, result, handle)
+            remove_keys(project_id(self.project.root), run_id)
             for stage in stages:
                 remove_tree(stage)
         if interrupted:
@@ -331,11 +381,20 @@ class RunService:
 
             for text in handle.notes:
                 insert(note(text))
-            watch = EgressWatch(state_of(self.project.root), handle.run_id, insert)
+            stopping: list[asyncio.Future[None]] = []
+
+            def stop_at_limit() -> None:
+                stopping.append(asyncio.ensure_future(self.runtime.stop(handle, grace=5)))
+
+            watch = EgressWatch(state_of(self.project.root), handle.run_id, insert, stop_at_limit)
             watching = asyncio.ensure_future(watch.follow())
             pump = asyncio.ensure_future(self._pump_logs(handle, log_file, on_line, redactor, skip))
             try:
-                return await self.runtime.wait(handle, timeout), False
+                result = await self.runtime.wait(handle, timeout)
+                watch.check()  # a limit recorded as the run ended
+                if watch.limited and result.status not in ("timeout", "oom"):
+                    result = RunResult(exit_code=EXIT_TOKEN_LIMIT, status="token_limit")
+                return result, False
             except asyncio.CancelledError:
                 # Ctrl-C, SIGTERM or a scheduler shutdown: stop the run, keep its last lines.
                 await self.runtime.stop(handle, grace=5)
@@ -346,6 +405,9 @@ class RunService:
                 pump.cancel()
                 watching.cancel()
                 watch.check()
+                for task in stopping:
+                    with contextlib.suppress(Exception):
+                        await task
 
     async def _close(
         self, agent: Agent, run_id: str, result: RunResult | None, handle: RunHandle | None
@@ -360,6 +422,10 @@ class RunService:
             if handle is not None:
                 await self.runtime.remove(handle)
         finally:
+            reported = self._reported.pop(run_id, {})
+            counted = model_usage(state_of(self.project.root), run_id)
+            if counted is not None:  # the broker saw every request: its counts, not the run's
+                self.store.set_usage(run_id, {"cost": reported.get("cost"), **counted})
             self.store.finish(
                 run_id,
                 result.status if result else "failed",
@@ -412,6 +478,7 @@ class RunService:
         """Keep what the run reports about itself: token usage, its return value."""
         msg = record.get("msg")
         if msg == "token-usage":
+            self._reported[run_id] = record
             self.store.set_usage(run_id, record)
         elif msg == "signal-result" and record.get("type") == "return":
             self.store.set_return_value(run_id, str(record.get("value", "")))

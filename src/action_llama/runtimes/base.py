@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from action_llama.config import RuntimeConfig
+from action_llama.egress.brokering import BrokerPlan
 from action_llama.egress.policy import AgentPolicy
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ EXIT_KILLED = 137
 #: The uid (and gid) of runs in containers: the base image's user `node`.
 CONTAINER_UID = 1000
 
-RunStatus = Literal["completed", "failed", "timeout", "oom", "killed", "rerun"]
+#: `token_limit`: stopped when the model broker counted `[limits] tokens_per_run` (exit 14).
+RunStatus = Literal["completed", "failed", "timeout", "oom", "killed", "rerun", "token_limit"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class RunSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     #: Where the run may connect to (`[network]`); None: nowhere is checked (as `open`).
     network: AgentPolicy | None = None
+    #: The models the egress proxy's broker forwards for the run, with their keys, which are
+    #: then not in `credentials_dir` (`egress.brokering`); None: keys are staged as files.
+    broker: BrokerPlan | None = None
 
 
 class RunHandle(BaseModel):

@@ -54,7 +54,7 @@ def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
 
     try:
         attached = ProjectEgress(client, spec.project).attach_container(
-            spec.run_id, policy, gateway_port(spec)
+            spec.run_id, policy, gateway_port(spec), spec.broker
         )
     except EgressUnavailable as exc:
         return NetworkPlan(

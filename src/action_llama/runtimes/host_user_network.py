@@ -79,7 +79,7 @@ def plan_host_network(spec: RunSpec) -> HostNetworkPlan:
         return HostNetworkPlan(notes=(note,), procs=procs)
     try:
         attached = ProjectEgress(client, spec.project).attach_host_user(
-            spec.run_id, policy, gateway
+            spec.run_id, policy, gateway, spec.broker
         )
     except firewall.FirewallError as exc:
         raise cannot_enforce(policy, str(exc)) from None

@@ -1,0 +1,82 @@
+"""The host's side of the model broker (`broker.py`): which runs are brokered, their keys.
+
+A run is brokered when its egress is checked (`[network]` mode `allowlist` or `none`): its
+model keys are then not staged into it. The host writes them, for the run's life, to
+`<keys dir>/<run id>.json` (0600, in /dev/shm when it can, so keys never touch a disk), a
+folder the project's proxy container mounts read-only at /keys and no run can read; the run's
+registration names its models' endpoints and its token cap; the run gets the broker's URL and
+a token of its own (`broker_env`), which its model client sends as its key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from action_llama.egress.broker import PREFIX
+from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, endpoint
+
+if TYPE_CHECKING:
+    from action_llama.project import Agent
+
+#: Exit code and status of a run stopped at its token limit.
+EXIT_TOKEN_LIMIT = 14
+
+
+@dataclass(frozen=True)
+class BrokerPlan:
+    """What the broker forwards for one run: (model name, endpoint) pairs, and its cap."""
+
+    models: tuple[tuple[str, str], ...]
+    tokens_per_run: int | None = None
+
+
+def plan_for(agent: Agent) -> BrokerPlan | None:
+    """The broker plan of runs of `agent`; None when its model keys are staged as files
+    (`[network]` mode `open`: its runs do not go through the proxy)."""
+    if agent.network.mode == "open" or not agent.models:
+        return None
+    models = tuple(
+        (name, url)
+        for name, model in agent.models
+        if (url := endpoint(model.provider, model.base_url)) is not None
+    )
+    return BrokerPlan(models, agent.tokens_per_run)
+
+
+def keys_dir(project_id: str) -> Path:
+    """The folder of a project's run keys on the host (made 0700 when missing)."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+    top = base / f"al-keys-{os.geteuid()}"
+    top.mkdir(mode=0o700, exist_ok=True)
+    folder = top / project_id
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def write_keys(project_id: str, run_id: str, keys: dict[str, str]) -> None:
+    """Hand the broker the run's model keys (model name → key) for the run's life."""
+    path = keys_dir(project_id) / f"{run_id}.json"
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"models": keys}))
+    partial.replace(path)
+
+
+def remove_keys(project_id: str, run_id: str) -> None:
+    with contextlib.suppress(OSError):
+        (keys_dir(project_id) / f"{run_id}.json").unlink(missing_ok=True)
+
+
+def broker_env(proxy_address: str, port: int, run_id: str, secret: str) -> dict[str, str]:
+    return {
+        BROKER_URL_VAR: f"http://{proxy_address}:{port}{PREFIX.rstrip('/')}",
+        BROKER_TOKEN_VAR: f"{run_id}.{secret}",
+    }

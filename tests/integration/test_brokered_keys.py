@@ -1,0 +1,126 @@
+"""Model keys stay on the host: a container run's model session reaches the fake model server
+through the model broker, which adds the key; the run itself never holds it (environment,
+every process's environment and command line, the files it can read, the prompt), the broker
+counts the tokens, and `[limits] tokens_per_run` stops a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from action_llama.credentials.refs import CredentialRef
+from action_llama.credentials.store import CredentialStore
+from action_llama.egress.brokering import EXIT_TOKEN_LIMIT
+
+from fakes.model_server import FakeModelServer, reply, tool_call
+from support import (
+    ProjectFactory,
+    fake_models_config,
+    json_records,
+    model_agent,
+    run_al,
+    stored_runs,
+)
+
+pytestmark = [pytest.mark.docker]
+
+OPENAI_KEY = "sk-openai-brokered-4f0e2a9c71"
+ANTHROPIC_KEY = "sk-ant-brokered-8d3b5e1f06"
+
+#: Looks for each key everywhere the run can: its variables, every process's environment and
+#: command line, and the files of every writable or run-specific folder. The pattern is put
+#: together from halves, so no process ever carries it whole.
+SCAN = r"""
+found=0
+for half in "sk-openai-bro:kered-4f0e2a9c71" "sk-ant-brok:ered-8d3b5e1f06"; do
+  p="${half%%:*}${half#*:}"
+  env | grep -qF "$p" && { echo "in env"; found=1; }
+  for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
+    grep -qaF "$p" "$f" 2>/dev/null && { echo "in $f"; found=1; }
+  done
+  hits=$(grep -rlaF "$p" /credentials /app /tmp /home /workspace /etc /run 2>/dev/null)
+  [ -n "$hits" ] && { echo "in files $hits"; found=1; }
+done
+echo "broker=${AL_MODEL_BROKER:+set} found=$found files=$(find /credentials -type f | wc -l)"
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CredentialStore:
+    store = CredentialStore(tmp_path / "creds")
+    store.write(CredentialRef("openai_key"), {"token": OPENAI_KEY})
+    store.write(CredentialRef("anthropic_key"), {"token": ANTHROPIC_KEY})
+    return store
+
+
+def al_run(root: Path, agent: str, store: CredentialStore) -> tuple[Any, list[dict[str, Any]]]:
+    result = run_al(
+        "run", agent, "-p", str(root), "--json", env={"AL_CREDENTIALS_DIR": str(store.root)}
+    )
+    return result, json_records(result.stdout)
+
+
+def test_the_run_never_holds_the_keys_the_server_gets(
+    make_project: ProjectFactory,
+    base_image: str,
+    model_server: FakeModelServer,
+    store: CredentialStore,
+) -> None:
+    """Both providers' models answer through the broker with the real keys in their headers,
+    a streamed Anthropic answer included, while a scan from inside the run finds neither key
+    anywhere and the prompts the server received hold neither; the run's token usage is the
+    broker's count."""
+    model_server.script(tool_call("bash", command=SCAN), reply("scanned"), model="gpt-fake")
+    model_server.script(reply("streamed too"), model="claude-sonnet-4-5")
+    config = fake_models_config(model_server) + (
+        "\n[models.streamer]\n"
+        'provider = "anthropic"\n'
+        'model = "claude-sonnet-4-5"\n'  # a real model name: the SDK streams it
+        f'base_url = "{model_server.anthropic_url("host.docker.internal")}"\n'
+    )
+    root = make_project(model_agent("scanner"), config=config)
+    result, _ = al_run(root, "scanner", store)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (root / "agents/scanner/config.toml").write_text('models = ["streamer"]\n')
+    streamed, _ = al_run(root, "scanner", store)
+    assert streamed.returncode == 0, streamed.stdout + streamed.stderr
+
+    first, second, third = model_server.requests
+    assert first.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert third.body.get("stream") is True
+    assert ANTHROPIC_KEY in str(third.headers)
+    scan = second.tool_results()[0]
+    assert "broker=set found=0 files=0" in scan, scan
+    for request in model_server.requests:
+        for key in (OPENAI_KEY, ANTHROPIC_KEY):
+            assert key not in request.raw
+    runs = {r.run_id: r for r in stored_runs(root, "scanner")}
+    usage = [(r.input_tokens, r.output_tokens, r.turns) for r in runs.values()]
+    assert sorted(usage) == [(100, 20, 1), (200, 40, 2)]
+
+
+def test_a_run_reaching_its_token_limit_is_stopped(
+    make_project: ProjectFactory,
+    base_image: str,
+    model_server: FakeModelServer,
+    store: CredentialStore,
+) -> None:
+    """With `[limits] tokens_per_run = 150` a session whose second answer brings it to 240
+    tokens gets no third: the run ends with status token_limit and exit 14, its log says why
+    and how to raise it, and the server saw two requests."""
+    model_server.always(tool_call("bash", command="echo again"), model="gpt-fake")
+    root = make_project(
+        model_agent("spender", config='models = ["primary"]\n[limits]\ntokens_per_run = 150\n'),
+        config=fake_models_config(model_server),
+    )
+    result, records = al_run(root, "spender", store)
+    assert result.returncode == EXIT_TOKEN_LIMIT, result.stdout + result.stderr
+    assert len(model_server.requests) == 2
+    limit = [r for r in records if r.get("source") == "egress" and "token limit" in r["msg"]]
+    assert limit, records
+    assert "token limit of 150 reached (240 tokens used)" in limit[0]["msg"]
+    assert "tokens_per_run" in result.stderr
+    (run,) = stored_runs(root, "spender")
+    assert (run.status, run.exit_code, run.input_tokens) == ("token_limit", 14, 200)
