@@ -21,7 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from fakes.upstream import RecordingResolver, Upstream, UpstreamCA, dns_query, host_addresses
+from fakes.upstream import (
+    NAMES,
+    RecordingResolver,
+    Upstream,
+    UpstreamCA,
+    dns_query,
+    host_addresses,
+)
 from support import cleanup_project, json_records, run_al, script_agent, write_files
 
 PRELUDE = r"""
@@ -202,7 +209,11 @@ def _serve(address: str) -> ThreadingHTTPServer:
 
 @contextmanager
 def egress_world(
-    base: Path, client: Any, image: str, env: dict[str, str] | None = None
+    base: Path,
+    client: Any,
+    image: str,
+    env: dict[str, str] | None = None,
+    extra_names: tuple[str, ...] = (),
 ) -> Iterator[World]:
     """The project at `base/proj` (no agents yet: `World.add_agent`), its `[network]` allowing
     allowed.test (and its port 22), the proxied host service and the loopback one."""
@@ -211,7 +222,8 @@ def egress_world(
 
     base.chmod(0o755)
     root = (base / "proj").resolve()
-    ca = UpstreamCA.make(base / "tls")
+    names = (*NAMES, *extra_names)
+    ca = UpstreamCA.make(base / "tls", names)
     files = base / "files"
     files.mkdir()
     git_repo(files)
@@ -229,7 +241,7 @@ def egress_world(
     write_files(root, {"config.toml": f"[network]\nallow = {allow!r}\n".replace("'", '"')})
     try:
         outside = Deployment(client, root, state_of(root)).outside()
-        upstream = Upstream.start(client, image, outside.name, ca, files, root)
+        upstream = Upstream.start(client, image, outside.name, ca, files, root, names)
         yield World(root, upstream, resolver, client, ca, listener, loopback, env or {})
     finally:
         for server in services:

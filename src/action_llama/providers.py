@@ -10,6 +10,9 @@ from __future__ import annotations
 #: requests go to `<it>/<model name>/...`) and the run's own token, sent where a key goes.
 BROKER_URL_VAR = "AL_MODEL_BROKER"
 BROKER_TOKEN_VAR = "AL_MODEL_BROKER_TOKEN"
+#: The run's egress CA (PEM), when the proxy swaps placeholders for it: the entry makes the
+#: bundle its tools trust from it.
+CA_VAR = "AL_EGRESS_CA"
 
 #: The base URL each provider's client uses by default (Groq, xAI, Mistral and Google at their
 #: OpenAI-compatible endpoints: the image carries no SDK of their own).

@@ -27,7 +27,7 @@ NAMES = ("allowed.test", "denied.test", "allowed.test.evil.test", "notallowed.te
 
 SERVER = textwrap.dedent(
     """
-    import http.server, os, shutil, socketserver, ssl, sys, threading
+    import hashlib, http.server, os, shutil, socketserver, ssl, sys, threading
 
     ROOT = "/srv/files"
 
@@ -39,6 +39,15 @@ SERVER = textwrap.dedent(
             pass
 
         def do_GET(self):
+            if self.path == "/echo":  # what authorised the request, as a digest
+                auth = self.headers.get("Authorization", "")
+                digest = hashlib.sha256(auth.encode()).hexdigest()
+                body = ("auth-sha256=" + digest + "\\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if self.path == "/hello":
                 body = ("hello from " + self.headers.get("Host", "?") + "\\n").encode()
                 self.send_response(200)
@@ -87,7 +96,7 @@ class UpstreamCA:
         return (self.folder / "ca.pem").read_text()
 
     @classmethod
-    def make(cls, folder: Path) -> UpstreamCA:
+    def make(cls, folder: Path, names: tuple[str, ...] = NAMES) -> UpstreamCA:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -111,14 +120,14 @@ class UpstreamCA:
         key = ec.generate_private_key(ec.SECP256R1())
         server = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAMES[0])]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(ca_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(later)
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in NAMES]), critical=False
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
             )
             .sign(ca_key, hashes.SHA256())
         )
@@ -152,6 +161,7 @@ class Upstream:
         ca: UpstreamCA,
         files: Path,
         project: Path,
+        names: tuple[str, ...] = NAMES,
     ) -> Upstream:
         from docker.types import Mount
 
@@ -164,7 +174,7 @@ class Upstream:
                 Mount("/srv/files", str(files), type="bind", read_only=True),
             ],
         )
-        endpoint = api.create_endpoint_config(aliases=list(NAMES))
+        endpoint = api.create_endpoint_config(aliases=list(names))
         created = api.create_container(
             image,
             entrypoint=["python3", "/srv/tls/server.py"],

@@ -13,6 +13,12 @@ from pathlib import Path
 
 from action_llama.credentials.types import BUILTIN
 from action_llama.errors import RunAborted
+from action_llama.providers import CA_VAR
+
+#: Where Debian (and the base image) keeps the system's trusted roots.
+SYSTEM_ROOTS = Path("/etc/ssl/certs/ca-certificates.crt")
+#: Variables clients read their trusted roots from (Node's adds to its own).
+BUNDLE_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
 
 
 class MissingCredential(RunAborted):
@@ -75,3 +81,26 @@ def _git_credential_helper(env: dict[str, str]) -> None:
         '!f() { echo username=x-access-token; echo "password=$GITHUB_TOKEN"; }; f'
     )
     env["GIT_CONFIG_COUNT"] = str(index + 1)
+
+
+def trust_egress_ca(env: dict[str, str], work: Path) -> None:
+    """When the run's tokens are placeholders (`AL_EGRESS_CA` holds the run's own CA), make
+    its tools trust that CA beside the system's roots: a bundle of both in `work` (the root
+    file system stays read-only) named by every usual variable."""
+    ca = env.pop(CA_VAR, "")
+    if not ca:
+        return
+    try:
+        roots = SYSTEM_ROOTS.read_text(encoding="utf-8")
+    except OSError:
+        import ssl
+
+        cafile = ssl.get_default_verify_paths().cafile
+        roots = Path(cafile).read_text(encoding="utf-8") if cafile else ""
+    own = work / ".al-egress-ca.pem"
+    bundle = work / ".al-ca-bundle.pem"
+    own.write_text(ca, encoding="utf-8")
+    bundle.write_text(roots.rstrip("\n") + "\n" + ca, encoding="utf-8")
+    for var in BUNDLE_VARS:
+        env[var] = str(bundle)
+    env["NODE_EXTRA_CA_CERTS"] = str(own)

@@ -198,6 +198,9 @@ def _environment(static: Path, work: Path) -> dict[str, str]:
     env["AL_SIGNAL_DIR"] = str(signal_dir)
     env.setdefault("AL_ENV_FILE", str(work / ".al-env.sh"))
     env["AL_ENTRY_PID"] = str(os.getpid())
+    from action_llama.agent.credentials import trust_egress_ca
+
+    trust_egress_ca(env, work)
     # What the original gave scripts too: the trigger's text (a model session's last prompt
     # block) and the trigger itself as JSON.
     env["PROMPT"] = trigger.trigger_text(static)

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,8 +186,10 @@ def stage(
     required: list[CredentialRef],
     optional: list[CredentialRef],
     owner: tuple[int, int],
+    substitutes: Mapping[CredentialRef, Mapping[str, str]] | None = None,
 ) -> StagedCredentials:
-    """Copy the refs into the new directory `path`, owned by `owner` (uid, gid), files 0400."""
+    """Copy the refs into the new directory `path`, owned by `owner` (uid, gid), files 0400;
+    a field in `substitutes` (ref → field → placeholder) is staged as its placeholder."""
     path.mkdir(mode=0o700)
     secrets: list[str] = []
     try:
@@ -194,13 +197,16 @@ def stage(
             kind = BUILTIN.get(ref.type)
             target = path / ref.type / ref.instance
             target.mkdir(parents=True, mode=0o700)
-            for name, value in store.read(ref).items():
+            swapped = (substitutes or {}).get(ref, {})
+            for name, real in store.read(ref).items():
+                value = swapped.get(name, real)
                 file = target / name
                 fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(value + "\n")
                 spec = kind.field(name) if kind else None
-                if (spec is None or spec.secret) and len(value) >= MIN_REDACT:
+                secret = spec is None or spec.secret
+                if secret and name not in swapped and len(value) >= MIN_REDACT:
                     secrets.append(value)
         hand_over(path, owner)
     except BaseException:

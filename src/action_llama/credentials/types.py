@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MODEL_BROKER = "model broker"
+PLACEHOLDERS = "placeholders"
+
 
 @dataclass(frozen=True)
 class Field:
@@ -34,6 +37,11 @@ class CredentialType:
     #: The hosts this credential exists for: a run that has it may reach them under
     #: `[network] mode = "allowlist"` without listing them (entries as in `allow`).
     hosts: tuple[str, ...] = ()
+    #: How its secrets are kept out of runs whose egress is checked: `MODEL_BROKER` (the
+    #: model broker uses the key), `PLACEHOLDERS` (the proxy swaps placeholders for the values
+    #: in requests to `hosts`; for tokens sent in headers), or None: files, as they are (types
+    #: whose secrets sign things inside the run, or that have no hosts).
+    brokered: str | None = None
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -47,7 +55,9 @@ def _token(
     desc: str,
     hosts: tuple[str, ...],
 ) -> CredentialType:
-    return CredentialType(name, label, desc, (Field("token", env),), context, hosts=hosts)
+    return CredentialType(
+        name, label, desc, (Field("token", env),), context, hosts=hosts, brokered=PLACEHOLDERS
+    )
 
 
 def _provider(provider: str, label: str, hosts: tuple[str, ...]) -> CredentialType:
@@ -57,6 +67,7 @@ def _provider(provider: str, label: str, hosts: tuple[str, ...]) -> CredentialTy
         f"API key for {label} models; handed to the model client, never exported.",
         (Field("token", help=f"your {label} API key"),),
         hosts=hosts,
+        brokered=MODEL_BROKER,
     )
 
 
@@ -201,6 +212,7 @@ BUILTIN: dict[str, CredentialType] = {
                 Field("bot_token", ("DISCORD_BOT_TOKEN",)),
             ),
             "`DISCORD_BOT_TOKEN`: Discord API as your bot",
+            # Not brokered: its gateway (a WebSocket) takes the token inside a message.
             hosts=("discord.com", "gateway.discord.gg", "cdn.discordapp.com"),
         ),
         CredentialType(
@@ -268,6 +280,7 @@ BUILTIN: dict[str, CredentialType] = {
             (Field("api_key", ("VULTR_API_KEY",)),),
             "`VULTR_API_KEY`: Vultr API",
             hosts=("api.vultr.com",),
+            brokered=PLACEHOLDERS,
         ),
         CredentialType(
             "hetzner_api_key",
@@ -276,6 +289,7 @@ BUILTIN: dict[str, CredentialType] = {
             (Field("api_key", ("HETZNER_API_KEY",)),),
             "`HETZNER_API_KEY`: Hetzner API",
             hosts=("api.hetzner.cloud",),
+            brokered=PLACEHOLDERS,
         ),
         CredentialType(
             "cloudflare_api_token",
@@ -284,6 +298,7 @@ BUILTIN: dict[str, CredentialType] = {
             (Field("api_token", ("CLOUDFLARE_API_TOKEN",)),),
             "`CLOUDFLARE_API_TOKEN`: Cloudflare API",
             hosts=("api.cloudflare.com",),
+            brokered=PLACEHOLDERS,
         ),
         _secret("github_webhook_secret", "GitHub webhook secret"),
         _secret("sentry_client_secret", "Sentry client secret"),
@@ -312,3 +327,10 @@ BUILTIN: dict[str, CredentialType] = {
 def provider_key_type(provider: str) -> str:
     """The credential type holding a model provider's API key."""
     return f"{provider.replace('-', '_')}_key"
+
+
+
+def brokering(name: str) -> str | None:
+    """How runs whose egress is checked get credential type `name` (see `brokered`)."""
+    kind = BUILTIN.get(name)
+    return kind.brokered if kind is not None else None

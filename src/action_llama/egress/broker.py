@@ -82,20 +82,28 @@ def _error_answer(status: str, kind: str, message: str) -> bytes:
     ).encode() + body
 
 
+def upstream_trust(state: Path) -> ssl.SSLContext:
+    """How the proxy verifies the hosts it opens TLS to itself: the system's roots, plus the
+    CAs in `<state>/trust.pem` when the operator put some there (a TLS-inspecting corporate
+    gateway's, a test upstream's)."""
+    context = ssl.create_default_context()
+    extra = state / "trust.pem"
+    if extra.is_file():
+        context.load_verify_locations(cafile=str(extra))
+    return context
+
+
 class Broker:
     """Forwards model requests for the runs in `registry`, keys read from `keys`."""
 
-    def __init__(self, state: Path, keys: Path, registry: Registry):
+    def __init__(self, state: Path, keys: Path, registry: Registry, trust: ssl.SSLContext):
         self.state = state
         self.keys = keys
         self.registry = registry
         #: Tokens each run used so far (read back from its records after a proxy restart).
         self.used: dict[str, int] = {}
         self.limited: set[str] = set()
-        self.trust = ssl.create_default_context()
-        extra = state / "trust.pem"
-        if extra.is_file():  # test upstreams' CAs (the state folder is the operator's)
-            self.trust.load_verify_locations(cafile=str(extra))
+        self.trust = trust
 
     def tokens_used(self, run: str) -> int:
         if run not in self.used:

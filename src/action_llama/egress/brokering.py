@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from action_llama.egress.broker import PREFIX
-from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, endpoint
+from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, CA_VAR, endpoint
 
 if TYPE_CHECKING:
     from action_llama.project import Agent
@@ -30,16 +30,20 @@ EXIT_TOKEN_LIMIT = 14
 
 @dataclass(frozen=True)
 class BrokerPlan:
-    """What the broker forwards for one run: (model name, endpoint) pairs, and its cap."""
+    """What the proxy brokers for one run: (model name, endpoint) pairs and its token cap for
+    the model broker; the hosts whose TLS it terminates to swap the run's placeholders, and
+    the run's CA certificate for them (`placeholders.py`)."""
 
     models: tuple[tuple[str, str], ...]
     tokens_per_run: int | None = None
+    intercept: tuple[str, ...] = ()
+    ca_pem: str = ""
 
 
 def plan_for(agent: Agent) -> BrokerPlan | None:
-    """The broker plan of runs of `agent`; None when its model keys are staged as files
+    """The broker plan of runs of `agent`; None when its secrets are staged as files
     (`[network]` mode `open`: its runs do not go through the proxy)."""
-    if agent.network.mode == "open" or not agent.models:
+    if agent.network.mode == "open":
         return None
     models = tuple(
         (name, url)
@@ -60,23 +64,42 @@ def keys_dir(project_id: str) -> Path:
     return folder
 
 
-def write_keys(project_id: str, run_id: str, keys: dict[str, str]) -> None:
-    """Hand the broker the run's model keys (model name → key) for the run's life."""
-    path = keys_dir(project_id) / f"{run_id}.json"
-    partial = path.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"models": keys}))
-    partial.replace(path)
+def write_keys(
+    project_id: str,
+    run_id: str,
+    models: dict[str, str],
+    tokens: list[dict[str, object]] | None = None,
+    server_pem: str = "",
+) -> None:
+    """Hand the proxy the run's secrets for the run's life: its model keys (model name →
+    key), its placeholders with their values and hosts, and the TLS key and certificate it
+    presents to the run for those hosts."""
+    folder = keys_dir(project_id)
+    files = {f"{run_id}.json": json.dumps({"models": models, "tokens": tokens or []})}
+    if server_pem:
+        files[f"{run_id}.pem"] = server_pem
+    for name, text in files.items():
+        partial = folder / f".{name}.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        partial.replace(folder / name)
 
 
 def remove_keys(project_id: str, run_id: str) -> None:
-    with contextlib.suppress(OSError):
-        (keys_dir(project_id) / f"{run_id}.json").unlink(missing_ok=True)
+    """Forget the run's secrets: its placeholders are worthless from here on."""
+    for suffix in (".json", ".pem"):
+        with contextlib.suppress(OSError):
+            (keys_dir(project_id) / f"{run_id}{suffix}").unlink(missing_ok=True)
 
 
-def broker_env(proxy_address: str, port: int, run_id: str, secret: str) -> dict[str, str]:
-    return {
+def broker_env(
+    proxy_address: str, port: int, run_id: str, secret: str, plan: BrokerPlan | None
+) -> dict[str, str]:
+    env = {
         BROKER_URL_VAR: f"http://{proxy_address}:{port}{PREFIX.rstrip('/')}",
         BROKER_TOKEN_VAR: f"{run_id}.{secret}",
     }
+    if plan is not None and plan.ca_pem:
+        env[CA_VAR] = plan.ca_pem
+    return env

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from action_llama.egress import records
 from action_llama.egress.broker import PREFIX as BROKER_PREFIX
-from action_llama.egress.broker import Broker
+from action_llama.egress.broker import Broker, upstream_trust
 from action_llama.egress.handlers import (
     CHUNK,
     Connection,
@@ -43,6 +43,7 @@ from action_llama.egress.handlers import (
     UpstreamError,
     splice,
 )
+from action_llama.egress.intercept import Intercept
 from action_llama.egress.records import Record
 from action_llama.egress.registry import Registration, Registry
 from action_llama.egress.rules import fix_for, normalise_host
@@ -178,7 +179,9 @@ class Proxy:
         self.bind = bind
         self.port = port
         self.registry = Registry(state)
-        self.broker = Broker(state, keys, self.registry)
+        trust = upstream_trust(state)
+        self.broker = Broker(state, keys, self.registry, trust)
+        self.intercept = Intercept(keys, trust)
         #: How the proxy reaches the host (where the scheduler's gateway listens).
         self.host_address = host_address
         self.tunnel: Handler = Tunnel()
@@ -186,7 +189,10 @@ class Proxy:
         self.forbidden = own_run_networks()
 
     def handler_for(self, registration: Registration, host: str, port: int) -> Handler:
-        """How to serve an allowed connection: the seam for per-destination handling."""
+        """How to serve an allowed connection: TLS terminated to swap the run's placeholders
+        (its brokered tokens' hosts), else tunnelled untouched."""
+        if self.intercept.wants(registration, host, port):
+            return self.intercept
         return self.tunnel
 
     # -- listening ---------------------------------------------------------------------------

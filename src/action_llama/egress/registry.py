@@ -51,6 +51,8 @@ class Registration:
     models: dict[str, str] = field(default_factory=dict)
     #: Model tokens the run may use before the broker refuses more (None: no cap).
     tokens_per_run: int | None = None
+    #: Host patterns whose TLS the proxy terminates to swap the run's placeholders (port 443).
+    intercept: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -67,6 +69,7 @@ class Registration:
     def from_json(cls, text: str) -> Registration:
         data = json.loads(text)
         data["rules"] = tuple((p, tuple(ports), s) for p, ports, s in data.get("rules", ()))
+        data["intercept"] = tuple(data.get("intercept", ()))
         return cls(**data)
 
 

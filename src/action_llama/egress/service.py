@@ -56,7 +56,12 @@ def state_of(project: Path) -> Path:
 
 
 def proxy_env(
-    proxy_url: str, proxy: str, run_id: str, secret: str, no_proxy: str = NO_PROXY
+    proxy_url: str,
+    proxy: str,
+    run_id: str,
+    secret: str,
+    broker: BrokerPlan | None,
+    no_proxy: str = NO_PROXY,
 ) -> dict[str, str]:
     """The variables that send ordinary clients (curl, git, pip, npm, Python's, Node's) and
     git over ssh through the proxy at `proxy`, and the run's model client to its broker
@@ -73,7 +78,7 @@ def proxy_env(
         "no_proxy": no_proxy,
         "NODE_USE_ENV_PROXY": "1",
         "GIT_SSH_COMMAND": f'ssh -o ProxyCommand="{SSH_HELPER} %h %p"',
-        **broker_env(proxy, PROXY_PORT, run_id, secret),
+        **broker_env(proxy, PROXY_PORT, run_id, secret, broker),
     }
 
 
@@ -108,6 +113,7 @@ def registration_for(
         gateway=gateway,
         models=dict(broker.models) if broker else {},
         tokens_per_run=broker.tokens_per_run if broker else None,
+        intercept=broker.intercept if broker else (),
     )
 
 
@@ -195,7 +201,7 @@ class ProjectEgress:
             network_mode=f"container:{holder}",
             address=address,
             key=registration.key,
-            env=proxy_env(f"http://{proxy}:{PROXY_PORT}", proxy, run_id, secret),
+            env=proxy_env(f"http://{proxy}:{PROXY_PORT}", proxy, run_id, secret, broker),
         )
 
     def prepare(self, agent: str) -> None:
@@ -242,7 +248,7 @@ class ProjectEgress:
         )
         register(self.state, registration)
         url = f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}"
-        env = proxy_env(url, proxy, run_id, token, no_proxy="localhost,127.0.0.1")
+        env = proxy_env(url, proxy, run_id, token, broker, no_proxy="localhost,127.0.0.1")
         return HostAttachment(procs, env=env)
 
 

@@ -9,7 +9,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from action_llama.egress.brokering import (
     write_keys,
 )
 from action_llama.egress.deploy import project_id
+from action_llama.egress.placeholders import TokenPlan, plan_tokens
 from action_llama.egress.policy import effective_policy
 from action_llama.egress.records import model_usage
 from action_llama.egress.service import state_of
@@ -257,6 +258,7 @@ class RunService:
         self.preflight(agent, trigger)
         run_id = run_id or new_run_id()
         started = time.monotonic()
+        pid = project_id(self.project.root)
         stage_dir = make_run_dir(run_id)
         handle: RunHandle | None = None
         result: RunResult | None = None
@@ -279,7 +281,7 @@ class RunService:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
             broker = plan_for(agent)
-            held = self._held_by_broker(agent, run_id) if broker else set()
+            held, model_keys = self._model_keys(agent) if broker else (set(), {})
             _write_static(agent, self.project, stage_dir / "static", trigger, held)
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.
@@ -287,19 +289,33 @@ class RunService:
             required, optional = self._refs(agent)
             required = [r for r in required if r not in held]
             optional = [r for r in optional if r not in held]
-            staged = stage(self.credentials, stage_dir / "credentials", required, optional, owner)
+            tokens = TokenPlan()
+            if broker is not None:
+                present = [*required, *(r for r in optional if self.credentials.has(r))]
+                tokens = plan_tokens(self.credentials, present)
+                write_keys(pid, run_id, model_keys, tokens.table, tokens.server_pem)
+                broker = replace(broker, intercept=tokens.hosts, ca_pem=tokens.ca_pem)
+            staged = stage(
+                self.credentials,
+                stage_dir / "credentials",
+                required,
+                optional,
+                owner,
+                tokens.substitutes,
+            )
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
             spec = spec.model_copy(update={"broker": broker})
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self._start(agent, spec, rebuild)
-            redactor = Redactor(staged.secrets)
+            # An upstream could echo a swapped value back to the run: redacted like the rest.
+            redactor = Redactor((*staged.secrets, *tokens.values))
             result, interrupted = await self._follow(
                 agent, handle, agent.timeout, on_line, redactor
             )
         finally:
             await self._close(agent, run_id, result, handle)
-            remove_keys(project_id(self.project.root), run_id)
+            remove_keys(pid, run_id)
             if staged is not None:
                 staged.remove()
             remove_tree(stage_dir)
@@ -317,9 +333,9 @@ class RunService:
             image = await rebuild(agent)
             return await self.runtime.start(spec.model_copy(update={"image": image}))
 
-    def _held_by_broker(self, agent: Agent, run_id: str) -> set[CredentialRef]:
-        """Give the broker the keys of the agent's models; their refs (never staged: the
-        run does not hold them)."""
+    def _model_keys(self, agent: Agent) -> tuple[set[CredentialRef], dict[str, str]]:
+        """The refs of the agent's model keys (the broker holds them: never staged) and each
+        model's key (model name → key)."""
         keys: dict[str, str] = {}
         held = set()
         for name, model in agent.models:
@@ -327,8 +343,7 @@ class RunService:
             held.add(ref)
             if self.credentials.has(ref):
                 keys[name] = self.credentials.read(ref).get("token", "").strip()
-        write_keys(project_id(self.project.root), run_id, {k: v for k, v in keys.items() if v})
-        return held
+        return held, {k: v for k, v in keys.items() if v}
 
     async def resume(
         self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None

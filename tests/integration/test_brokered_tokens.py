@@ -1,0 +1,120 @@
+"""HTTP tokens as placeholders, for container runs: a run given a `github_token` holds only a
+placeholder; the proxy swaps it for the real token in HTTPS requests to GitHub's hosts (here
+the test upstream, which answers as github.com and api.github.com on the project's outside
+network, with its own test CA that the proxy trusts), and nowhere else.
+
+Nothing reaches an address outside this machine: the proxy resolves those names to the test
+container, the only holder of them on that network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from action_llama.credentials.refs import CredentialRef
+from action_llama.credentials.store import CredentialStore
+from action_llama.egress.service import state_of
+from egress_support import World, checks, egress_world
+
+pytestmark = [pytest.mark.docker]
+
+REAL = "ghp_brokeredTokenSentinel7a61c0"
+#: Looks for the token (given in halves: no process ever carries it whole) in every process's
+#: environment and command line and in every file of the folders a run has.
+SCAN = r"""
+import glob, os, sys
+token = (sys.argv[1] + sys.argv[2]).encode()
+paths = glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline")
+for top in ("/credentials", "/app", "/tmp", "/home", "/etc", "/workspace"):
+    paths += [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs]
+found = []
+for path in paths:
+    try:
+        with open(path, "rb") as fh:
+            if token in fh.read():
+                found.append(path)
+    except OSError:
+        pass
+print("found", found)
+sys.exit(1 if found else 0)
+"""
+#: The prelude's `check` records each command's output; the digests say what a host received.
+PROBE = r"""
+SCAN='@SCAN@'
+check placeholder sh -c 'case "$GITHUB_TOKEN" in alph_*) echo "$GITHUB_TOKEN";; *) exit 1;; esac'
+check staged_file sh -c 'cat /credentials/github_token/default/token'
+check sentinel python3 -c "$SCAN" ghp_brokeredToken Sentinel7a61c0
+check bundle sh -c 'test "$SSL_CERT_FILE" = "$GIT_SSL_CAINFO" && test -s "$NODE_EXTRA_CA_CERTS" && echo ok'
+check curl_github curl -sS -f -m 10 -H "Authorization: Bearer $GITHUB_TOKEN" https://api.github.com/echo
+check httpx_github python3 -c 'import os, httpx2; print(httpx2.get("https://api.github.com/echo", headers={"Authorization": "Bearer " + os.environ["GITHUB_TOKEN"]}, timeout=10).text)'
+check elsewhere curl $C -H "Authorization: Bearer $GITHUB_TOKEN" https://allowed.test/echo
+check placeholder_digest sh -c 'printf "Bearer %s" "$GITHUB_TOKEN" | sha256sum | cut -c1-64'
+check git_https sh -c "git clone -q https://github.com/repo.git $T/repo && cat $T/repo/README"
+check stale curl -sS -m 10 -H "Authorization: Bearer @STALE@" -w ' %{http_code}' https://api.github.com/echo
+"""
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, base_image: str
+) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("tokens")
+    store = CredentialStore(base / "creds")
+    store.write(CredentialRef("github_token"), {"token": REAL})
+    env = {"AL_CREDENTIALS_DIR": str(store.root)}
+    names = ("github.com", "api.github.com")
+    with egress_world(base, docker_client, base_image, env, extra_names=names) as world:
+        state = state_of(world.root)
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "trust.pem").write_text(world.ca.ca_pem)  # the upstream's test CA
+        yield world
+
+
+def run_probe(world: World, name: str, stale: str = "alph_" + "0" * 40) -> dict[str, Any]:
+    script = PROBE.replace("@STALE@", stale).replace("@SCAN@", SCAN)
+    world.add_agent(name, script, 'credentials = ["github_token"]\n')
+    code, records = world.run(name)
+    assert code == 0, records[-10:]
+    return {"found": checks(records), "records": records}
+
+
+def test_the_run_holds_a_placeholder_the_declared_host_gets_the_token(world: World) -> None:
+    """curl and httpx with `Authorization: Bearer $GITHUB_TOKEN` reach api.github.com with the
+    real token; git clones from github.com through the terminated TLS; the run's variable and
+    file hold a placeholder, the token is in none of its variables, processes or files, and
+    the same header sent to another host arrives as the placeholder. A placeholder of a run
+    that ended is refused."""
+    first = run_probe(world, "gh")
+    found = first["found"]
+    placeholder = found["placeholder"][1]
+    assert placeholder.startswith("alph_")
+    assert found["staged_file"] == ("ok", placeholder)
+    assert found["sentinel"][0] == "ok", found["sentinel"]
+    assert found["bundle"] == ("ok", "ok")
+    assert found["curl_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["httpx_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["elsewhere"] == ("ok", f"auth-sha256={found['placeholder_digest'][1]}")
+    assert found["git_https"][0] == "ok", found["git_https"]
+    assert REAL not in str(first["records"])
+    second = run_probe(world, "gh2", stale=placeholder)["found"]
+    assert second["stale"][1].endswith("403"), second["stale"]
+    assert "not this run's" in second["stale"][1]
+
+
+def test_brokered_hosts_are_recorded_as_terminated(world: World) -> None:
+    """`al logs --egress` shows the GitHub connections with the placeholders swapped."""
+    from support import run_al
+
+    result = run_al("logs", "gh", "-p", str(world.root), "--egress", "--json")
+    assert "placeholder(s) swapped" in result.stdout, result.stdout[-2000:]
+    assert REAL not in result.stdout
+    assert Path(world.root).is_dir()
