@@ -157,6 +157,23 @@ def test_types_describe_fields_variables_and_purpose(creds: Creds) -> None:
     assert "github_token" not in only
 
 
+def test_types_say_whether_each_type_is_brokered(creds: Creds) -> None:
+    """`types` says for each type given to agents how brokered runs get it: model keys by the
+    broker, header tokens as placeholders, the rest (an ssh key, OAuth secrets) as files."""
+    brokered = {
+        name: creds("types", name).stdout.rsplit("brokered:", 1)[-1].strip().split(":")[0]
+        for name in ("anthropic_key", "github_token", "sentry_token", "gcp_service_account")
+    }
+    assert brokered == {
+        "anthropic_key": "yes",
+        "github_token": "yes",
+        "sentry_token": "yes",
+        "gcp_service_account": "no",
+    }
+    assert "model broker adds the key" in creds("types", "anthropic_key").stdout
+    assert "brokered" not in creds("types", "gateway_api_key").stdout
+
+
 def test_unknown_type_suggests_and_lists_known_types(creds: Creds) -> None:
     """A misspelt type gets a did-you-mean and the list of known types; nothing is written."""
     result = creds("add", "githb_token", "--field", f"token={SENTINEL}")

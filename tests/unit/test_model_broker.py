@@ -47,6 +47,7 @@ def setup(tmp_path: Path, server: FakeModelServer, cap: int | None = None) -> tu
             run="run1",
             agent="writer",
             mode="allowlist",
+            rules=(("127.0.0.1", (server.port,), "model gpt (base_url)"),),
             address="127.0.0.1",
             token_sha256=token_digest(SECRET),
             models={"gpt": server.openai_url(), "claude": server.anthropic_url()},
@@ -204,3 +205,32 @@ def test_only_checked_agents_are_brokered(make_project: Any) -> None:
     assert plan.tokens_per_run == 50
     assert plan_for(project.agents["loose"]) is None
     assert project.agents["loose"].tokens_per_run == 900
+
+
+def test_raw_credentials_must_be_listed_and_doctor_warns(make_project: Any) -> None:
+    """`raw_credentials` names listed credentials only (else a config error naming the file);
+    al doctor warns about each agent that takes some raw."""
+    from action_llama.doctor.checks import run_checks
+    from action_llama.errors import ConfigError
+    from action_llama.project import load_project
+
+    from support import script_agent
+
+    bad = make_project(
+        script_agent("a", "true", 'credentials = ["github_token"]\nraw_credentials = ["x_y"]\n'),
+        name="bad",
+    )
+    with pytest.raises(ConfigError) as error:
+        load_project(bad)
+    assert "agents/a/config.toml" in error.value.message
+    assert 'raw_credentials names "x_y", which is not in credentials' in error.value.message
+    good = make_project(
+        script_agent(
+            "a", "true", 'credentials = ["github_token:w"]\nraw_credentials = ["github_token:w"]\n'
+        ),
+        name="good",
+    )
+    (warning,) = [c for c in run_checks(good) if c.name == "raw credentials a"]
+    assert warning.status == "warn"
+    assert "github_token:w" in warning.detail
+    assert "agents/a/config.toml" in (warning.fix or "")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from action_llama.credentials.types import MODEL_BROKER, PLACEHOLDERS
+
 if TYPE_CHECKING:
     from action_llama.credentials.refs import CredentialRef
     from action_llama.credentials.types import CredentialType
@@ -179,4 +181,14 @@ def _describe(kind: CredentialType) -> str:
         lines.append(f"    for:        {purpose}")
     if kind.hosts:
         lines.append(f"    reaches:    {', '.join(kind.hosts)} (allowed to runs that list it)")
+    if not kind.host_only:
+        lines.append(f"    brokered:   {BROKERED_TEXT[kind.brokered]}")
     return "\n".join(lines)
+
+
+#: What `brokered:` says for each way a type reaches runs whose [network] is checked.
+BROKERED_TEXT = {
+    MODEL_BROKER: "yes: the model broker adds the key; runs never hold it",
+    PLACEHOLDERS: "yes: runs hold placeholders, swapped for the values in HTTPS to its hosts",
+    None: "no: runs get its files and variables as they are",
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from action_llama.config._base import MAX_COUNT, MAX_SECONDS, Strict
 from action_llama.config.network import LimitsConfig, NetworkConfig
@@ -120,6 +120,9 @@ class AgentFileConfig(Strict):
     source: str | None = None
     models: list[str] = Field(default_factory=list)
     credentials: list[str] = Field(default_factory=list)
+    #: Listed credentials its runs get as they are (files and variables holding the real
+    #: values), for a tool that needs them: not brokered, and `al doctor` warns.
+    raw_credentials: list[str] = Field(default_factory=list)
     schedule: str | None = None
     webhooks: list[WebhookTrigger] = Field(default_factory=list)
     hooks: Hooks = Field(default_factory=Hooks)
@@ -157,3 +160,19 @@ class AgentFileConfig(Strict):
 
             check_cron(expr)
         return expr
+
+    @model_validator(mode="after")
+    def _raw_credentials_are_listed(self) -> AgentFileConfig:
+        listed = {_ref(r) for r in self.credentials}
+        for ref in self.raw_credentials:
+            if _ref(ref) not in listed:
+                raise ValueError(
+                    f'raw_credentials names "{ref}", which is not in credentials; list it '
+                    "there too (raw_credentials only says how a listed one is given)"
+                )
+        return self
+
+
+def _ref(text: str) -> tuple[str, str]:
+    kind, _, instance = text.strip().partition(":")
+    return kind, instance or "default"

@@ -30,7 +30,7 @@ def run_checks(
 
 def project_checks(project: Project, store: CredentialStore, *, fix: bool = False) -> list[Check]:
     """The checks of a loaded project (`al start` makes them too, before it starts anything)."""
-    from action_llama.doctor.network import check_egress_state, check_network
+    from action_llama.doctor.network import check_brokering, check_egress_state, check_network
     from action_llama.runtimes.registry import by_runtime, get_runtime
 
     checks = [
@@ -42,6 +42,8 @@ def project_checks(project: Project, store: CredentialStore, *, fix: bool = Fals
         checks.append(check_agent(agent))
         checks.append(check_credentials(agent, store))
         checks.append(check_network(agent))
+        if (raw := check_brokering(agent)) is not None:
+            checks.append(raw)
     checks += check_webhooks(project, store)
     egress = check_egress_state(project, fix=fix)
     if egress is not None:

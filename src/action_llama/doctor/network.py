@@ -26,7 +26,8 @@ def check_network(agent: Agent) -> Check:
         return Check(
             name,
             "warn",
-            f'mode = "open" ({where}): runs may connect anywhere, nothing is checked',
+            f'mode = "open" ({where}): runs may connect anywhere, nothing is checked, and '
+            "they hold their real keys and tokens (nothing is brokered)",
             f'Set mode = "allowlist" in {policy.file} and list the hosts the agent needs.',
         )
     width = max([len(r.describe()) for r in policy.rules] + [10])
@@ -107,3 +108,19 @@ def _scheduler_runs(project: Project) -> bool:
     from action_llama.daemon.client import find_daemon
 
     return find_daemon(project.root) is not None
+
+
+def check_brokering(agent: Agent) -> Check | None:
+    """A warning for credentials the agent takes raw (`raw_credentials`): its runs hold the
+    real values, which an agent talked into it can send anywhere it may reach."""
+    if not agent.config.raw_credentials:
+        return None
+    raw = ", ".join(agent.config.raw_credentials)
+    return Check(
+        f"raw credentials {agent.name}",
+        "warn",
+        f"raw_credentials = [{raw}]: its runs hold these values themselves, not placeholders; "
+        "a run talked into it can send them to any host it may reach",
+        f"Remove them from raw_credentials in agents/{agent.name}/config.toml unless a tool "
+        "needs the value itself (al creds types says how each type is brokered).",
+    )

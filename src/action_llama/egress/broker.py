@@ -30,7 +30,7 @@ from action_llama.egress.handlers import Request, UpstreamError, open_upstream
 from action_llama.egress.http1 import copy_body, header_fields, value_of
 from action_llama.egress.records import Record, records_path
 from action_llama.egress.registry import Registration, Registry
-from action_llama.egress.rules import Rule
+from action_llama.egress.rules import Rule, fix_for
 from action_llama.egress.usage import Meter
 
 PREFIX = "/.al/models/"
@@ -211,6 +211,13 @@ class Broker:
             registration.run, registration.agent, "model", host, port, "allowed", model=name
         )
         record.rule = f"model {name}"
+        decision = registration.policy().decide(host, port)
+        if not decision.allowed:  # mode none: the run's models are out of reach too
+            record.decision, record.reason = "denied", decision.reason
+            record.fix = fix_for(registration.mode, registration.file, host, port)
+            records.append(self.state, record)
+            writer.write(_error_answer("403 Forbidden", "al_egress", f"{decision.reason}"))
+            return
         started = time.monotonic()
         key = self._key(registration.run, name)
         head = self._head(request, url, rest, body, token_in(request) or "", key)

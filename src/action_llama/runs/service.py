@@ -291,7 +291,12 @@ class RunService:
             optional = [r for r in optional if r not in held]
             tokens = TokenPlan()
             if broker is not None:
-                present = [*required, *(r for r in optional if self.credentials.has(r))]
+                raw = {CredentialRef.parse(r) for r in agent.config.raw_credentials}
+                present = [
+                    r
+                    for r in [*required, *optional]
+                    if r not in raw and self.credentials.has(r)
+                ]
                 tokens = plan_tokens(self.credentials, present)
                 write_keys(pid, run_id, model_keys, tokens.table, tokens.server_pem)
                 broker = replace(broker, intercept=tokens.hosts, ca_pem=tokens.ca_pem)
