@@ -1,7 +1,8 @@
-"""HTTP tokens as placeholders, for container runs: a run given a `github_token` holds only a
-placeholder; the proxy swaps it for the real token in HTTPS requests to GitHub's hosts (here
-the test upstream, which answers as github.com and api.github.com on the project's outside
-network, with its own test CA that the proxy trusts), and nowhere else.
+"""Brokered credentials for container and host-user runs: a run given a `github_token` holds
+only a placeholder; the proxy swaps it for the real token in HTTPS requests to GitHub's hosts
+(here the test upstream, which answers as github.com and api.github.com on the project's
+outside network, with its own test CA that the proxy trusts), and nowhere else. A host-user
+run's model session reaches its model through the broker, which holds the key.
 
 Nothing reaches an address outside this machine: the proxy resolves those names to the test
 container, the only holder of them on that network.
@@ -10,6 +11,8 @@ container, the only holder of them on that network.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +24,24 @@ from action_llama.credentials.store import CredentialStore
 from action_llama.egress.service import state_of
 from egress_support import World, checks, egress_world
 
+from fakes.model_server import FakeModelServer, reply, tool_call
+from support import fake_models_config, model_agent, run_al, stored_runs, system_users, write_files
+
 pytestmark = [pytest.mark.docker]
 
 REAL = "ghp_brokeredTokenSentinel7a61c0"
+OPENAI_KEY = "sk-openai-hostUserSentinel-5b2e"
+#: An OS user of this module's own (the firewall's rules and the users are per test session).
+USER = "al-test-brk10"
+HOST_USER = f'[runtime]\ntype = "host-user"\nrun_as = "{USER}"\n'
 #: Looks for the token (given in halves: no process ever carries it whole) in every process's
 #: environment and command line and in every file of the folders a run has.
 SCAN = r"""
 import glob, os, sys
 token = (sys.argv[1] + sys.argv[2]).encode()
 paths = glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline")
-for top in ("/credentials", "/app", "/tmp", "/home", "/etc", "/workspace"):
+tops = ["/credentials", "/app", "/tmp", "/home", "/etc", "/workspace", "/dev/shm"]
+for top in tops + [os.environ.get("AL_CREDENTIALS_PATH", "/credentials")]:
     paths += [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs]
 found = []
 for path in paths:
@@ -47,7 +58,7 @@ sys.exit(1 if found else 0)
 PROBE = r"""
 SCAN='@SCAN@'
 check placeholder sh -c 'case "$GITHUB_TOKEN" in alph_*) echo "$GITHUB_TOKEN";; *) exit 1;; esac'
-check staged_file sh -c 'cat /credentials/github_token/default/token'
+check staged_file sh -c 'cat "${AL_CREDENTIALS_PATH:-/credentials}/github_token/default/token"'
 check sentinel python3 -c "$SCAN" ghp_brokeredToken Sentinel7a61c0
 check bundle sh -c 'test "$SSL_CERT_FILE" = "$GIT_SSL_CAINFO" && test -s "$NODE_EXTRA_CA_CERTS" && echo ok'
 check curl_github curl -sS -f -m 10 -H "Authorization: Bearer $GITHUB_TOKEN" https://api.github.com/echo
@@ -64,24 +75,47 @@ def digest(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def models() -> Iterator[FakeModelServer]:
+    server = FakeModelServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
 def world(
-    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, base_image: str
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: Any,
+    base_image: str,
+    models: FakeModelServer,
 ) -> Iterator[World]:
     base = tmp_path_factory.mktemp("tokens")
-    store = CredentialStore(base / "creds")
+    runs = Path(tempfile.mkdtemp(prefix="al-test-brk-", dir="/tmp"))
+    runs.chmod(0o755)
+    store = CredentialStore(runs / "creds")
     store.write(CredentialRef("github_token"), {"token": REAL})
-    env = {"AL_CREDENTIALS_DIR": str(store.root)}
+    store.write(CredentialRef("openai_key"), {"token": OPENAI_KEY})
+    env = {"AL_CREDENTIALS_DIR": str(store.root), "AL_RUNS_DIR": str(runs / "runs")}
     names = ("github.com", "api.github.com")
-    with egress_world(base, docker_client, base_image, env, extra_names=names) as world:
-        state = state_of(world.root)
-        state.mkdir(parents=True, exist_ok=True)
-        (state / "trust.pem").write_text(world.ca.ca_pem)  # the upstream's test CA
-        yield world
+    try:
+        with (
+            system_users(USER),
+            egress_world(base, docker_client, base_image, env, extra_names=names) as world,
+        ):
+            state = state_of(world.root)
+            state.mkdir(parents=True, exist_ok=True)
+            (state / "trust.pem").write_text(world.ca.ca_pem)  # the upstream's test CA
+            with (world.root / "config.toml").open("a") as config:
+                config.write("\n" + fake_models_config(models))
+            yield world
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
 
 
-def run_probe(world: World, name: str, stale: str = "alph_" + "0" * 40) -> dict[str, Any]:
+def run_probe(
+    world: World, name: str, stale: str = "alph_" + "0" * 40, config: str = ""
+) -> dict[str, Any]:
     script = PROBE.replace("@STALE@", stale).replace("@SCAN@", SCAN)
-    world.add_agent(name, script, 'credentials = ["github_token"]\n')
+    world.add_agent(name, script, 'credentials = ["github_token"]\n' + config)
     code, records = world.run(name)
     assert code == 0, records[-10:]
     return {"found": checks(records), "records": records}
@@ -112,9 +146,39 @@ def test_the_run_holds_a_placeholder_the_declared_host_gets_the_token(world: Wor
 
 def test_brokered_hosts_are_recorded_as_terminated(world: World) -> None:
     """`al logs --egress` shows the GitHub connections with the placeholders swapped."""
-    from support import run_al
-
     result = run_al("logs", "gh", "-p", str(world.root), "--egress", "--json")
     assert "placeholder(s) swapped" in result.stdout, result.stdout[-2000:]
     assert REAL not in result.stdout
     assert Path(world.root).is_dir()
+
+
+def test_a_host_user_run_holds_placeholders_too(world: World) -> None:
+    """The same for a run as an OS user: its variable and file hold a placeholder, curl and
+    httpx reach api.github.com with the real token, another host gets the placeholder, and
+    nothing the user can read (its environment, /dev/shm, /tmp...) holds the token."""
+    found = run_probe(world, "hu", config=HOST_USER)["found"]
+    placeholder = found["placeholder"][1]
+    assert placeholder.startswith("alph_")
+    assert found["staged_file"] == ("ok", placeholder)
+    assert found["sentinel"][0] == "ok", found["sentinel"]
+    assert found["curl_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["httpx_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["elsewhere"] == ("ok", f"auth-sha256={found['placeholder_digest'][1]}")
+
+
+def test_a_host_user_model_session_goes_through_the_broker(
+    world: World, models: FakeModelServer
+) -> None:
+    """A host-user run's model session gets its answers through the broker: the server sees
+    the real key, a scan by the run's user finds it nowhere, and the run's usage is counted."""
+    scan = SCAN.replace("'", "'\\''")
+    command = f"python3 -c '{scan}' sk-openai-hostUser Sentinel-5b2e"
+    models.script(tool_call("bash", command=command), reply("done"), model="gpt-fake")
+    write_files(world.root, model_agent("hu-model", config='models = ["primary"]\n' + HOST_USER))
+    code, records = world.run("hu-model")
+    assert code == 0, records[-10:]
+    first, second = models.requests[-2:]
+    assert first.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert "found []" in second.tool_results()[0], second.tool_results()
+    (run,) = stored_runs(world.root, "hu-model")
+    assert (run.input_tokens, run.output_tokens) == (200, 40)

@@ -1,22 +1,25 @@
 """The host's side of the model broker (`broker.py`): which runs are brokered, their keys.
 
-A run is brokered when its egress is checked (`[network]` mode `allowlist` or `none`): its
-model keys are then not staged into it. The host writes them, for the run's life, to
-`<keys dir>/<run id>.json` (0600, in /dev/shm when it can, so keys never touch a disk), a
-folder the project's proxy container mounts read-only at /keys and no run can read; the run's
-registration names its models' endpoints and its token cap; the run gets the broker's URL and
-a token of its own (`broker_env`), which its model client sends as its key.
+A run is brokered when its egress is checked (`[network]` mode `allowlist` or `none`): the keys
+of its models (but those on its own loopback) are then not staged into it. The host writes
+them, for the run's life, to `<keys dir>/<run id>.json` (0600, in /dev/shm when it can, so keys
+never touch a disk), a folder the project's proxy container mounts read-only at /keys and no
+run can read; the run's registration names its models' endpoints and its token cap; the run
+gets the broker's URL and a token of its own (`broker_env`), which its model client sends as
+its key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from action_llama.egress.broker import PREFIX
 from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, CA_VAR, endpoint
@@ -48,9 +51,21 @@ def plan_for(agent: Agent) -> BrokerPlan | None:
     models = tuple(
         (name, url)
         for name, model in agent.models
-        if (url := endpoint(model.provider, model.base_url)) is not None
+        if (url := endpoint(model.provider, model.base_url)) is not None and not _loopback(url)
     )
     return BrokerPlan(models, agent.tokens_per_run)
+
+
+def _loopback(url: str) -> bool:
+    """A server on the run's own loopback (a host-user run's local Ollama): the run reaches it
+    itself (its `[network]` lists it), the proxy could not."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def keys_dir(project_id: str) -> Path:

@@ -9,11 +9,10 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.staging import (
     StagedCredentials,
     check_present,
@@ -29,18 +28,16 @@ from action_llama.credentials.staging import (
 from action_llama.credentials.store import CredentialStore
 from action_llama.egress.brokering import (
     EXIT_TOKEN_LIMIT,
-    plan_for,
     remove_keys,
-    write_keys,
 )
 from action_llama.egress.deploy import project_id
-from action_llama.egress.placeholders import TokenPlan, plan_tokens
 from action_llama.egress.policy import effective_policy
 from action_llama.egress.records import model_usage
 from action_llama.egress.service import state_of
 from action_llama.egress.watch import EgressWatch, is_inserted, note
 from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing
 from action_llama.project import Agent, Project
+from action_llama.runs.brokered import Brokered, broker_run
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
 from action_llama.runs.store import RunStore
@@ -142,10 +139,10 @@ def _explain(agent: Agent, project: Project, result: RunResult) -> tuple[str | N
 
 
 def _write_static(
-    agent: Agent, project: Project, static: Path, trigger: Trigger, held: set[CredentialRef]
+    agent: Agent, project: Project, static: Path, trigger: Trigger, brokered: Brokered
 ) -> None:
-    """The run's agent files; `held` are the model keys the broker holds (no files for them,
-    and its models are `brokered`)."""
+    """The run's agent files (its brokered models marked; the model keys the broker holds
+    not listed among its credentials: it gets no files of them)."""
     static.mkdir(mode=0o700)
     shutil.copyfile(agent.path / "SKILL.md", static / "SKILL.md")
     if agent.script is not None:
@@ -156,15 +153,13 @@ def _write_static(
         "timeout": agent.timeout,
         "hooks": agent.config.hooks.model_dump(),
         "params": agent.config.params,
-        "credentials": [
-            r for r in agent.config.credentials if CredentialRef.parse(r) not in held
-        ],
+        "credentials": brokered.listed(agent.config.credentials),
         "models": [
             {
                 "name": name,
                 **model.model_dump(by_alias=True),
                 "credential": str(model_key_ref(model.provider, agent.config.credentials)),
-                "brokered": bool(held),
+                "brokered": name in brokered.models,
             }
             for name, model in agent.models
         ],
@@ -280,36 +275,31 @@ class RunService:
         try:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
-            broker = plan_for(agent)
-            held, model_keys = self._model_keys(agent) if broker else (set(), {})
-            _write_static(agent, self.project, stage_dir / "static", trigger, held)
+            required, optional = self._refs(agent)
+            brokered = broker_run(
+                agent, self.credentials, pid, run_id, [*required, *optional]
+            )
+            _write_static(
+                agent,
+                self.project,
+                stage_dir / "static",
+                trigger,
+                brokered,
+            )
             hand_over(stage_dir / "static", owner)
             # Read-only for its owner too: a host-user agent must not change its own files.
             (stage_dir / "static").chmod(0o500)
-            required, optional = self._refs(agent)
-            required = [r for r in required if r not in held]
-            optional = [r for r in optional if r not in held]
-            tokens = TokenPlan()
-            if broker is not None:
-                raw = {CredentialRef.parse(r) for r in agent.config.raw_credentials}
-                present = [
-                    r
-                    for r in [*required, *optional]
-                    if r not in raw and self.credentials.has(r)
-                ]
-                tokens = plan_tokens(self.credentials, present)
-                write_keys(pid, run_id, model_keys, tokens.table, tokens.server_pem)
-                broker = replace(broker, intercept=tokens.hosts, ca_pem=tokens.ca_pem)
+            tokens = brokered.tokens
             staged = stage(
                 self.credentials,
                 stage_dir / "credentials",
-                required,
-                optional,
+                brokered.unstaged(required),
+                brokered.unstaged(optional),
                 owner,
                 tokens.substitutes,
             )
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
-            spec = spec.model_copy(update={"broker": broker})
+            spec = spec.model_copy(update={"broker": brokered.plan})
             if env:
                 spec = spec.model_copy(update={"env": {**spec.env, **env}})
             handle = await self._start(agent, spec, rebuild)
@@ -337,18 +327,6 @@ class RunService:
             # Removed under a running scheduler (a prune): the work is not lost for that.
             image = await rebuild(agent)
             return await self.runtime.start(spec.model_copy(update={"image": image}))
-
-    def _model_keys(self, agent: Agent) -> tuple[set[CredentialRef], dict[str, str]]:
-        """The refs of the agent's model keys (the broker holds them: never staged) and each
-        model's key (model name → key)."""
-        keys: dict[str, str] = {}
-        held = set()
-        for name, model in agent.models:
-            ref = model_key_ref(model.provider, agent.config.credentials)
-            held.add(ref)
-            if self.credentials.has(ref):
-                keys[name] = self.credentials.read(ref).get("token", "").strip()
-        return held, {k: v for k, v in keys.items() if v}
 
     async def resume(
         self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None
