@@ -124,3 +124,69 @@ def test_a_run_reaching_its_token_limit_is_stopped(
     assert "tokens_per_run" in result.stderr
     (run,) = stored_runs(root, "spender")
     assert (run.status, run.exit_code, run.input_tokens) == ("token_limit", 14, 200)
+
+
+SSH_PROBE = r"""
+set -e
+ls -A /credentials/git_ssh/default
+test -S "$SSH_AUTH_SOCK"
+echo "sock=$SSH_AUTH_SOCK"
+echo "cmd=$GIT_SSH_COMMAND"
+ssh-add -L > /tmp/key.pub
+echo "listed=$(cut -d' ' -f1-2 /tmp/key.pub)"
+printf 'signed in the run\n' > /tmp/data
+ssh-keygen -Y sign -f /tmp/key.pub -n git /tmp/data >/dev/null 2>&1
+echo "sig=$(tr -d '\n' < /tmp/data.sig)"
+python3 -c '
+import glob, os, sys
+needle = (sys.argv[1] + sys.argv[2]).encode()
+paths = glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline")
+for top in ("/credentials", "/tmp", "/home", "/app", "/workspace"):
+    paths += [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs]
+found = [p for p in paths if os.path.isfile(p) and needle in open(p, "rb").read()]
+print("found=%d" % len(found), *found)
+' "@PART1@" "@PART2@"
+"""
+
+
+def test_git_ssh_key_stays_in_the_runs_ssh_agent(
+    make_project: ProjectFactory, base_image: str, store: CredentialStore, tmp_path: Path
+) -> None:
+    """A run listing git_ssh gets SSH_AUTH_SOCK (an agent holding its key, on a socket in its
+    read-only /credentials) and no key file: ssh-add lists the key, ssh-keygen signs with it
+    (the signature verifies on the host), git's ssh command uses the agent, and the private
+    key's text is in none of its files or environments."""
+    import subprocess
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    private = key.read_text()
+    store.write(CredentialRef("git_ssh"), {"id_rsa": private, "username": "Ada", "email": "a@b.c"})
+    body = private.splitlines()[2]  # a line of the key's base64, split so no command holds it
+    script = SSH_PROBE.replace("@PART1@", body[:20]).replace("@PART2@", body[20:])
+    root = make_project(
+        {"agents/ssh/SKILL.md": "---\ndescription: t\n---\nx\n",
+         "agents/ssh/test-script.sh": script,
+         "agents/ssh/config.toml": 'credentials = ["git_ssh"]\n'}
+    )
+    result, records = al_run(root, "ssh", store)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [str(r.get("msg")) for r in records if r.get("source") == "script"]
+    public = key.with_suffix(".pub").read_text().split()
+    assert {"username", "email", "agent.sock"} <= set(lines), lines
+    assert "id_rsa" not in lines
+    assert "sock=/credentials/git_ssh/default/agent.sock" in lines
+    assert any(line.startswith("cmd=") and "StrictHostKeyChecking" in line for line in lines)
+    assert f"listed={public[0]} {public[1]}" in lines
+    assert "found=0" in lines
+    (sig,) = [line[4:] for line in lines if line.startswith("sig=")]
+    armored = sig.replace("-----BEGIN SSH SIGNATURE-----", "-----BEGIN SSH SIGNATURE-----\n")
+    armored = armored.replace("-----END SSH SIGNATURE-----", "\n-----END SSH SIGNATURE-----\n")
+    (tmp_path / "data.sig").write_text(armored)
+    (tmp_path / "signers").write_text(f"ada {public[0]} {public[1]}\n")
+    verified = subprocess.run(
+        ["ssh-keygen", "-Y", "verify", "-f", str(tmp_path / "signers"), "-I", "ada", "-n",
+         "git", "-s", str(tmp_path / "data.sig")],
+        input="signed in the run\n", capture_output=True, text=True, check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr + armored

@@ -159,13 +159,21 @@ def test_types_describe_fields_variables_and_purpose(creds: Creds) -> None:
 
 def test_types_say_whether_each_type_is_brokered(creds: Creds) -> None:
     """`types` says for each type given to agents how brokered runs get it: model keys by the
-    broker, header tokens as placeholders, the rest (an ssh key, OAuth secrets) as files."""
+    broker, header tokens as placeholders, an ssh key in an agent, the rest (OAuth secrets,
+    service-account keys) as files."""
     brokered = {
         name: creds("types", name).stdout.rsplit("brokered:", 1)[-1].strip().split(":")[0]
-        for name in ("anthropic_key", "github_token", "sentry_token", "gcp_service_account")
+        for name in (
+            "anthropic_key",
+            "github_token",
+            "sentry_token",
+            "git_ssh",
+            "gcp_service_account",
+        )
     }
     assert brokered == {
         "anthropic_key": "yes",
+        "git_ssh": "yes",
         "github_token": "yes",
         "sentry_token": "yes",
         "gcp_service_account": "no",

@@ -53,6 +53,13 @@ def export(root: Path, refs: list[str], env: dict[str, str], home: Path) -> list
                 if value and var not in exported:
                     env[var] = value
                     exported.append(var)
+        agent = root / kind / _parse(ref)[1] / "agent.sock"
+        if kind == "git_ssh" and "GIT_SSH_COMMAND" not in exported and agent.is_socket():
+            # The key stays with al: ssh asks the run's agent to sign (no key file here).
+            env["SSH_AUTH_SOCK"] = str(agent)
+            base = env.get("GIT_SSH_COMMAND") or "ssh"
+            env["GIT_SSH_COMMAND"] = f"{base} -o StrictHostKeyChecking=accept-new"
+            exported += ["SSH_AUTH_SOCK", "GIT_SSH_COMMAND"]
         if kind == "git_ssh" and "GIT_SSH_COMMAND" not in exported and values.get("id_rsa"):
             ssh = home / ".ssh"
             ssh.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from action_llama.credentials.types import MODEL_BROKER, PLACEHOLDERS
+from action_llama.credentials.types import MODEL_BROKER, PLACEHOLDERS, SSH_AGENT
 
 if TYPE_CHECKING:
     from action_llama.credentials.refs import CredentialRef
@@ -190,5 +190,6 @@ def _describe(kind: CredentialType) -> str:
 BROKERED_TEXT = {
     MODEL_BROKER: "yes: the model broker adds the key; runs never hold it",
     PLACEHOLDERS: "yes: runs hold placeholders, swapped for the values in HTTPS to its hosts",
+    SSH_AGENT: "yes: an ssh-agent of the run holds the key (SSH_AUTH_SOCK); no key file",
     None: "no: runs get its files and variables as they are",
 }

@@ -186,10 +186,11 @@ def stage(
     required: list[CredentialRef],
     optional: list[CredentialRef],
     owner: tuple[int, int],
-    substitutes: Mapping[CredentialRef, Mapping[str, str]] | None = None,
+    substitutes: Mapping[CredentialRef, Mapping[str, str | None]] | None = None,
 ) -> StagedCredentials:
     """Copy the refs into the new directory `path`, owned by `owner` (uid, gid), files 0400;
-    a field in `substitutes` (ref → field → placeholder) is staged as its placeholder."""
+    a field in `substitutes` (ref → field → placeholder) is staged as its placeholder, or not
+    at all when that is None (the run's ssh-agent holds it)."""
     path.mkdir(mode=0o700)
     secrets: list[str] = []
     try:
@@ -200,6 +201,8 @@ def stage(
             swapped = (substitutes or {}).get(ref, {})
             for name, real in store.read(ref).items():
                 value = swapped.get(name, real)
+                if value is None:
+                    continue
                 file = target / name
                 fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

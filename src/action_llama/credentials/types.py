@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 MODEL_BROKER = "model broker"
 PLACEHOLDERS = "placeholders"
+SSH_AGENT = "ssh-agent"
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class CredentialType:
     hosts: tuple[str, ...] = ()
     #: How its secrets are kept out of runs whose egress is checked: `MODEL_BROKER` (the
     #: model broker uses the key), `PLACEHOLDERS` (the proxy swaps placeholders for the values
-    #: in requests to `hosts`; for tokens sent in headers), or None: files, as they are (types
+    #: in requests to `hosts`; for tokens sent in headers), `SSH_AGENT` (an ssh-agent of the
+    #: run holds the key), or None: files, as they are (types
     #: whose secrets sign things inside the run, or that have no hosts).
     brokered: str | None = None
 
@@ -140,6 +142,7 @@ BUILTIN: dict[str, CredentialType] = {
             ),
             "`GIT_SSH_COMMAND`: git over SSH with your key; commits carry your name and email",
             hosts=("github.com:22",),
+            brokered=SSH_AGENT,
         ),
         _token(
             "sentry_token",

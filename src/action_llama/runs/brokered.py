@@ -3,7 +3,8 @@
 Decided once per run, before anything is staged: the model broker takes the keys of the
 agent's brokered models (those files are not staged), and the tokens of types brokered as
 placeholders are staged as placeholders (`egress.placeholders`); the proxy gets the real
-values for the run's life (`egress.brokering.write_keys`). Nothing is brokered under
+values for the run's life (`egress.brokering.write_keys`). `git_ssh` keys stay in the `al`
+process, in an ssh-agent of the run (`ssh_agent.py`). Nothing is brokered under
 `[network] mode = "open"`, nor for `raw_credentials`.
 """
 
@@ -14,9 +15,13 @@ from dataclasses import dataclass, field, replace
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.staging import model_key_ref
 from action_llama.credentials.store import CredentialStore
+from action_llama.credentials.types import SSH_AGENT, brokering
 from action_llama.egress.brokering import BrokerPlan, plan_for, write_keys
 from action_llama.egress.placeholders import TokenPlan, plan_tokens
 from action_llama.project import Agent
+
+#: The field of `git_ssh` holding its private key.
+SSH_KEY_FIELD = "id_rsa"
 
 
 @dataclass
@@ -29,6 +34,18 @@ class Brokered:
     #: Names of the models whose requests go through the broker.
     models: set[str] = field(default_factory=set)
     tokens: TokenPlan = field(default_factory=TokenPlan)
+    #: `git_ssh` refs whose key an ssh-agent of the run holds, with the key (never staged).
+    ssh_keys: dict[CredentialRef, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def substitutes(self) -> dict[CredentialRef, dict[str, str | None]]:
+        """What `stage` writes instead of the values: placeholders, and no key files."""
+        found: dict[CredentialRef, dict[str, str | None]] = {
+            ref: dict(fields) for ref, fields in self.tokens.substitutes.items()
+        }
+        for ref in self.ssh_keys:
+            found.setdefault(ref, {})[SSH_KEY_FIELD] = None
+        return found
 
     def unstaged(self, refs: list[CredentialRef]) -> list[CredentialRef]:
         return [r for r in refs if r not in self.held]
@@ -63,4 +80,9 @@ def broker_run(
     tokens = plan_tokens(store, present)
     write_keys(project_id, run_id, keys, tokens.table, tokens.server_pem)
     plan = replace(plan, intercept=tokens.hosts, ca_pem=tokens.ca_pem)
-    return Brokered(plan, held, brokered, tokens)
+    ssh_keys = {
+        ref: key
+        for ref in present
+        if brokering(ref.type) == SSH_AGENT and (key := store.read(ref).get(SSH_KEY_FIELD))
+    }
+    return Brokered(plan, held, brokered, tokens, ssh_keys)

@@ -40,6 +40,7 @@ from action_llama.project import Agent, Project
 from action_llama.runs.brokered import Brokered, broker_run
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
+from action_llama.runs.ssh_agent import SshAgent, start_ssh_agents
 from action_llama.runs.store import RunStore
 from action_llama.runs.trigger import Trigger
 from action_llama.runtimes.base import (
@@ -258,6 +259,7 @@ class RunService:
         handle: RunHandle | None = None
         result: RunResult | None = None
         staged: StagedCredentials | None = None
+        agents: list[SshAgent] = []
         interrupted = False
         try:
             self.store.start(
@@ -296,8 +298,9 @@ class RunService:
                 brokered.unstaged(required),
                 brokered.unstaged(optional),
                 owner,
-                tokens.substitutes,
+                brokered.substitutes,
             )
+            agents = await start_ssh_agents(brokered.ssh_keys, staged.path, owner)
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
             spec = spec.model_copy(update={"broker": brokered.plan})
             if env:
@@ -311,6 +314,8 @@ class RunService:
         finally:
             await self._close(agent, run_id, result, handle)
             remove_keys(pid, run_id)
+            for ssh_agent in agents:
+                await ssh_agent.close()
             if staged is not None:
                 staged.remove()
             remove_tree(stage_dir)
