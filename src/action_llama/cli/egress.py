@@ -23,13 +23,18 @@ def describe(record: dict[str, Any]) -> str:
     """One line per attempt: time, decision, kind, destination, then why or how much."""
     ts = record.get("ts")
     clock = datetime.fromtimestamp(ts / 1000).strftime("%H:%M:%S") if isinstance(ts, int) else ""
-    where = f"{record.get('host')}:{record.get('port')}"
+    # A `limit` record names the model whose answer reached the cap, no port.
+    where = f"{record.get('host')}" + (f":{record['port']}" if record.get("port") else "")
     head = f"{clock} {record.get('decision', '?'):<8} {record.get('kind', '?'):<8} {where}"
     if record.get("decision") == "allowed":
         sent, received = int(record.get("sent") or 0), int(record.get("received") or 0)
         detail = f"sent {_size(sent)}, received {_size(received)}, {record.get('ms', 0)} ms"
         if record.get("rule"):
             detail += f" · {record['rule']}"
+        if record.get("tokens") is not None:  # a model request the broker forwarded
+            detail += f" · {record['tokens']} tokens"
+        if record.get("reason"):  # TLS terminated for the run's placeholders
+            detail += f" · {record['reason']}"
         return f"{head}  {detail}"
     fix = f"; fix: {record['fix']}" if record.get("fix") else ""
     return f"{head}  {record.get('reason', '')}{fix}"

@@ -291,6 +291,9 @@ class Deployment:
         if proxy is None:
             self._create_proxy(image, outside)
         else:
+            from action_llama.egress.brokering import keys_dir
+
+            keys_dir(self.id)  # its mount's source, gone if /dev/shm was emptied (a reboot)
             self.client.api.start(proxy["Id"])
         for attrs in self.client.api.networks(
             filters={"label": [f"{LABEL_PROJECT}={self.root}", f"{LABEL_EGRESS}=agent"]}
