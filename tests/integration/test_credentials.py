@@ -36,9 +36,10 @@ def env_for(store: CredentialStore) -> dict[str, str]:
 def test_listed_credentials_become_files_and_variables(
     make_project: ProjectFactory, base_image: str, store: CredentialStore
 ) -> None:
-    """github_token sets GITHUB_TOKEN, GH_TOKEN and a git credential helper; git_ssh writes the
-    key under HOME with GIT_SSH_COMMAND and sets the commit identity; files are read-only at
-    /credentials/<type>/<instance>/<field>; named instances are honoured."""
+    """Taken raw (`raw_credentials`: not brokered), github_token sets GITHUB_TOKEN, GH_TOKEN
+    and a git credential helper; git_ssh writes the key under HOME with GIT_SSH_COMMAND and
+    sets the commit identity; files are read-only at /credentials/<type>/<instance>/<field>;
+    named instances are honoured."""
     store.write(CredentialRef("github_token", "work"), {"token": SENTINEL})
     store.write(
         CredentialRef("git_ssh"), {"id_rsa": SSH_KEY, "username": "Ada", "email": "ada@example.com"}
@@ -55,7 +56,10 @@ def test_listed_credentials_become_files_and_variables(
     touch /credentials/github_token/work/token 2>/dev/null || echo creds=readonly
     ls /credentials | tr '\n' ' ' | sed 's/^/types=/'; echo
     """
-    config = 'credentials = ["github_token:work", "git_ssh"]\n'
+    config = (
+        'credentials = ["github_token:work", "git_ssh"]\n'
+        'raw_credentials = ["github_token:work", "git_ssh"]\n'
+    )
     root = make_project(script_agent("creds", script, config))
     result = run_al("run", "creds", "-p", str(root), "--json", "-q", env=env_for(store))
     assert result.returncode == 0, result.stderr
@@ -91,15 +95,15 @@ def test_missing_credential_stops_the_run_before_anything_starts(
 def test_secret_never_appears_in_images_logs_inspect_or_processes(
     make_project: ProjectFactory, base_image: str, store: CredentialStore, docker_client: Any
 ) -> None:
-    """A sentinel secret, even printed by the agent itself, is absent from the image and its
-    history, from docker inspect of the running container, from host process lists, from
-    stored logs, terminal output and error messages."""
+    """A sentinel secret the run holds (taken raw: a brokered run holds a placeholder), even
+    printed by the agent itself, is absent from the image and its history, from docker
+    inspect of the running container, from host process lists, from stored logs, terminal
+    output and error messages."""
     store.write(CredentialRef("github_token"), {"token": SENTINEL})
     script = 'echo "leaking $GITHUB_TOKEN"; echo started; sleep 3; echo "bye $GH_TOKEN" >&2; exit 4'
     dockerfile = "FROM al-agent:latest\nUSER root\nRUN echo built > /etc/built\nUSER node\n"
-    root = make_project(
-        script_agent("leaky", script, 'credentials = ["github_token"]\n', dockerfile=dockerfile)
-    )
+    config = 'credentials = ["github_token"]\nraw_credentials = ["github_token"]\n'
+    root = make_project(script_agent("leaky", script, config, dockerfile=dockerfile))
     proc = subprocess.Popen(
         [AL, "run", "leaky", "-p", str(root), "--json"],
         stdout=subprocess.PIPE,
