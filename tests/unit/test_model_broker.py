@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ import pytest
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI, PermissionDeniedError
 
-from action_llama.egress.brokering import plan_for
+from action_llama.egress.brokering import (
+    drop_keys_dir,
+    keys_dir,
+    plan_for,
+    remove_keys,
+    write_keys,
+)
 from action_llama.egress.proxy import Proxy
 from action_llama.egress.records import model_usage, read, records_path
 from action_llama.egress.registry import Registration, register, token_digest
@@ -234,3 +241,20 @@ def test_raw_credentials_must_be_listed_and_doctor_warns(make_project: Any) -> N
     assert warning.status == "warn"
     assert "github_token:w" in warning.detail
     assert "agents/a/config.toml" in (warning.fix or "")
+
+
+def test_a_projects_keys_folder_holds_a_runs_keys_for_its_life_and_goes_with_its_proxy() -> None:
+    """A run's key files go when it ends, without making a folder for unbrokered runs; the
+    project's folder (in /dev/shm, memory) goes when its proxy is torn down."""
+    project = "test-" + os.urandom(5).hex()
+    folder = keys_dir(project).parent / project
+    folder.rmdir()
+    remove_keys(project, "r1")  # an unbrokered run's end
+    assert not folder.exists()
+    write_keys(project, "r2", {"sonnet": "sk-sentinel"})
+    assert (folder / "r2.json").stat().st_mode & 0o077 == 0
+    remove_keys(project, "r2")
+    assert list(folder.iterdir()) == []
+    write_keys(project, "r3", {"sonnet": "sk-sentinel"})  # a run that outlived al
+    drop_keys_dir(project)
+    assert not folder.exists()

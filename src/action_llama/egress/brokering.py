@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,15 +69,25 @@ def _loopback(url: str) -> bool:
         return False
 
 
-def keys_dir(project_id: str) -> Path:
-    """The folder of a project's run keys on the host (made 0700 when missing)."""
+def _keys_top() -> Path:
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    top = base / f"al-keys-{os.geteuid()}"
+    return base / f"al-keys-{os.geteuid()}"
+
+
+def keys_dir(project_id: str) -> Path:
+    """The folder of a project's run keys on the host (made 0700 when missing)."""
+    top = _keys_top()
     top.mkdir(mode=0o700, exist_ok=True)
     folder = top / project_id
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder
+
+
+def drop_keys_dir(project_id: str) -> None:
+    """Remove a project's keys folder with its proxy (what is left in it is of ended runs):
+    /dev/shm is memory, and every project would leave one behind."""
+    shutil.rmtree(_keys_top() / project_id, ignore_errors=True)
 
 
 def write_keys(
@@ -105,7 +116,7 @@ def remove_keys(project_id: str, run_id: str) -> None:
     """Forget the run's secrets: its placeholders are worthless from here on."""
     for suffix in (".json", ".pem"):
         with contextlib.suppress(OSError):
-            (keys_dir(project_id) / f"{run_id}{suffix}").unlink(missing_ok=True)
+            (_keys_top() / project_id / f"{run_id}{suffix}").unlink(missing_ok=True)
 
 
 def broker_env(

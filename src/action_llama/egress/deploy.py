@@ -456,10 +456,13 @@ class Deployment:
         """Remove the proxy and every egress network of the project; what was removed."""
         from docker.errors import APIError, NotFound
 
+        from action_llama.egress.brokering import drop_keys_dir
+
         removed = []
         with contextlib.suppress(NotFound):
             self.client.api.remove_container(self.proxy_name, force=True)
             removed.append(f"container {self.proxy_name}")
+        drop_keys_dir(self.id)
         holders = self.client.api.containers(
             all=True, filters={"label": [f"{LABEL_PROJECT}={self.root}", f"{LABEL_EGRESS}=holder"]}
         )
