@@ -257,14 +257,18 @@ def main() -> int:
             print(f"  model request, {name:<10} {summary(values)}")
         added = median_ms(model["broker"]) - median_ms(model["direct"])
         ok = added <= GOAL_MODEL_MS
-        print(f"  broker - direct: {added:+.2f} ms median (goal <= +{GOAL_MODEL_MS:.0f} ms): "
-              f"{verdict(ok)}")
+        print(
+            f"  broker - direct: {added:+.2f} ms median (goal <= +{GOAL_MODEL_MS:.0f} ms): "
+            f"{verdict(ok)}"
+        )
         https = https_requests(port, tls_port, run_ca, args.requests)
         for name, values in https.items():
             print(f"  https request, {name:<10} {summary(values)}")
         ratio = median_ms(https["terminated"]) / median_ms(https["tunnelled"])
-        print(f"  terminated / tunnelled: {ratio:.2f}x the time per request (median; "
-              "each a new connection: two TLS handshakes instead of one)")
+        print(
+            f"  terminated / tunnelled: {ratio:.2f}x the time per request (median; "
+            "each a new connection: two TLS handshakes instead of one)"
+        )
     finally:
         proxy.send_signal(signal.SIGTERM)
         proxy.wait(10)

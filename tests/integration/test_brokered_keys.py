@@ -165,9 +165,11 @@ def test_git_ssh_key_stays_in_the_runs_ssh_agent(
     body = private.splitlines()[2]  # a line of the key's base64, split so no command holds it
     script = SSH_PROBE.replace("@PART1@", body[:20]).replace("@PART2@", body[20:])
     root = make_project(
-        {"agents/ssh/SKILL.md": "---\ndescription: t\n---\nx\n",
-         "agents/ssh/test-script.sh": script,
-         "agents/ssh/config.toml": 'credentials = ["git_ssh"]\n'}
+        {
+            "agents/ssh/SKILL.md": "---\ndescription: t\n---\nx\n",
+            "agents/ssh/test-script.sh": script,
+            "agents/ssh/config.toml": 'credentials = ["git_ssh"]\n',
+        }
     )
     result, records = al_run(root, "ssh", store)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -185,8 +187,22 @@ def test_git_ssh_key_stays_in_the_runs_ssh_agent(
     (tmp_path / "data.sig").write_text(armored)
     (tmp_path / "signers").write_text(f"ada {public[0]} {public[1]}\n")
     verified = subprocess.run(
-        ["ssh-keygen", "-Y", "verify", "-f", str(tmp_path / "signers"), "-I", "ada", "-n",
-         "git", "-s", str(tmp_path / "data.sig")],
-        input="signed in the run\n", capture_output=True, text=True, check=False,
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(tmp_path / "signers"),
+            "-I",
+            "ada",
+            "-n",
+            "git",
+            "-s",
+            str(tmp_path / "data.sig"),
+        ],
+        input="signed in the run\n",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr + armored

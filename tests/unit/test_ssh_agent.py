@@ -66,8 +66,19 @@ def test_openssh_lists_and_signs_with_the_runs_key(
     signers.write_text(f"t@test {public[0]} {public[1]}\n")
     with data.open("rb") as fh:
         verified = subprocess.run(
-            ["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", "t@test", "-n", "git",
-             "-s", f"{data}.sig"],
+            [
+                "ssh-keygen",
+                "-Y",
+                "verify",
+                "-f",
+                str(signers),
+                "-I",
+                "t@test",
+                "-n",
+                "git",
+                "-s",
+                f"{data}.sig",
+            ],
             stdin=fh,
             capture_output=True,
             text=True,

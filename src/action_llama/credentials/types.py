@@ -332,7 +332,6 @@ def provider_key_type(provider: str) -> str:
     return f"{provider.replace('-', '_')}_key"
 
 
-
 def brokering(name: str) -> str | None:
     """How runs whose egress is checked get credential type `name` (see `brokered`)."""
     kind = BUILTIN.get(name)

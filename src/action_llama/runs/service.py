@@ -278,9 +278,7 @@ class RunService:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
             required, optional = self._refs(agent)
-            brokered = broker_run(
-                agent, self.credentials, pid, run_id, [*required, *optional]
-            )
+            brokered = broker_run(agent, self.credentials, pid, run_id, [*required, *optional])
             _write_static(
                 agent,
                 self.project,
