@@ -14,9 +14,9 @@ from action_llama.doctor.result import Check
 from action_llama.errors import ActionLlamaError, ConfigError
 
 if TYPE_CHECKING:
-
     from action_llama.config import WebhookSource
     from action_llama.project import Agent, Project
+
 
 def run_checks(
     root: Path, *, fix: bool = False, store: CredentialStore | None = None
