@@ -17,10 +17,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from fakes.handlers import QuietHandler
 from fakes.upstream import (
     NAMES,
     RecordingResolver,
@@ -101,18 +102,12 @@ check allowed_https curl $C https://allowed.test/hello
 """
 
 
-class HostService(BaseHTTPRequestHandler):
+class HostService(QuietHandler):
     """A service on the host, listening on every address."""
 
     def do_GET(self) -> None:
         body = b"host service\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(body)
 
 
 @dataclass

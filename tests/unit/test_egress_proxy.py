@@ -8,7 +8,7 @@ import base64
 import hashlib
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,13 @@ from action_llama.egress.proxy import Proxy, absolute_target, parse_head, split_
 from action_llama.egress.records import read, records_path
 from action_llama.egress.registry import Registration, register
 
+from fakes.handlers import QuietHandler
 
-class Hello(BaseHTTPRequestHandler):
+
+class Hello(QuietHandler):
     def do_GET(self) -> None:
         body = f"hello {self.path} {self.headers.get('Host')}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(body)
 
 
 @pytest.fixture

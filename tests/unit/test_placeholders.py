@@ -13,9 +13,9 @@ import json
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 from cryptography import x509
@@ -27,6 +27,7 @@ from action_llama.egress.proxy import Proxy
 from action_llama.egress.records import read, records_path
 from action_llama.egress.registry import Registration, register
 
+from fakes.handlers import QuietHandler
 from fakes.upstream import UpstreamCA
 
 REAL = "ghp_realTokenSentinel0123456789"
@@ -34,7 +35,7 @@ MINE = "alph_" + "1" * 40
 OTHER = "alph_" + "2" * 40
 
 
-class Echo(BaseHTTPRequestHandler):
+class Echo(QuietHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[str]] = []
 
@@ -42,13 +43,7 @@ class Echo(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         Echo.seen.append(auth)
         body = hashlib.sha256(auth.encode()).hexdigest().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(body)
 
 
 def digest(text: str) -> str:
