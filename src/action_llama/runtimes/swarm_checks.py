@@ -211,11 +211,18 @@ def _probe(runtime: SwarmRuntime, project: Project) -> list[Check]:
     assert registry is not None
     from docker.errors import APIError
 
+    from action_llama.images.build import base_ref
+
     client = runtime.client
-    try:
-        base = swarm_api(client).inspect_image(project.config.local.image)["Id"]
-    except APIError:  # not built yet: the base image's own check says so
-        base = None
+    base = None
+    # This install's base by its key first: `[local].image` itself names the base built last
+    # by any install on the engine (or one the user made).
+    for tag in (base_ref(project.config.local.image), project.config.local.image):
+        try:
+            base = swarm_api(client).inspect_image(tag)["Id"]
+            break
+        except APIError:  # not built yet: the base image's own check says so
+            continue
     ref = reference(client, registry, base) if base else None
     if ref is None or not in_registry(client, ref):
         not_yet = "not checked yet: the base image is not in the registry (al start pushes it)"
