@@ -454,7 +454,7 @@ class Deployment:
 
     def teardown(self) -> list[str]:
         """Remove the proxy and every egress network of the project; what was removed."""
-        from docker.errors import APIError, NotFound
+        from docker.errors import NotFound
 
         from action_llama.egress.brokering import drop_keys_dir
 
@@ -475,11 +475,7 @@ class Deployment:
         for attrs in nets:
             if LABEL_EGRESS not in (attrs.get("Labels") or {}):
                 continue
-            for container in self.client.api.inspect_network(attrs["Id"]).get("Containers") or {}:
-                with contextlib.suppress(APIError):
-                    self.client.api.disconnect_container_from_network(
-                        container, attrs["Id"], force=True
-                    )
+            disconnect_all(self.client, attrs["Id"])
             with contextlib.suppress(NotFound):
                 self.client.api.remove_network(attrs["Id"])
                 removed.append(f"network {attrs['Name']}")
@@ -496,3 +492,18 @@ class Deployment:
 
 
 __all__ = ["PROXY_PORT", "DeployError", "Deployment", "Network", "project_id"]
+
+
+def disconnect_all(client: docker.DockerClient, network: str) -> None:
+    """Disconnect whatever the network still lists, so it can be removed. An endpoint whose
+    container is gone (left by a dockerd restart) is only found by its name."""
+    from docker.errors import APIError
+
+    attached = client.api.inspect_network(network).get("Containers") or {}
+    for container, endpoint in attached.items():
+        for ref in (container, endpoint.get("Name")):
+            try:
+                client.api.disconnect_container_from_network(ref, network, force=True)
+                break
+            except APIError:
+                continue

@@ -21,6 +21,7 @@ from action_llama.egress.deploy import (
     LABEL_EGRESS,
     LABEL_PROJECT,
     Deployment,
+    disconnect_all,
     project_id,
 )
 from action_llama.egress.registry import RUNS, registrations, unregister
@@ -105,8 +106,7 @@ def remove_strays(client: docker.DockerClient, found: EgressState) -> list[str]:
                 with contextlib.suppress(firewall.FirewallError):
                     firewall.remove(project_id(Path(owner)))
             else:
-                for container in client.api.inspect_network(name).get("Containers") or {}:
-                    client.api.disconnect_container_from_network(container, name, force=True)
+                disconnect_all(client, name)
                 client.api.remove_network(name)
             removed.append(item)
     with contextlib.suppress(firewall.FirewallError):
