@@ -4,7 +4,9 @@ A payload is a `TypedDict` whose keys are the wire format (camelCase; times as I
 with milliseconds, see `iso`), next to the one function that builds it from our records. The
 gateway answers with them, `al stat` renders them (and prints them with `--json`), and a
 dashboard renders the same ones; `pydantic.TypeAdapter(StatusPayload).json_schema()` describes
-any of them to a client in another language.
+any of them to a client in another language. It is long (over 600 lines) on purpose: the
+wire format is one contract, read and reviewed as one, and each part is a flat list of
+shapes with their builders, with no logic to split along.
 
     GET  /control/status                StatusPayload
     GET  /control/runs                  {"runs": [ActiveRunPayload]}
