@@ -89,6 +89,7 @@ class FakeRuntime:
 
     name = "fake"
     needs_image: ClassVar[bool] = False
+    brokers: ClassVar[bool] = True
 
     def __init__(
         self,

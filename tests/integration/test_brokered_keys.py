@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from genai_prices import Usage, calc_price
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
@@ -99,6 +100,29 @@ def test_the_run_never_holds_the_keys_the_server_gets(
     runs = {r.run_id: r for r in stored_runs(root, "scanner")}
     usage = [(r.input_tokens, r.output_tokens, r.turns) for r in runs.values()]
     assert sorted(usage) == [(100, 20, 1), (200, 40, 2)]
+    # Priced on the host from those counts; "gpt-fake" has no price, so its run has no cost.
+    usage_priced = Usage(input_tokens=100, output_tokens=20)
+    price = calc_price(usage_priced, "claude-sonnet-4-5", provider_id="anthropic")
+    costs = sorted((r.turns, r.cost) for r in runs.values())
+    assert costs == [(1, pytest.approx(float(price.total_price))), (2, None)]
+
+
+def test_an_open_run_reaches_its_model_through_the_broker_too(
+    make_project: ProjectFactory,
+    base_image: str,
+    model_server: FakeModelServer,
+    store: CredentialStore,
+) -> None:
+    """Under `[network] mode = "open"` the key stays on the host as well."""
+    model_server.script(tool_call("bash", command=SCAN), reply("scanned"), model="gpt-fake")
+    agent = model_agent("opener", config='models = ["primary"]\n[network]\nmode = "open"\n')
+    root = make_project(agent, config=fake_models_config(model_server))
+    result, _ = al_run(root, "opener", store)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = model_server.requests
+    assert first.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    scan = second.tool_results()[0]
+    assert "broker=set found=0 files=0" in scan, scan
 
 
 def test_a_run_reaching_its_token_limit_is_stopped(

@@ -64,6 +64,7 @@ check bundle sh -c 'test "$SSL_CERT_FILE" = "$GIT_SSL_CAINFO" && test -s "$NODE_
 check curl_github curl -sS -f -m 10 -H "Authorization: Bearer $GITHUB_TOKEN" https://api.github.com/echo
 check httpx_github python3 -c 'import os, httpx2; print(httpx2.get("https://api.github.com/echo", headers={"Authorization": "Bearer " + os.environ["GITHUB_TOKEN"]}, timeout=10).text)'
 check elsewhere curl $C -H "Authorization: Bearer $GITHUB_TOKEN" https://allowed.test/echo
+check unlisted curl $C https://denied.test/hello
 check placeholder_digest sh -c 'printf "Bearer %s" "$GITHUB_TOKEN" | sha256sum | cut -c1-64'
 check git_https sh -c "git clone -q https://github.com/repo.git $T/repo && cat $T/repo/README"
 check stale curl -sS -m 10 -H "Authorization: Bearer @STALE@" -w ' %{http_code}' https://api.github.com/echo
@@ -138,10 +139,33 @@ def test_the_run_holds_a_placeholder_the_declared_host_gets_the_token(world: Wor
     assert found["httpx_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
     assert found["elsewhere"] == ("ok", f"auth-sha256={found['placeholder_digest'][1]}")
     assert found["git_https"][0] == "ok", found["git_https"]
+    assert found["unlisted"][0] == "fail", found["unlisted"]
     assert REAL not in str(first["records"])
     second = run_probe(world, "gh2", stale=placeholder)["found"]
     assert second["stale"][1].endswith("403"), second["stale"]
     assert "not this run's" in second["stale"][1]
+
+
+OPEN = '[network]\nmode = "open"\n'
+
+
+@pytest.mark.parametrize("runtime", ["container", "host-user"])
+def test_an_open_run_holds_placeholders_too(world: World, runtime: str) -> None:
+    """Under `mode = "open"` the run reaches any host (one the project's allow list leaves
+    out too), and its token is brokered all the same: a placeholder in its variable and file,
+    nowhere the token, the real one at api.github.com through the proxy, the placeholder
+    elsewhere, git over HTTPS working."""
+    config = OPEN if runtime == "container" else HOST_USER + OPEN
+    found = run_probe(world, f"open-{runtime}", config=config)["found"]
+    placeholder = found["placeholder"][1]
+    assert placeholder.startswith("alph_")
+    assert found["staged_file"] == ("ok", placeholder)
+    assert found["sentinel"][0] == "ok", found["sentinel"]
+    assert found["unlisted"][0] == "ok", found["unlisted"]
+    assert found["curl_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["httpx_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
+    assert found["elsewhere"] == ("ok", f"auth-sha256={found['placeholder_digest'][1]}")
+    assert found["git_https"][0] == "ok", found["git_https"]
 
 
 def test_brokered_hosts_are_recorded_as_terminated(world: World) -> None:

@@ -191,9 +191,9 @@ def test_usage_is_read_from_each_providers_streams() -> None:
     assert (usage.input, usage.output, usage.cache_read, usage.total) == (11, 9, 4, 24)
 
 
-def test_only_checked_agents_are_brokered(make_project: Any) -> None:
-    """An agent under allowlist gets a broker plan with each model's endpoint and its cap
-    (the agent's [limits] over the project's); under open its keys stay files."""
+def test_agents_are_brokered_under_every_network_mode(make_project: Any) -> None:
+    """An agent gets a broker plan with each model's endpoint and its cap (the agent's
+    [limits] over the project's), under open as under allowlist."""
     from action_llama.project import load_project
 
     from support import model_agent
@@ -207,11 +207,9 @@ def test_only_checked_agents_are_brokered(make_project: Any) -> None:
     )
     project = load_project(root)
     plan = plan_for(project.agents["checked"])
-    assert plan is not None
     assert plan.models == (("gpt", "https://api.openai.com/v1"),)
     assert plan.tokens_per_run == 50
-    assert plan_for(project.agents["loose"]) is None
-    assert project.agents["loose"].tokens_per_run == 900
+    assert plan_for(project.agents["loose"]) == plan.__class__(plan.models, 900)
 
 
 def test_raw_credentials_must_be_listed_and_doctor_warns(make_project: Any) -> None:

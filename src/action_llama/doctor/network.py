@@ -26,8 +26,9 @@ def check_network(agent: Agent) -> Check:
         return Check(
             name,
             "warn",
-            f'mode = "open" ({where}): runs may connect anywhere, nothing is checked, and '
-            "they hold their real keys and tokens (nothing is brokered)",
+            f'mode = "open" ({where}): runs may connect anywhere and nothing is checked '
+            "(their brokered keys and tokens still go through the egress proxy, which alone "
+            "holds the real values)",
             f'Set mode = "allowlist" in {policy.file} and list the hosts the agent needs.',
         )
     width = max([len(r.describe()) for r in policy.rules] + [10])

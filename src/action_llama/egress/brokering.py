@@ -1,7 +1,8 @@
 """The host's side of the model broker (`broker.py`): which runs are brokered, their keys.
 
-A run is brokered when its egress is checked (`[network]` mode `allowlist` or `none`): the keys
-of its models (but those on its own loopback) are then not staged into it. The host writes
+Every run is brokered, whatever its `[network]` mode (a run under `open` reaches its brokered
+hosts and models through the proxy too, everything else as it likes): the keys of its models
+(but those on its own loopback) are not staged into it. The host writes
 them, for the run's life, to `<keys dir>/<run id>.json` (0600, in /dev/shm when it can, so keys
 never touch a disk), a folder the project's proxy container mounts read-only at /keys and no
 run can read; the run's registration names its models' endpoints and its token cap; the run
@@ -43,12 +44,15 @@ class BrokerPlan:
     intercept: tuple[str, ...] = ()
     ca_pem: str = ""
 
+    @property
+    def needs_proxy(self) -> bool:
+        """Whether the run reaches something only through the proxy: its models' broker, or
+        the hosts where its placeholders are swapped."""
+        return bool(self.models or self.intercept)
 
-def plan_for(agent: Agent) -> BrokerPlan | None:
-    """The broker plan of runs of `agent`; None when its secrets are staged as files
-    (`[network]` mode `open`: its runs do not go through the proxy)."""
-    if agent.network.mode == "open":
-        return None
+
+def plan_for(agent: Agent) -> BrokerPlan:
+    """The broker plan of runs of `agent` (which models the broker forwards, its token cap)."""
     models = tuple(
         (name, url)
         for name, model in agent.models

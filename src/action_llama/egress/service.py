@@ -7,6 +7,11 @@ registering there, and its container joins the network namespace of that address
 (`deploy.py`), whose only DNS server is the proxy; its proxy variables point at the proxy.
 Anything that fails raises `EgressUnavailable`: the runtime then starts the run with no
 network at all.
+
+A run under `open` that holds brokered secrets (`BrokerPlan.needs_proxy`) is registered with
+a secret of its own instead (`attach_open`): nothing restricts it, but its proxy variables send
+its HTTP(S) through the proxy, which swaps its placeholders for the hosts they are for and
+brokers its models. Containers join the project's outside network for it (the proxy's).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ EGRESS_DIR = "egress"
 #: Hosts every run reaches without the proxy: its own loopback, and the gateway (which
 #: the proxy relays itself, so a client needs no proxy support to use it).
 NO_PROXY = f"{GATEWAY_NAME},localhost,127.0.0.1"
+#: What an open run reaches without the proxy: the host too (it may, and the proxy would
+#: refuse it the host's addresses).
+OPEN_NO_PROXY = f"{NO_PROXY},host.docker.internal"
 #: The ssh helper that opens a CONNECT tunnel through the proxy (in /app/bin).
 SSH_HELPER = "al-proxy-connect"
 #: How long a run with a gateway waits, at most, for the proxy to listen on its port.
@@ -62,14 +70,16 @@ def proxy_env(
     secret: str,
     broker: BrokerPlan | None,
     no_proxy: str = NO_PROXY,
+    *,
+    ssh: bool = True,
 ) -> dict[str, str]:
-    """The variables that send ordinary clients (curl, git, pip, npm, Python's, Node's) and
-    git over ssh through the proxy at `proxy`, and the run's model client to its broker
-    there (reached directly, hence `proxy` in NO_PROXY)."""
+    """The variables that send ordinary clients (curl, git, pip, npm, Python's, Node's) and,
+    with `ssh`, git over ssh through the proxy at `proxy`, and the run's model client to its
+    broker there (reached directly, hence `proxy` in NO_PROXY)."""
     from action_llama.egress.brokering import broker_env
 
     no_proxy = f"{no_proxy},{proxy}"
-    return {
+    env = {
         "HTTP_PROXY": proxy_url,
         "http_proxy": proxy_url,
         "HTTPS_PROXY": proxy_url,
@@ -77,9 +87,11 @@ def proxy_env(
         "NO_PROXY": no_proxy,
         "no_proxy": no_proxy,
         "NODE_USE_ENV_PROXY": "1",
-        "GIT_SSH_COMMAND": f'ssh -o ProxyCommand="{SSH_HELPER} %h %p"',
         **broker_env(proxy, PROXY_PORT, run_id, secret, broker),
     }
+    if ssh:
+        env["GIT_SSH_COMMAND"] = f'ssh -o ProxyCommand="{SSH_HELPER} %h %p"'
+    return env
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,21 @@ class ProjectEgress:
                 break  # the run starts anyway; its gateway calls say "unreachable"
             time.sleep(0.02)
 
+    def attach_open(self, run_id: str, policy: AgentPolicy, broker: BrokerPlan) -> OpenAttachment:
+        """Register an open run that holds brokered secrets, by a secret of its own (it has no
+        address the proxy knows); EgressUnavailable when the proxy cannot be had."""
+        with self._unavailable(), self.deployment.locked():
+            self._ensure_proxy()
+            proxy = self.deployment.proxy_outside_address()
+        token = secrets.token_urlsafe(24)
+        register(
+            self.state,
+            registration_for(run_id, policy, None, token_sha256=token_digest(token), broker=broker),
+        )
+        url = f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}"
+        env = proxy_env(url, proxy, run_id, token, broker, OPEN_NO_PROXY, ssh=False)
+        return OpenAttachment(self.deployment.outside_name, env)
+
     def attach_host_user(
         self,
         run_id: str,
@@ -281,6 +308,14 @@ def release_host_run(project: Path, run_id: str) -> None:
     with contextlib.suppress(FirewallError):
         remove_run(cgroup)
     cgroups.remove(cgroup)
+
+
+@dataclass(frozen=True)
+class OpenAttachment:
+    """An open run's network (for a container: the proxy's outside one) and variables."""
+
+    network: str
+    env: dict[str, str]
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Decided once per run, before anything is staged: the model broker takes the keys
 agent's brokered models (those files are not staged), and the tokens of types brokered as
 placeholders are staged as placeholders (`egress.placeholders`); the proxy gets the real
 values for the run's life (`egress.brokering.write_keys`). `git_ssh` keys stay in the `al`
-process, in an ssh-agent of the run (`ssh_agent.py`). Nothing is brokered under
-`[network] mode = "open"`, nor for `raw_credentials`.
+process, in an ssh-agent of the run (`ssh_agent.py`). Nothing is brokered for
+`raw_credentials`, nor on runtimes whose runs cannot reach this host's proxy
+(`Runtime.brokers`: a swarm's nodes).
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ def broker_run(
 ) -> Brokered:
     """Hand the proxy what it brokers for the run (`refs`: every ref the run would get)."""
     plan = plan_for(agent)
-    if plan is None:
-        return Brokered()
     brokered = {name for name, _ in plan.models}
     key_of = {name: model_key_ref(m.provider, agent.config.credentials) for name, m in agent.models}
     # A key another (unbrokered, loopback) model also uses stays staged for that one.

@@ -38,6 +38,7 @@ from action_llama.egress.watch import EgressWatch, is_inserted, note
 from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing
 from action_llama.project import Agent, Project
 from action_llama.runs.brokered import Brokered, broker_run
+from action_llama.runs.cost import broker_cost
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
 from action_llama.runs.ssh_agent import SshAgent, start_ssh_agents
@@ -189,9 +190,6 @@ class RunService:
         self.runtime = runtime
         self.store = store
         self.credentials = credentials or CredentialStore()
-        #: The last `token-usage` record each running run printed (its cost is kept when the
-        #: model broker's counts replace its tokens).
-        self._reported: dict[str, dict[str, Any]] = {}
 
     def preflight(self, agent: Agent, trigger: Trigger = MANUAL) -> None:
         """Everything checkable before building or starting: runnable, credentials present.
@@ -278,7 +276,11 @@ class RunService:
             identity = self.runtime.identity(agent)
             owner = (identity.uid, identity.gid)
             required, optional = self._refs(agent)
-            brokered = broker_run(agent, self.credentials, pid, run_id, [*required, *optional])
+            brokered = (
+                broker_run(agent, self.credentials, pid, run_id, [*required, *optional])
+                if self.runtime.brokers
+                else Brokered()
+            )
             _write_static(
                 agent,
                 self.project,
@@ -423,10 +425,14 @@ class RunService:
             if handle is not None:
                 await self.runtime.remove(handle)
         finally:
-            reported = self._reported.pop(run_id, {})
             counted = model_usage(state_of(self.project.root), run_id)
             if counted is not None:  # the broker saw every request: its counts, not the run's
-                self.store.set_usage(run_id, {"cost": reported.get("cost"), **counted})
+                cost = broker_cost(
+                    state_of(self.project.root),
+                    run_id,
+                    {name: (m.provider, m.model) for name, m in agent.models},
+                )
+                self.store.set_usage(run_id, {"cost": cost, **counted})
             self.store.finish(
                 run_id,
                 result.status if result else "failed",
@@ -479,7 +485,6 @@ class RunService:
         """Keep what the run reports about itself: token usage, its return value."""
         msg = record.get("msg")
         if msg == "token-usage":
-            self._reported[run_id] = record
             self.store.set_usage(run_id, record)
         elif msg == "signal-result" and record.get("type") == "return":
             self.store.set_return_value(run_id, str(record.get("value", "")))

@@ -172,6 +172,9 @@ class Runtime(Protocol):
     name: str
     #: Whether runs need an image of the project's chain (`RunSpec.image`).
     needs_image: ClassVar[bool]
+    #: Whether runs reach this host's egress proxy, which then holds their brokered secrets
+    #: (`runs.brokered`); when not, they get their credentials as files.
+    brokers: ClassVar[bool]
 
     # -- what callers ask about the agents it runs ------------------------------------------
 

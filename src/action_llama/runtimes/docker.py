@@ -60,6 +60,7 @@ class DockerRuntime:
 
     name = "docker"
     needs_image: ClassVar[bool] = True
+    brokers: ClassVar[bool] = True
 
     def identity(self, agent: Agent) -> RunIdentity:
         # The image's user `node`: the same uid whoever starts the run.

@@ -2,6 +2,10 @@
 
 - `open` (or no policy): the default bridge, as before egress control; the host is
   `host.docker.internal` and the gateway `al-gateway`, both the bridge's gateway address.
+  A run that holds brokered secrets joins the project's outside network instead, where the
+  proxy is, with its proxy variables set (`ProjectEgress.attach_open`); when the proxy cannot
+  be had it runs on the bridge all the same, with a note that its brokered secrets will not
+  work (they are placeholders either way: nothing real is ever in the run).
 - `allowlist` and `none`: the network namespace of a holder of an address on the agent's
   internal network, through the project's egress component (`action_llama.egress.service`):
   the proxy is the only way out, the only resolver, and `al-gateway` (it relays the gateway).
@@ -47,9 +51,7 @@ def gateway_port(spec: RunSpec) -> int | None:
 def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
     policy = spec.network
     if policy is None or policy.mode == "open":
-        return NetworkPlan(
-            extra_hosts={CONTAINER_HOST: "host-gateway", GATEWAY_NAME: "host-gateway"}
-        )
+        return _open_network(client, spec)
     from action_llama.egress.service import EgressUnavailable, ProjectEgress
 
     try:
@@ -65,6 +67,28 @@ def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
             ),
         )
     return NetworkPlan(network_mode=attached.network_mode, env=dict(attached.env))
+
+
+def _open_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
+    hosts = {CONTAINER_HOST: "host-gateway", GATEWAY_NAME: "host-gateway"}
+    if spec.network is None or spec.broker is None or not spec.broker.needs_proxy:
+        return NetworkPlan(extra_hosts=hosts)
+    from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+    try:
+        attached = ProjectEgress(client, spec.project).attach_open(
+            spec.run_id, spec.network, spec.broker
+        )
+    except EgressUnavailable as exc:
+        return NetworkPlan(extra_hosts=hosts, notes=(unbrokered_note(str(exc)),))
+    return NetworkPlan(network_mode=attached.network, extra_hosts=hosts, env=attached.env)
+
+
+def unbrokered_note(why: str) -> str:
+    return (
+        f"egress: {why}; this open run's brokered credentials and models will not work (it "
+        "holds placeholders, which only the proxy swaps). See: al doctor"
+    )
 
 
 def release_network(project: str, run_id: str) -> None:

@@ -150,6 +150,7 @@ class HostUserRuntime:
 
     name = "host-user"
     needs_image: ClassVar[bool] = False
+    brokers: ClassVar[bool] = True
 
     def identity(self, agent: Agent) -> RunIdentity:
         import pwd

@@ -6,7 +6,8 @@ and loopback services the allow list names (`egress.firewall`, `egress.cgroups`)
 variables carry a secret of its own, which tells the proxy which run a connection is. Only the
 run's processes are restricted, not its OS user. This needs root (iptables, cgroups); without
 it the run is refused, with the fix, rather than run unchecked. Without Docker (no proxy) the
-run is still restricted, to the gateway alone.
+run is still restricted, to the gateway alone. A run under `open` is not restricted; when it
+holds brokered secrets its proxy variables still point at the proxy, which swaps them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from action_llama.errors import RunError, RuntimeUnavailable
-from action_llama.runtimes.docker_network import gateway_port
+from action_llama.runtimes.docker_network import gateway_port, unbrokered_note
 
 if TYPE_CHECKING:
     from action_llama.egress.policy import AgentPolicy
@@ -55,7 +56,7 @@ def plan_host_network(spec: RunSpec) -> HostNetworkPlan:
 
     policy = spec.network
     if policy is None or policy.mode == "open":
-        return HostNetworkPlan()
+        return _open_plan(spec)
     why = firewall.available() or (
         None if cgroups.root() else "this host has no cgroup v2 hierarchy"
     )
@@ -84,6 +85,24 @@ def plan_host_network(spec: RunSpec) -> HostNetworkPlan:
     except firewall.FirewallError as exc:
         raise cannot_enforce(policy, str(exc)) from None
     return HostNetworkPlan(env=attached.env, notes=attached.notes, procs=attached.procs)
+
+
+def _open_plan(spec: RunSpec) -> HostNetworkPlan:
+    if spec.network is None or spec.broker is None or not spec.broker.needs_proxy:
+        return HostNetworkPlan()
+    from action_llama.egress.service import EgressUnavailable, ProjectEgress
+
+    try:
+        from action_llama.engine import connect
+
+        attached = ProjectEgress(connect(), spec.project).attach_open(
+            spec.run_id, spec.network, spec.broker
+        )
+    except RuntimeUnavailable as exc:
+        return HostNetworkPlan(notes=(unbrokered_note(f"no proxy without Docker ({exc.message})"),))
+    except EgressUnavailable as exc:
+        return HostNetworkPlan(notes=(unbrokered_note(str(exc)),))
+    return HostNetworkPlan(env=attached.env)
 
 
 def release_host_network(project: str, run_id: str) -> None:

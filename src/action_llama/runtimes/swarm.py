@@ -90,6 +90,8 @@ class SwarmRuntime:
 
     name = "swarm"
     needs_image: ClassVar[bool] = True
+    #: Its runs happen on other nodes, where this host's egress proxy is out of reach.
+    brokers: ClassVar[bool] = False
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client

@@ -63,12 +63,24 @@ def unenforced_policy(agent: str, mode: str, file: str) -> tuple[str, str]:
 
 def network_checks(agents: Sequence[Agent]) -> list[Check]:
     """A failing check for each swarm agent whose [network] policy its runs would be refused
-    for (al start stops on it, rather than refusing each run)."""
+    for (al start stops on it, rather than refusing each run); a warning for each whose runs
+    hold secrets that runs on this host would not (nothing is brokered on a swarm)."""
     checks = []
     for agent in agents:
         if agent.network.mode != "open":
             detail, fix = unenforced_policy(agent.name, agent.network.mode, agent.network_file)
             checks.append(Check(f"network {agent.name}", "fail", detail, fix))
+        elif agent.config.credentials or agent.models:
+            checks.append(
+                Check(
+                    f"secrets {agent.name}",
+                    "warn",
+                    "its swarm runs hold their real keys and tokens as files: the egress "
+                    "proxy that brokers them is on this host, out of the nodes' reach",
+                    f"Give agents/{agent.name} only credentials it may hold, or run it on this "
+                    'host ([runtime] type = "container") to have them brokered.',
+                )
+            )
     return checks
 
 
