@@ -407,3 +407,4 @@ def test_a_run_whose_image_was_removed_builds_it_again(daemon: Daemon, docker_cl
     rebuilt = {i["Id"] for i in docker_client.api.images(filters={"label": labels})}
     assert rebuilt
     assert image not in rebuilt
+    assert daemon.run(run_id).image in rebuilt  # the record names what it ran

@@ -331,6 +331,7 @@ class RunService:
                 raise
             # Removed under a running scheduler (a prune): the work is not lost for that.
             image = await rebuild(agent)
+            self.store.set_image(spec.run_id, image)
             return await self.runtime.start(spec.model_copy(update={"image": image}))
 
     async def resume(

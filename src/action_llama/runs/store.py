@@ -200,6 +200,11 @@ class RunStore:
             ),
         )
 
+    def set_image(self, run_id: str, image: str | None) -> None:
+        """The image the run started from, when it is not the one it was recorded with (its
+        image was built again: see `RunService._start`)."""
+        self._write("UPDATE runs SET image = ? WHERE run_id = ?", (image, run_id))
+
     def set_hooks_time(self, run_id: str, phase: str, seconds: float) -> None:
         """How long the run's `pre` or `post` hooks took."""
         if phase not in ("pre", "post"):
