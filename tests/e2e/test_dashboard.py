@@ -342,7 +342,7 @@ def test_replay_a_dead_letter_webhook(page: Any, daemon: Daemon) -> None:
     page.get_by_role("link", name="Activity").click()
     receipt = page.locator(f"#receipt-{delivery['receiptId']}")
     expect(receipt).to_contain_text("dead-letter")
-    expect(receipt).to_contain_text("no agent listens to source hooks")
+    expect(receipt).to_contain_text("take no work (scale = 0): listener")
     before = len(stored_runs(daemon.root, "listener"))
     submit(receipt.get_by_role("button", name="Replay"))
     expect(page.locator(".notes")).to_contain_text("dispatched to listener")

@@ -86,6 +86,14 @@ class GatewaySettings:
             if triggers and name not in self.disabled
         }
 
+    def disabled_listeners(self, source: str) -> list[str]:
+        """Agents with entries for `source` that take no work now (scale = 0)."""
+        return [
+            name
+            for name, triggers in self.agents.items()
+            if name in self.disabled and any(t.source == source for t in triggers)
+        ]
+
     def operator_key(self) -> str | None:
         """The current operator API key, or None when none has been made (`al doctor` makes it).
 

@@ -35,6 +35,7 @@ from action_llama.webhooks.intake import stored_headers
 if TYPE_CHECKING:
     from action_llama.gateway.app import GatewayDeps
     from action_llama.gateway.backend import Dispatch
+    from action_llama.gateway.settings import GatewaySettings
 
 RECEIPT_HEADER = "X-AL-Receipt-Id"
 _REFUSED_STATUS = {"validation_failed": 401, "parse_error": 400, "too_large": 413}
@@ -92,7 +93,9 @@ class WebhookDesk:
             raise self._unread(refused, 500, detail) from exc
         agents = settings.webhook_agents()
         try:
-            receipt = intake(source, config, body, headers, agents, secrets, now=now)
+            receipt = _name_disabled(
+                intake(source, config, body, headers, agents, secrets, now=now), settings
+            )
         except Exception as exc:
             # A bug of ours in reading this delivery: it still gets its receipt (the sender
             # is told 500, and the operator sees the delivery and why it did not run).
@@ -116,7 +119,8 @@ class WebhookDesk:
         if config is None:
             raise Problem(409, f"webhook source {original.source} is no longer configured")
         # WebhookRejected (400) when its body was not kept whole.
-        return await self._settled(replay(original, config, settings.webhook_agents()))
+        replayed = replay(original, config, settings.webhook_agents())
+        return await self._settled(_name_disabled(replayed, settings))
 
     def _unread(self, receipt: Receipt, status: int, error: str) -> Problem:
         """Store the receipt of a delivery refused before `intake` read it, and the answer."""
@@ -237,3 +241,19 @@ def webhook_routes(desk: WebhookDesk) -> APIRouter:
     router.add_route("/webhooks/{source}", deliver, methods=["POST"])
     router.add_route("/webhooks/{source}", challenge, methods=["GET"])
     return router
+
+
+def _name_disabled(receipt: Receipt, settings: GatewaySettings) -> Receipt:
+    """A delivery no agent took because its only listeners are disabled says so (rather
+    than that nobody listens), with how to enable them."""
+    if receipt.reason != "no_match" or receipt.unmatched:
+        return receipt
+    disabled = settings.disabled_listeners(receipt.source)
+    if not disabled:
+        return receipt
+    names = ", ".join(disabled)
+    detail = (
+        f"the agents listening to source {receipt.source} take no work (scale = 0): {names}; "
+        "set scale above 0 in their config.toml to run them"
+    )
+    return replace(receipt, detail=detail)

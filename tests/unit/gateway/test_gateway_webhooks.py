@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from action_llama.config import WebhookTrigger
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.store import CredentialStore
 from action_llama.errors import CredentialMissing, DaemonUnavailable
@@ -148,6 +149,20 @@ def test_a_delivery_matching_no_agent_gets_a_receipt_saying_why(
     assert stored.status == "dead-letter"
     assert stored.reason is not None
     assert stored.reason.startswith("no_match")
+
+
+def test_a_delivery_only_disabled_agents_listen_to_names_them(
+    state: State, backend: RecordingBackend, store: CredentialStore
+) -> None:
+    """With dev gone, only idle (scale = 0) listens to gh: the dead letter says so and how to
+    enable it, rather than that nobody listens."""
+    settings = make_settings(store, agents={"idle": (WebhookTrigger(source="gh"),)})
+    client = TestClient(create_app(state, backend, settings))
+    answer = post(client, "gh", *github("push", payload=PAYLOADS["push"])).json()
+    assert (answer["matched"], answer["reason"]) == (0, "no_match")
+    assert "take no work (scale = 0): idle" in answer["detail"]
+    assert "set scale above 0" in answer["detail"]
+    assert backend.named("dispatch_webhook") == []
 
 
 def test_a_ping_is_acknowledged_as_ignored(client: TestClient, backend: RecordingBackend) -> None:
