@@ -256,3 +256,32 @@ def test_a_projects_keys_folder_holds_a_runs_keys_for_its_life_and_goes_with_its
     write_keys(project, "r3", {"sonnet": "sk-sentinel"})  # a run that outlived al
     drop_keys_dir(project)
     assert not folder.exists()
+
+
+def test_open_agents_use_the_proxy_only_for_what_it_brokers(make_project: Any) -> None:
+    """A scheduler readies the proxy for agents whose runs go through it: every checked agent;
+    an open one only with models the broker forwards or tokens brokered as placeholders."""
+    from action_llama.egress.brokering import uses_proxy
+    from action_llama.project import load_project
+
+    from support import model_agent, script_agent
+
+    open_ = '[network]\nmode = "open"\n'
+    root = make_project(
+        {
+            **script_agent("checked", "true"),
+            **script_agent("bare", "true", open_),
+            **script_agent("token", "true", 'credentials = ["github_token"]\n' + open_),
+            **script_agent(
+                "raw",
+                "true",
+                'credentials = ["github_token"]\nraw_credentials = ["github_token"]\n' + open_,
+            ),
+            **script_agent("ssh", "true", 'credentials = ["git_ssh"]\n' + open_),
+            **model_agent("model", config='models = ["gpt"]\n' + open_),
+        },
+        config='[models.gpt]\nprovider = "openai"\nmodel = "m"\n',
+    )
+    agents = load_project(root).agents
+    using = {name for name, agent in agents.items() if uses_proxy(agent)}
+    assert using == {"checked", "token", "model"}

@@ -61,6 +61,21 @@ def plan_for(agent: Agent) -> BrokerPlan:
     return BrokerPlan(models, agent.tokens_per_run)
 
 
+def uses_proxy(agent: Agent) -> bool:
+    """Whether runs of `agent` go through the proxy: always under a checked `[network]`;
+    under `open`, when it has models the broker forwards or tokens brokered as placeholders."""
+    from action_llama.credentials.refs import CredentialRef
+    from action_llama.credentials.types import PLACEHOLDERS, brokering
+
+    if agent.network.mode != "open":
+        return True
+    raw = set(agent.config.raw_credentials)
+    listed = [r for r in agent.config.credentials if r not in raw]
+    return bool(plan_for(agent).models) or any(
+        brokering(CredentialRef.parse(r).type) == PLACEHOLDERS for r in listed
+    )
+
+
 def _loopback(url: str) -> bool:
     """A server on the run's own loopback (a host-user run's local Ollama): the run reaches it
     itself (its `[network]` lists it), the proxy could not."""

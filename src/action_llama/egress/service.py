@@ -216,9 +216,14 @@ class ProjectEgress:
             env=proxy_env(f"http://{proxy}:{PROXY_PORT}", proxy, run_id, secret, broker),
         )
 
-    def prepare(self, agent: str) -> None:
-        """The agent's network and the holder of its first address, made now (a scheduler
-        starting) rather than by its first run; EgressUnavailable when they cannot be."""
+    def prepare(self, agent: str, mode: str) -> None:
+        """What runs of `agent` will need, made now (a scheduler starting) rather than by its
+        first run: the proxy, and under a checked `mode` the agent's network and the holder of
+        its first address; EgressUnavailable when they cannot be."""
+        if mode == "open":
+            with self._unavailable(), self.deployment.locked():
+                self._ensure_proxy()
+            return
         with self._unavailable():
             network = self._ready_network(agent)
             first = next(network.run_addresses())

@@ -92,15 +92,16 @@ class DockerRuntime:
         ]
 
     async def prepare(self, project: Project, agents: Sequence[Agent]) -> None:
-        """The egress of checked agents: the proxy, each agent's network and its first address
-        holder (a first run would otherwise wait seconds for them)."""
+        """The egress of agents whose runs use it: the proxy, and for checked agents their
+        network and its first address holder (a first run would otherwise wait seconds)."""
+        from action_llama.egress.brokering import uses_proxy
         from action_llama.egress.service import EgressUnavailable, ProjectEgress
 
         egress = ProjectEgress(self.client, project.root)
         for agent in agents:
-            if agent.network.mode != "open":
+            if uses_proxy(agent):
                 with contextlib.suppress(EgressUnavailable):
-                    await asyncio.to_thread(egress.prepare, agent.name)
+                    await asyncio.to_thread(egress.prepare, agent.name, agent.network.mode)
 
     def __init__(self, client: docker.DockerClient | None = None):
         self._client = client
