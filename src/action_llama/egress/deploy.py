@@ -110,15 +110,26 @@ def _outdated(proxy: dict[str, Any]) -> bool:
 
 
 class Deployment:
-    """The egress component of the project at `root`, its state folder `state`."""
+    """The egress component of the project at `root`, its state folder `state`.
 
-    def __init__(self, client: docker.DockerClient, root: Path, state: Path):
-        self.client = client
+    What each run checks (the proxy, its network, its address's holder are there) goes
+    through the small engine client; docker-py (`client`, connected when None) makes them."""
+
+    def __init__(self, client: docker.DockerClient | None, root: Path, state: Path):
+        self._client = client
         self.root = root
         self.state = state
         self.id = project_id(root)
         self.proxy_name = f"al-egress-{self.id}"
         self.outside_name = f"al-egress-{self.id}"
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            from action_llama.engine import connect
+
+            self._client = connect()
+        return self._client
 
     def network_name(self, agent: str) -> str:
         return f"al-egress-{self.id}-{agent}"
@@ -147,11 +158,12 @@ class Deployment:
     # -- networks ----------------------------------------------------------------------------
 
     def _inspect_network(self, name: str) -> Network | None:
-        from docker.errors import NotFound
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineNotFound
 
         try:
-            attrs = self.client.api.inspect_network(name)
-        except NotFound:
+            attrs = api().inspect_network(name)
+        except EngineNotFound:
             return None
         subnet = _subnet_of(attrs)
         bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name", "")
@@ -208,14 +220,15 @@ class Deployment:
 
     def ready_network(self, agent: str) -> Network | None:
         """The agent's network when it exists with the proxy running on it; else None."""
-        from docker.errors import NotFound
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineNotFound
 
         proxy = self._proxy()
         if proxy is None or not proxy["State"].get("Running") or _outdated(proxy):
             return None
         try:
-            attrs = self.client.api.inspect_network(self.network_name(agent))
-        except NotFound:
+            attrs = api().inspect_network(self.network_name(agent))
+        except EngineNotFound:
             return None
         subnet = _subnet_of(attrs)
         bridge = (attrs.get("Options") or {}).get("com.docker.network.bridge.name", "")
@@ -254,13 +267,13 @@ class Deployment:
     # -- the proxy ---------------------------------------------------------------------------
 
     def _proxy(self) -> dict[str, Any] | None:
-        from docker.errors import NotFound
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineNotFound
 
         try:
-            attrs: dict[str, Any] = self.client.api.inspect_container(self.proxy_name)
-        except NotFound:
+            return api().inspect_container(self.proxy_name)
+        except EngineNotFound:
             return None
-        return attrs
 
     def proxy_running(self) -> bool:
         proxy = self._proxy()
@@ -380,12 +393,13 @@ class Deployment:
     def holder(self, network: Network, address: str, agent: str, image: Callable[[], str]) -> str:
         """The id of the running holder of `address` on `network` (made from `image()` when
         missing, started when stopped)."""
-        from docker.errors import NotFound
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineNotFound
 
         name = self.holder_name(network, address)
         try:
-            attrs = self.client.api.inspect_container(name)
-        except NotFound:
+            attrs = api().inspect_container(name)
+        except EngineNotFound:
             return self._running(self._create_holder(network, address, agent, image()))
         if attrs["State"].get("Running"):
             return str(attrs["Id"])
@@ -394,12 +408,13 @@ class Deployment:
     def _running(self, container: str) -> str:
         """`container` started (by us, or by another al process making it at the same time)
         and seen running: a run can only join the namespace of a running holder."""
-        from docker.errors import APIError
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineAPIError
 
         deadline = time.monotonic() + READY_SECONDS
-        while not self.client.api.inspect_container(container)["State"].get("Running"):
-            with contextlib.suppress(APIError):  # already started meanwhile
-                self.client.api.start(container)
+        while not api().inspect_container(container)["State"].get("Running"):
+            with contextlib.suppress(EngineAPIError):  # already started meanwhile
+                api().start(container)
             if time.monotonic() > deadline:
                 raise DeployError(f"address holder {container[:12]} does not start")
             time.sleep(0.05)
@@ -443,11 +458,12 @@ class Deployment:
         return str(created["Id"])
 
     def _inspect_holder(self, name: str) -> str | None:
-        from docker.errors import NotFound
+        from action_llama.engine import api
+        from action_llama.engine_api import EngineNotFound
 
         try:
-            return str(self.client.api.inspect_container(name)["Id"])
-        except NotFound:
+            return str(api().inspect_container(name)["Id"])
+        except EngineNotFound:
             return None
 
     # -- removing ----------------------------------------------------------------------------

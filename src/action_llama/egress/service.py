@@ -132,11 +132,15 @@ def registration_for(
 class ProjectEgress:
     """The egress component of one project, as container runs use it."""
 
-    def __init__(self, client: docker.DockerClient, project: Path):
-        self.client = client
+    def __init__(self, client: docker.DockerClient | None, project: Path):
         self.project = project
         self.state = state_of(project)
+        #: docker-py (connected when a part is missing and must be made, if None here).
         self.deployment = Deployment(client, project, self.state)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return self.deployment.client
 
     def _base_image(self) -> str:
         """The image the proxy runs: the project's base layer, built when missing or stale."""

@@ -8,7 +8,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import action_llama
 from action_llama.errors import ImageBuildError
@@ -83,33 +83,44 @@ def _is_content_tag(tag: str, image_id: str) -> bool:
     return len(version) >= 12 and image_id.removeprefix("sha256:").startswith(version)
 
 
-def _labels_of(client: docker.DockerClient, tag: str) -> tuple[str, dict[str, str]] | None:
+def _labels_of(tag: str) -> tuple[str, dict[str, str]] | None:
     """(image id, labels) of `tag`, or None when the engine has no such image."""
-    from docker.errors import ImageNotFound
+    from action_llama.engine import api
+    from action_llama.engine_api import NoSuchImage
 
     try:
-        # types-docker leaves inspect_image unannotated; it returns the inspect JSON.
-        attrs: dict[str, Any] = client.api.inspect_image(tag)  # type: ignore[no-untyped-call]
-    except ImageNotFound:
+        attrs = api().inspect_image(tag)
+    except NoSuchImage:
         return None
     return attrs["Id"], (attrs.get("Config") or {}).get("Labels") or {}
 
 
 class ChainBuilder:
-    """Builds the layers of one project's chain against one engine."""
+    """Builds the layers of one project's chain against one engine (DOCKER_HOST's).
+
+    `client`: docker-py's client of that engine, for building; connected when a layer needs
+    building (None: not before), so a chain that is up to date costs a few small calls."""
 
     def __init__(
         self,
-        client: docker.DockerClient,
+        client: docker.DockerClient | None,
         project: Project,
         events: BuildEvents | None = None,
         *,
         no_cache: bool = False,
     ):
-        self.client = client
+        self._client = client
         self.project = project
         self.events = events or SilentEvents()
         self.no_cache = no_cache
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            from action_llama.engine import connect
+
+            self._client = connect()
+        return self._client
 
     def ensure(self, agents: list[str] | None = None) -> ChainResult:
         """Have every layer the given agents (default: all whose runs need an image) need."""
@@ -151,12 +162,12 @@ class ChainBuilder:
             key = layer_key(layer.kind, dockerfile, parent_id, action_llama.__version__)
             ref = layer.build_tag
         result.refs[layer.tag] = ref
-        existing = _labels_of(self.client, ref)
+        existing = _labels_of(ref)
         if existing and not self.no_cache and existing[1].get(LABEL_KEY) == key:
             self.events.layer(layer.title, f"up to date ({layer.tag})")
             return existing[0]
         started = time.monotonic()
-        shown = _labels_of(self.client, layer.tag) if ref != layer.tag else None
+        shown = _labels_of(layer.tag) if ref != layer.tag else None
         if layer.kind == "base":
             image_id = self._build_base(layer, ref, key)
         else:
@@ -175,7 +186,7 @@ class ChainBuilder:
 
     def _supplied_base(self, layer: Layer) -> str | None:
         """The id of a base image the user made (`[local].image` without our key label)."""
-        existing = _labels_of(self.client, layer.tag)
+        existing = _labels_of(layer.tag)
         if existing is None or self.no_cache or LABEL_KEY in existing[1]:
             return None
         self.events.layer(layer.title, f"up to date ({layer.tag})")
@@ -229,7 +240,7 @@ class ChainBuilder:
 
     def _build_base(self, layer: Layer, ref: str, key: str) -> str:
         os_image = osimage.ensure_os_image(self.client, self.events)
-        os_found = _labels_of(self.client, os_image)
+        os_found = _labels_of(os_image)
         assert os_found is not None  # ensure_os_image just made sure it exists
         os_id = os_found[0]
         site = base.site_dir(self.events)
@@ -314,11 +325,10 @@ def build_images(
     start from: the chain built where it changed, then published where each agent's runtime
     starts its runs (the image ids of this engine, or references in a cluster's registry);
     none without such agents (and then no engine is needed)."""
-    from action_llama.engine import connect
     from action_llama.runtimes.registry import image_agents, publish_images
 
     names = image_agents(project) if agents is None else agents
     if not names:
         return {}
-    chain = ChainBuilder(connect(), project, events).ensure(names)
+    chain = ChainBuilder(None, project, events).ensure(names)
     return publish_images(project, {name: chain.image_for(name) for name in names})

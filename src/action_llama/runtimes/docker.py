@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from action_llama.egress.proxy import GATEWAY_NAME
 from action_llama.engine import engine_errors
-from action_llama.errors import ImageMissing, RunError
+from action_llama.errors import ActionLlamaError, ImageMissing, RunError
 from action_llama.runtimes.base import (
     CONTAINER_UID,
     EXIT_TIMEOUT,
@@ -22,13 +22,14 @@ from action_llama.runtimes.base import (
     cluster_keys_ignored,
     status_for,
 )
-from action_llama.runtimes.docker_network import plan_network, release_network
-from action_llama.runtimes.docker_workspace import ensure_workspace
+from action_llama.runtimes.docker_network import NetworkPlan, plan_network, release_network
+from action_llama.runtimes.docker_workspace import Workspace, ensure_workspace
 
 if TYPE_CHECKING:
     import docker
 
     from action_llama.doctor.result import Check
+    from action_llama.engine_api import EngineAPI
     from action_llama.project import Agent, Project
 
 LABEL_RUN = "al.run"
@@ -104,7 +105,9 @@ class DockerRuntime:
                     await asyncio.to_thread(egress.prepare, agent.name, agent.network.mode)
 
     def __init__(self, client: docker.DockerClient | None = None):
+        #: docker-py, for what runs of agents with checked egress need (their networks).
         self._client = client
+        self._api: EngineAPI | None = None
         #: Containers `stop` was called on: their end is reported as "killed".
         self._stopped: set[str] = set()
 
@@ -116,76 +119,39 @@ class DockerRuntime:
             self._client = connect()
         return self._client
 
-    def _create(self, spec: RunSpec) -> RunHandle:
-        from docker.errors import APIError, ImageNotFound
-        from docker.types import Mount
+    @property
+    def api(self) -> EngineAPI:
+        """The engine's client for the calls runs make (docker-py is not needed for them)."""
+        if self._api is None:
+            from action_llama.engine import api
 
-        api = self.client.api
-        workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
-        limits = spec.limits
-        network = plan_network(self.client, spec)
-        owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
-        tmpfs = {
-            "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},{owner},mode=1777",
-            "/home/node": f"rw,nosuid,nodev,size={limits.home_bytes},{owner},mode=0755",
-        }
-        mounts = [
-            Mount("/app/static", str(spec.static_dir), type="bind", read_only=True),
-            Mount("/credentials", str(spec.credentials_dir), type="bind", read_only=True),
-            Mount("/workspace", workspace.volume, type="volume"),
-        ]
-        host_config = api.create_host_config(
-            read_only=True,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
-            pids_limit=limits.pids,
-            mem_limit=limits.memory_bytes,
-            # Same as the memory limit: no swap, so an over-limit run is OOM-killed, not slowed.
-            memswap_limit=limits.memory_bytes,
-            nano_cpus=int(limits.cpus * 1e9),
-            tmpfs=tmpfs,
-            mounts=mounts,
-            init=True,
-            extra_hosts=network.extra_hosts,
-            dns=network.dns or None,
-            network_mode=network.network_mode,
-        )
+            self._api = api()
+        return self._api
+
+    def _create(self, spec: RunSpec) -> RunHandle:
+        from action_llama.engine_api import EngineAPIError, NoSuchImage
+
+        api = self.api
+        workspace = ensure_workspace(api, spec.project, spec.agent, Path(spec.workspace))
         name = container_name(spec.agent, spec.run_id)
-        labels = {
-            **spec.labels,
-            LABEL_RUN: spec.run_id,
-            LABEL_AGENT: spec.agent,
-            LABEL_PROJECT: str(spec.project),
-        }
-        env = {**spec.env, **network.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
-        if not workspace.capped:
-            env["AL_WORKSPACE_UNCAPPED"] = "1"
+        network = plan_network(self._client, spec)
         with engine_errors(f"starting run {spec.run_id}"):
             try:
-                created = api.create_container(
-                    spec.image,
-                    name=name,
-                    user=f"{CONTAINER_UID}:{CONTAINER_UID}",
-                    working_dir="/tmp",
-                    environment=env,
-                    labels=labels,
-                    host_config=host_config,
-                )
+                created = api.create_container(_container_config(spec, workspace, network), name)
                 api.start(created["Id"])
             except BaseException as exc:
                 # A container that never started must not outlive its run: one the engine made
                 # before `start` failed, or whose create timed out here but went through there.
                 self._discard_unstarted(name)
                 release_network(str(spec.project), spec.run_id)
-                if isinstance(exc, ImageNotFound):
+                if isinstance(exc, NoSuchImage):
                     raise ImageMissing(
-                        f"The image of agent {spec.agent} is gone: {exc.explanation or exc}",
+                        f"The image of agent {spec.agent} is gone: {exc.explanation}",
                         hint="Build it again with: al image build",
                     ) from exc
-                if isinstance(exc, APIError):
+                if isinstance(exc, EngineAPIError):
                     raise RunError(
-                        f"Could not start the container for agent {spec.agent}: "
-                        f"{exc.explanation or exc}",
+                        f"Could not start the container for agent {spec.agent}: {exc.explanation}",
                         hint="Check the image with: al image ls",
                     ) from exc
                 raise
@@ -200,11 +166,10 @@ class DockerRuntime:
         )
 
     def _discard_unstarted(self, name: str) -> None:
-        from docker.errors import DockerException
-        from requests import RequestException
+        from action_llama.engine_api import EngineAPIError
 
-        with contextlib.suppress(DockerException, RequestException):
-            self.client.api.remove_container(name, force=True)
+        with contextlib.suppress(EngineAPIError, ActionLlamaError):
+            self.api.remove_container(name, force=True)
 
     async def start(self, spec: RunSpec) -> RunHandle:
         if not spec.image:
@@ -217,10 +182,7 @@ class DockerRuntime:
 
         def pump() -> None:
             try:
-                chunks = self.client.api.logs(
-                    handle.ref, stream=True, follow=True, stdout=True, stderr=True
-                )
-                for line in _lines(chunks):
+                for line in _lines(self.api.logs(handle.ref)):
                     loop.call_soon_threadsafe(queue.put_nowait, line)
             except Exception:
                 pass
@@ -236,7 +198,7 @@ class DockerRuntime:
             return await self._wait(handle, timeout)
 
     async def _wait(self, handle: RunHandle, timeout: float) -> RunResult:
-        api = self.client.api
+        api = self.api
         waiting = asyncio.ensure_future(asyncio.to_thread(api.wait, handle.ref))
         timed_out = False
         try:
@@ -256,18 +218,18 @@ class DockerRuntime:
         return RunResult(exit_code=exit_code, status=status_for(exit_code))
 
     def _kill(self, ref: str) -> None:
-        from docker.errors import APIError
+        from action_llama.engine_api import EngineAPIError
 
-        with contextlib.suppress(APIError):  # already gone
-            self.client.api.kill(ref)
+        with contextlib.suppress(EngineAPIError):  # already gone
+            self.api.kill(ref)
 
     async def stop(self, handle: RunHandle, grace: float = 10) -> None:
-        from docker.errors import APIError
+        from action_llama.engine_api import EngineAPIError
 
         self._stopped.add(handle.ref)
-        # Gone or not running is fine (APIError); a lost engine is not.
-        with engine_errors(f"stopping run {handle.run_id}"), contextlib.suppress(APIError):
-            await asyncio.to_thread(self.client.api.stop, handle.ref, timeout=int(grace))
+        # Gone or not running is fine (EngineAPIError); a lost engine is not.
+        with engine_errors(f"stopping run {handle.run_id}"), contextlib.suppress(EngineAPIError):
+            await asyncio.to_thread(self.api.stop, handle.ref, int(grace))
 
     async def adopt(self, run_id: str) -> RunHandle | None:
         """The container of run `run_id` (found by its `al.run` label), running or exited.
@@ -276,9 +238,7 @@ class DockerRuntime:
         removed, and None returned: it never ran, and waiting on it would say it exited 0."""
         with engine_errors("listing runs"):
             found = await asyncio.to_thread(
-                self.client.api.containers,
-                all=True,
-                filters={"label": [f"{LABEL_RUN}={run_id}"]},
+                self.api.containers, {"label": [f"{LABEL_RUN}={run_id}"]}
             )
         if found and found[0].get("State") == "created":
             await self.remove(self._handle(found[0]))
@@ -291,9 +251,7 @@ class DockerRuntime:
 
     async def _containers(self, labels: list[str]) -> list[RunHandle]:
         with engine_errors("listing runs"):
-            found = await asyncio.to_thread(
-                self.client.api.containers, all=True, filters={"label": labels}
-            )
+            found = await asyncio.to_thread(self.api.containers, {"label": labels})
         return [self._handle(c) for c in found]
 
     def _handle(self, container: dict[str, Any]) -> RunHandle:
@@ -308,14 +266,67 @@ class DockerRuntime:
         )
 
     async def remove(self, handle: RunHandle) -> None:
-        from docker.errors import APIError
+        from action_llama.engine_api import EngineAPIError
 
         self._stopped.discard(handle.ref)
-        with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(APIError):
-            await asyncio.to_thread(self.client.api.remove_container, handle.ref, force=True)
+        with engine_errors(f"removing run {handle.run_id}"), contextlib.suppress(EngineAPIError):
+            await asyncio.to_thread(self.api.remove_container, handle.ref, True)
         # Only once its container is gone: the address must not serve another run before.
         await asyncio.to_thread(release_network, handle.project, handle.run_id)
 
     async def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def _container_config(spec: RunSpec, workspace: Workspace, network: NetworkPlan) -> dict[str, Any]:
+    """The engine's `ContainerCreate` body for a run: read-only root, no capabilities, no new
+    privileges, sized tmpfs, the engine's limits, an init, uid 1000."""
+    limits = spec.limits
+    owner = f"uid={CONTAINER_UID},gid={CONTAINER_UID}"
+    host_config: dict[str, Any] = {
+        "ReadonlyRootfs": True,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges:true"],
+        "PidsLimit": limits.pids,
+        "Memory": limits.memory_bytes,
+        # Same as the memory limit: no swap, so an over-limit run is OOM-killed, not slowed.
+        "MemorySwap": limits.memory_bytes,
+        "NanoCpus": int(limits.cpus * 1e9),
+        "Tmpfs": {
+            "/tmp": f"rw,exec,nosuid,nodev,size={limits.tmp_bytes},{owner},mode=1777",
+            "/home/node": f"rw,nosuid,nodev,size={limits.home_bytes},{owner},mode=0755",
+        },
+        "Mounts": [
+            _mount("/app/static", str(spec.static_dir), "bind", read_only=True),
+            _mount("/credentials", str(spec.credentials_dir), "bind", read_only=True),
+            _mount("/workspace", workspace.volume, "volume"),
+        ],
+        "Init": True,
+        "ExtraHosts": [f"{host}:{address}" for host, address in network.extra_hosts.items()],
+        "NetworkMode": network.network_mode or "default",
+    }
+    if network.dns:
+        host_config["Dns"] = list(network.dns)
+    env = {**spec.env, **network.env, "AL_RUN_ID": spec.run_id, "AL_AGENT": spec.agent}
+    if not workspace.capped:
+        env["AL_WORKSPACE_UNCAPPED"] = "1"
+    return {
+        "Image": spec.image,
+        "User": f"{CONTAINER_UID}:{CONTAINER_UID}",
+        "WorkingDir": "/tmp",
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": {
+            **spec.labels,
+            LABEL_RUN: spec.run_id,
+            LABEL_AGENT: spec.agent,
+            LABEL_PROJECT: str(spec.project),
+        },
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "HostConfig": host_config,
+    }
+
+
+def _mount(target: str, source: str, kind: str, *, read_only: bool = False) -> dict[str, Any]:
+    return {"Target": target, "Source": source, "Type": kind, "ReadOnly": read_only}

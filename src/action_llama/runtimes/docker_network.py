@@ -48,7 +48,9 @@ def gateway_port(spec: RunSpec) -> int | None:
     return urlsplit(url).port if url else None
 
 
-def plan_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
+def plan_network(client: docker.DockerClient | None, spec: RunSpec) -> NetworkPlan:
+    """The network for the run of `spec`; `client`: docker-py, for making what the project's
+    egress lacks (None: connected then)."""
     policy = spec.network
     if policy is None or policy.mode == "open":
         return _open_network(client, spec)

@@ -26,6 +26,8 @@ from action_llama.runtimes.base import CONTAINER_UID
 if TYPE_CHECKING:
     import docker
 
+    from action_llama.engine_api import EngineAPI
+
 WORKSPACE_BYTES = 2 * 1024**3
 LABEL_WORKSPACE = "al.workspace"
 
@@ -80,19 +82,17 @@ def _make_image(image: Path, size: int) -> None:
     partial.rename(image)
 
 
-def ensure_workspace(
-    client: docker.DockerClient, project: Path, agent: str, location: Path
-) -> Workspace:
+def ensure_workspace(api: EngineAPI, project: Path, agent: str, location: Path) -> Workspace:
     """The volume to mount at /workspace for `agent`, created or repaired as needed."""
-    from docker.errors import NotFound
+    from action_llama.engine_api import EngineNotFound
 
     name = volume_name(project, agent)
     labels = {"al.project": str(project), "al.agent": agent, LABEL_WORKSPACE: "1"}
     if not _can_cap():
         try:
-            client.api.inspect_volume(name)
-        except NotFound:
-            client.api.create_volume(name, labels=labels)
+            api.inspect_volume(name)
+        except EngineNotFound:
+            api.create_volume(name, labels=labels)
         return Workspace(name, capped=False)
 
     image = location.with_suffix(".ext4")
@@ -104,14 +104,14 @@ def ensure_workspace(
             ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
         ).stdout.strip()
     try:
-        existing = client.api.inspect_volume(name)
+        existing = api.inspect_volume(name)
         if (existing.get("Options") or {}).get("device") == device:
             return Workspace(name, capped=True)
         # The loop device changed (a reboot, a detach): point the volume at the new one.
-        client.api.remove_volume(name, force=True)
-    except NotFound:
+        api.remove_volume(name, force=True)
+    except EngineNotFound:
         pass
-    client.api.create_volume(
+    api.create_volume(
         name, driver="local", driver_opts={"type": "ext4", "device": device}, labels=labels
     )
     return Workspace(name, capped=True)

@@ -63,11 +63,13 @@ def swarm_errors(what: str) -> Iterator[None]:
     from docker.errors import APIError, DockerException, NotFound
     from requests import RequestException
 
+    from action_llama.engine_api import EngineAPIError, EngineNotFound
+
     try:
         yield
-    except NotFound as exc:
+    except (NotFound, EngineNotFound) as exc:
         raise RunError(f"The swarm no longer has it while {what}: {exc.explanation}") from exc
-    except APIError as exc:
+    except (APIError, EngineAPIError) as exc:
         raise _not_a_manager(exc) or RunError(
             f"The swarm refused {what}: {exc.explanation or exc}"
         ) from exc
@@ -248,9 +250,10 @@ class SwarmRuntime:
         constraints = tuple(config.constraints)
         if config.workspace == "per-run":
             return swarm_spec.Placement(constraints, None), False
+        from action_llama.engine import api
         from action_llama.runtimes.docker_workspace import ensure_workspace
 
-        workspace = ensure_workspace(self.client, spec.project, spec.agent, Path(spec.workspace))
+        workspace = ensure_workspace(api(), spec.project, spec.agent, Path(spec.workspace))
         here = f"node.id == {self.node().get('NodeID')}"
         return swarm_spec.Placement((*constraints, here), workspace.volume), not workspace.capped
 
