@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import action_llama
 from action_llama.errors import ImageBuildError
 from action_llama.images.events import BuildEvents
+
+if TYPE_CHECKING:
+    import tarfile
 
 PACKAGE_DIR = Path(action_llama.__file__).resolve().parent
 DOCKERFILE = "action_llama/docker/Dockerfile"
@@ -39,8 +42,51 @@ def _package_files() -> list[Path]:
     )
 
 
+def _package_stats() -> list[tuple[str, int, int, int]]:
+    """(relative path, size, mtime, inode) of each of the package's files, sorted."""
+    found = []
+    pending = [PACKAGE_DIR]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if entry.name != "__pycache__":
+                        pending.append(Path(entry.path))
+                elif entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
+                    stat = entry.stat()
+                    relative = os.path.relpath(entry.path, PACKAGE_DIR)
+                    found.append((relative, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return sorted(found)
+
+
 def package_digest() -> str:
-    """Digest of the package's files: a changed or upgraded package means a new base image."""
+    """Digest of the package's files: a changed or upgraded package means a new base image.
+
+    Reading and hashing every file costs every `al run` tens of milliseconds, so the digest
+    is kept in the cache folder under a key of the files' sizes, times and inodes (what
+    any edit, install or upgrade changes) and computed again only when that key changes."""
+    stats = json.dumps([action_llama.__version__, _package_stats()])
+    key = hashlib.sha256(stats.encode()).hexdigest()[:32]
+    # One memo per install (its folder), replaced when its files change.
+    memo = cache_dir() / "package-digest" / hashlib.sha256(bytes(PACKAGE_DIR)).hexdigest()[:16]
+    try:
+        known_key, _, known = memo.read_text(encoding="ascii").partition(" ")
+        if known_key == key and len(known) == 32:
+            return known
+    except (OSError, UnicodeDecodeError):
+        pass
+    digest = _package_digest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_suffix(f".{os.getpid()}")
+        partial.write_text(f"{key} {digest}", encoding="ascii")
+        partial.replace(memo)
+    except OSError:
+        pass  # a read-only cache: computed again next time
+    return digest
+
+
+def _package_digest() -> str:
     digest = hashlib.sha256(action_llama.__version__.encode())
     for path in _package_files():
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
@@ -50,6 +96,8 @@ def package_digest() -> str:
 
 
 def _pip_platforms() -> list[str]:
+    import platform
+
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
         platform.machine().lower(), platform.machine().lower()
     )
@@ -121,6 +169,8 @@ def _add_tree(tar: tarfile.TarFile, src: Path, arcname: str) -> None:
 
 def base_context(site: Path) -> io.BytesIO:
     """The base build context: action_llama/ (the package) and _site/ (its dependencies)."""
+    import tarfile
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         _add_tree(tar, PACKAGE_DIR, "action_llama")
@@ -135,6 +185,8 @@ LAYER_DOCKERFILE = "Dockerfile.al-layer"
 def package_context(dockerfile: str) -> io.BytesIO:
     """The context of project and agent layers: the package root (as the seed says) plus the
     rewritten Dockerfile, stored as LAYER_DOCKERFILE."""
+    import tarfile
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         _add_tree(tar, PACKAGE_DIR, "action_llama")
