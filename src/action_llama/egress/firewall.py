@@ -47,14 +47,19 @@ class FirewallError(Exception):
     """iptables is missing or refused (the message says which)."""
 
 
-def _iptables(
-    *args: str, check: bool = True, tool: str = "iptables"
-) -> subprocess.CompletedProcess[str]:
+def _binary(tool: str) -> str:
     binary = shutil.which(tool) or next(
         (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if Path(p).exists()), None
     )
     if binary is None:
         raise FirewallError(f"{tool} is not installed (apt-get install iptables)")
+    return binary
+
+
+def _iptables(
+    *args: str, check: bool = True, tool: str = "iptables"
+) -> subprocess.CompletedProcess[str]:
+    binary = _binary(tool)
     done = subprocess.run(
         [binary, "-w", *args], capture_output=True, text=True, timeout=IPTABLES_TIMEOUT, check=False
     )
@@ -93,7 +98,7 @@ def bridge_rules(bridge: str, project: str) -> list[tuple[str, list[str]]]:
 def guard_bridge(bridge: str, project: str) -> None:
     """The bridge's rules in place (checked; put back whole when any is missing)."""
     rules = bridge_rules(bridge, project)
-    if all(_iptables("-C", chain, *rule, check=False).returncode == 0 for chain, rule in rules):
+    if _all_present(rules):
         return
     for chain, rule in rules:
         while _iptables("-D", chain, *rule, check=False).returncode == 0:
@@ -101,6 +106,29 @@ def guard_bridge(bridge: str, project: str) -> None:
     # Inserted last first at the top, so they end up in the order given.
     for chain, rule in reversed(rules):
         _iptables("-I", chain, "1", *rule)
+
+
+def _all_present(rules: list[tuple[str, list[str]]]) -> bool:
+    """Whether every rule is in place: checked at once, one `iptables -C` each (every run
+    checks its bridge's rules; one after the other they would add up)."""
+    binary = _binary("iptables")
+    checks = [
+        subprocess.Popen(
+            [binary, "-w", "-C", chain, *rule],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for chain, rule in rules
+    ]
+    try:
+        # A list, not a generator: every check is waited for, whatever the first says.
+        return all([check.wait(timeout=IPTABLES_TIMEOUT) == 0 for check in checks])
+    finally:
+        for check in checks:
+            if check.poll() is None:
+                check.kill()
+                check.wait()
 
 
 def _listed(chain: str, tool: str = "iptables") -> list[list[str]]:
