@@ -8,16 +8,19 @@ and invalid dates are errors in the file, never tracebacks.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from action_llama import oserrors
 from action_llama.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 #: Larger files are refused: these are hand-written settings and instructions.
 MAX_FILE_BYTES = 1024 * 1024
@@ -155,15 +158,49 @@ def _too_deep(label: str) -> ConfigError:
     )
 
 
-class _FrontmatterLoader(yaml.SafeLoader):
+@functools.cache
+def _frontmatter_loader() -> type[yaml.SafeLoader]:
     """YAML's safe loader, but dates stay text: `description: 2001-12-14` is a description,
     and an impossible date (2001-13-45) is not an error of YAML's own making."""
+    import yaml
+
+    class FrontmatterLoader(yaml.SafeLoader):
+        pass
+
+    FrontmatterLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return FrontmatterLoader
 
 
-_FrontmatterLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+#: A frontmatter line that YAML reads as a key and a plain string: no quotes, colons, comments,
+#: tabs or indentation, and text starting with a letter (so no number, date, alias or tag).
+_PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*): +([A-Za-z][A-Za-z0-9 .,;()/_'+-]*)")
+#: Plain words YAML reads as booleans or null, not as text.
+_NOT_TEXT = frozenset(
+    form
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for form in (word, word.capitalize(), word.upper())
+)
+
+
+def _plain_lines(block: str) -> dict[str, Any] | None:
+    """The frontmatter as YAML reads it when every line is `key: plain text` (what nearly
+    every SKILL.md has), without loading YAML (a few hundredths of a second at each `al run`);
+    None for anything else, which YAML then reads."""
+    data: dict[str, Any] = {}
+    for line in block.split("\n"):
+        if not line.strip(" "):
+            continue
+        match = _PLAIN_LINE.fullmatch(line)
+        if match is None:
+            return None
+        key, value = match.group(1), match.group(2).rstrip(" ")
+        if key in _NOT_TEXT or value in _NOT_TEXT:
+            return None
+        data[key] = value
+    return data
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
@@ -175,8 +212,13 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 
 def parse_frontmatter(block: str, label: str) -> dict[str, Any]:
     """The YAML between SKILL.md's `---` lines, which must be `key: value` lines."""
+    plain = _plain_lines(block)
+    if plain is not None:
+        return plain
+    import yaml
+
     try:
-        data = yaml.load(block, Loader=_FrontmatterLoader) or {}
+        data = yaml.load(block, Loader=_frontmatter_loader()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"{label}: the frontmatter is not valid YAML: {_yaml_reason(exc)}",
