@@ -38,7 +38,7 @@ about and recovers from, not a failure of `al` or of the run.
 
 from __future__ import annotations
 
-import platform
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class RunAborted(ActionLlamaError):
 
 def docker_not_running(detail: str | None = None) -> RuntimeUnavailable:
     """The one "Docker is not running" error, with the fix for this platform."""
-    if platform.system() == "Darwin":
+    if sys.platform == "darwin":
         fix = "Start Docker Desktop: open -a Docker"
     else:
         fix = "Start the Docker daemon: sudo systemctl start docker"

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from action_llama.egress.proxy import KEYS_DIR, PROXY_PORT, serve
+from action_llama.egress.names import KEYS_DIR, PROXY_PORT
+from action_llama.egress.proxy import serve
 
 
 def main() -> None:

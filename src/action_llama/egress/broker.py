@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 from action_llama.egress import records
 from action_llama.egress.handlers import Request, UpstreamError, open_upstream
 from action_llama.egress.http1 import copy_body, header_fields, value_of
+from action_llama.egress.names import BROKER_PREFIX
 from action_llama.egress.records import Record, records_path
 from action_llama.egress.registry import Registration, Registry
 from action_llama.egress.rules import Rule, fix_for
 from action_llama.egress.usage import Meter
 
-PREFIX = "/.al/models/"
+PREFIX = BROKER_PREFIX
 MAX_BODY = 32 * 1024 * 1024
 HEAD_LIMIT = 64 * 1024
 ANSWER_TIMEOUT = 600.0

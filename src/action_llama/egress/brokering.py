@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from action_llama.egress.broker import PREFIX
+from action_llama.egress.names import BROKER_PREFIX as PREFIX
 from action_llama.providers import BROKER_TOKEN_VAR, BROKER_URL_VAR, CA_VAR, endpoint
 
 if TYPE_CHECKING:

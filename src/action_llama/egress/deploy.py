@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from action_llama.egress.proxy import (
+from action_llama.egress.names import (
     GATEWAY_NAME,
     HEARTBEAT_FILE,
     KEYS_DIR,

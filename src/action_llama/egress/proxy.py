@@ -44,19 +44,18 @@ from action_llama.egress.handlers import (
     splice,
 )
 from action_llama.egress.intercept import Intercept
+from action_llama.egress.names import (
+    GATEWAY_NAME,
+    HEARTBEAT_FILE,
+    KEYS_DIR,
+    PROXY_PORT,
+    STATUS_FILE,
+)
 from action_llama.egress.records import Record
 from action_llama.egress.registry import Registration, Registry
 from action_llama.egress.rules import fix_for, normalise_host
 
-PROXY_PORT = 3128
-#: Where the proxy container sees the run's model keys (`brokering.keys_dir` on the host).
-KEYS_DIR = Path("/keys")
 HEAD_TIMEOUT = 30.0
-#: Name runs use for the scheduler's gateway (mapped to the proxy's address in the run).
-GATEWAY_NAME = "al-gateway"
-#: What the proxy writes about itself in the state folder.
-STATUS_FILE = "proxy.json"
-HEARTBEAT_FILE = "heartbeat"
 HEARTBEAT_SECONDS = 1.0
 WATCH_SECONDS = 0.1
 NETWORKS_SECONDS = 1.0

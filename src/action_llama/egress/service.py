@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from action_llama.egress.deploy import DeployError, Deployment, Network
 from action_llama.egress.firewall import FirewallError, guard_bridge
-from action_llama.egress.proxy import GATEWAY_NAME, PROXY_PORT
+from action_llama.egress.names import GATEWAY_NAME, PROXY_PORT
 from action_llama.egress.registry import (
     Registration,
     register,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from action_llama.egress.proxy import HEARTBEAT_FILE
+from action_llama.egress.names import HEARTBEAT_FILE
 from action_llama.egress.records import Tail, records_path
 from action_llama.egress.registry import registrations
 

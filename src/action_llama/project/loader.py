@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from pathlib import Path
@@ -207,6 +206,8 @@ def _load_agent(
                 f'{_label(cfg_path, root)}: key "models": agent "{name}" references model '
                 f'"{ref}" which is not defined in config.toml. Available: {available}'
             )
+            import difflib
+
             close = difflib.get_close_matches(ref, list(config.models), n=1)
             hints.append(
                 f'did you mean "{close[0]}"?'
@@ -329,6 +330,8 @@ def get_agent(project: Project, name: str) -> Agent:
             hint=f"Every agent needs a SKILL.md with its instructions: add agents/{name}/SKILL.md",
         )
     available = ", ".join(project.agents) or "(none)"
+    import difflib
+
     close = difflib.get_close_matches(name, list(project.agents), n=1)
     hint = f'Did you mean "{close[0]}"?' if close else f"Available agents: {available}"
     raise AgentNotFound(f'Agent "{name}" not found in {project.root / "agents"}.', hint=hint)

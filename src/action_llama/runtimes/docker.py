@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from action_llama.egress.proxy import GATEWAY_NAME
+from action_llama.egress.names import GATEWAY_NAME
 from action_llama.engine import engine_errors
 from action_llama.errors import ActionLlamaError, ImageMissing, RunError
 from action_llama.runtimes.base import (

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from action_llama.egress.proxy import GATEWAY_NAME
+from action_llama.egress.names import GATEWAY_NAME
 
 if TYPE_CHECKING:
     import docker
