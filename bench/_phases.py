@@ -26,14 +26,13 @@ def main(root: str, agent_name: str) -> dict[str, float]:
         phases[name] = phases.get(name, 0.0) + now - mark
         mark = now
 
-    import action_llama.cli.app  # noqa: F401  # what the console script imports first
+    import action_llama.cli.local  # noqa: F401  # what the console script imports first
 
-    lap("import action_llama.cli.app")
+    lap("import action_llama.cli.local")
     import asyncio
     from pathlib import Path
 
     from action_llama.cli.render import QuietEvents
-    from action_llama.engine import connect
     from action_llama.images import base
     from action_llama.images.build import ChainBuilder
     from action_llama.project import get_agent, load_project
@@ -46,11 +45,6 @@ def main(root: str, agent_name: str) -> dict[str, float]:
     agent = get_agent(project, agent_name)
     check_runnable(agent)
     lap("load_project")
-    import docker  # noqa: F401  # imported lazily by connect(); counted on its own
-
-    lap("import docker (lazy)")
-    client = connect()
-    lap("connect + ping")
 
     digest = base.package_digest
     digest_time = 0.0
@@ -64,7 +58,7 @@ def main(root: str, agent_name: str) -> dict[str, float]:
             digest_time += time.perf_counter() - started
 
     base.package_digest = timed_digest  # wrapped to time it, not to change it
-    chain = ChainBuilder(client, project, QuietEvents()).ensure([agent.name])
+    chain = ChainBuilder(None, project, QuietEvents()).ensure([agent.name])
     lap("image chain ensure()")
     phases["  of which package_digest()"] = digest_time
 
@@ -96,7 +90,7 @@ def main(root: str, agent_name: str) -> dict[str, float]:
         pass
 
     store = RunStore(project.state_dir)
-    service = RunService(project, TimedRuntime(client), store)
+    service = RunService(project, TimedRuntime(), store)
     lap("run store open")
     try:
         outcome = asyncio.run(service.run(agent, image=chain.image_for(agent.name), on_line=show))
@@ -109,8 +103,6 @@ def main(root: str, agent_name: str) -> dict[str, float]:
     )
     if outcome.result.exit_code != 0:
         raise SystemExit(f"run failed: {outcome}")
-    client.close()
-    lap("client close")
     return phases
 
 

@@ -13,13 +13,14 @@ says so once per run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from action_llama.runtimes.base import CONTAINER_UID
 
@@ -43,15 +44,22 @@ def volume_name(project: Path, agent: str) -> str:
     return f"al-ws-{digest}-{agent}"
 
 
+def _backs(device: str, target: str) -> bool:
+    """Whether the loop device `device` (/dev/loopN) is backed by the file `target`."""
+    backing = Path("/sys/block") / Path(device).name / "loop" / "backing_file"
+    try:
+        return backing.read_text().strip().removesuffix(" (deleted)") == target
+    except OSError:
+        return False
+
+
 def _loop_for(image: Path) -> str | None:
     """The loop device currently backed by `image`, if any."""
     target = str(image.resolve())
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            if backing.read_text().strip().removesuffix(" (deleted)") == target:
-                return f"/dev/{backing.parent.parent.name}"
-        except OSError:
-            continue
+        device = f"/dev/{backing.parent.parent.name}"
+        if _backs(device, target):
+            return device
     return None
 
 
@@ -98,19 +106,23 @@ def ensure_workspace(api: EngineAPI, project: Path, agent: str, location: Path) 
     image = location.with_suffix(".ext4")
     if not image.exists():
         _make_image(image, WORKSPACE_BYTES)
+    try:
+        existing: dict[str, Any] | None = api.inspect_volume(name)
+    except EngineNotFound:
+        existing = None
+    current = ((existing or {}).get("Options") or {}).get("device")
+    # The common case, checked alone: the volume's device is still this file's loop device.
+    if current and _backs(current, str(image.resolve())):
+        return Workspace(name, capped=True)
     device = _loop_for(image)
     if device is None:
         device = subprocess.run(
             ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
         ).stdout.strip()
-    try:
-        existing = api.inspect_volume(name)
-        if (existing.get("Options") or {}).get("device") == device:
-            return Workspace(name, capped=True)
+    if existing is not None:
         # The loop device changed (a reboot, a detach): point the volume at the new one.
-        api.remove_volume(name, force=True)
-    except EngineNotFound:
-        pass
+        with contextlib.suppress(EngineNotFound):
+            api.remove_volume(name, force=True)
     api.create_volume(
         name, driver="local", driver_opts={"type": "ext4", "device": device}, labels=labels
     )
