@@ -12,6 +12,7 @@ from action_llama.engine_api import EngineAPI, EngineNotFound, NoSuchImage
 from action_llama.errors import ImageMissing
 from action_llama.runtimes.base import Limits, RunSpec
 from action_llama.runtimes.docker import DockerRuntime
+
 from support import cleanup_project
 
 pytestmark = [pytest.mark.docker]
@@ -39,7 +40,8 @@ def test_a_container_s_output_exit_code_listing_and_removal(
         api.start(ref)
         assert api.wait(ref)["StatusCode"] == 3
         output = b"".join(api.logs(ref)).decode()
-        assert "out-1\n" in output and "err-1\n" in output
+        assert "out-1\n" in output
+        assert "err-1\n" in output
         assert "x" * 100000 + "\n" in output
         assert [c["Id"] for c in api.containers({"label": [label]})] == [ref]
         assert api.inspect_container(ref)["State"]["ExitCode"] == 3

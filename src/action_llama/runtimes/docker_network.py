@@ -71,7 +71,7 @@ def plan_network(client: docker.DockerClient | None, spec: RunSpec) -> NetworkPl
     return NetworkPlan(network_mode=attached.network_mode, env=dict(attached.env))
 
 
-def _open_network(client: docker.DockerClient, spec: RunSpec) -> NetworkPlan:
+def _open_network(client: docker.DockerClient | None, spec: RunSpec) -> NetworkPlan:
     hosts = {CONTAINER_HOST: "host-gateway", GATEWAY_NAME: "host-gateway"}
     if spec.network is None or spec.broker is None or not spec.broker.needs_proxy:
         return NetworkPlan(extra_hosts=hosts)
