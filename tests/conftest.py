@@ -112,6 +112,22 @@ def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
+def sshd_image(docker_client: Any, base_image: str) -> Iterator[str]:
+    """An image of the base with OpenSSH's server (`fakes.sshd`), built once per session
+    (from the Debian mirror) and removed after it."""
+    import docker.errors
+
+    from fakes.sshd import build_image
+
+    tag = build_image(docker_client, base_image)
+    try:
+        yield tag
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.api.remove_image(tag, noprune=False)
+
+
+@pytest.fixture(scope="session")
 def swarm(docker_client: Any) -> Iterator[str]:
     """This engine as a swarm manager (made for the tests when it is in no swarm); its node id."""
     with swarm_for_tests(docker_client) as node_id:

@@ -2,7 +2,8 @@
 
 `egress_world(...)` makes a project whose agents are script-mode probes, an upstream container
 on the project's outside egress network (TLS for allowed.test and denied.test with a test CA,
-plain HTTP, an echo on port 22, a git repository, pip and a wheel), two HTTP services on every
+plain HTTP, an echo on port 22, git repositories (dumb HTTP, and smart HTTP behind Basic
+auth), pip and a wheel), two HTTP services on every
 host address (one the policy allows through the proxy, one on loopback that host-user runs may
 reach directly) and a recording UDP resolver on every host address. The probe script tries
 every way out with real clients (curl, git, Python requests and httpx, pip, the ssh helper) and
@@ -121,6 +122,10 @@ class World:
     listener: int
     #: Port of the loopback service `127.0.0.1:<port>` allows.
     loopback: int
+    #: The upstream's smart HTTP repositories: `<git>/r.git` is https://<any name>/o/r.git.
+    git: Path
+    #: The project's outside egress network (where the upstream is; a test's own servers too).
+    network: str
     env: dict[str, str] = field(default_factory=dict)
 
     def script(self, body: str) -> str:
@@ -154,8 +159,9 @@ def checks(records: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     return found
 
 
-def git_repo(files: Path) -> None:
-    """A bare repository with one commit, served over the dumb HTTP protocol."""
+def git_repo(files: Path, smart: Path) -> None:
+    """A bare repository with one commit, served over the dumb HTTP protocol (`files`), and a
+    copy of it that takes pushes (`smart/r.git`, over the smart protocol)."""
     work = files.parent / "work"
     work.mkdir()
 
@@ -168,6 +174,8 @@ def git_repo(files: Path) -> None:
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
     git("clone", "-q", "--bare", str(work), str(files / "repo.git"))
     git("update-server-info", cwd=files / "repo.git")
+    git("clone", "-q", "--bare", str(work), str(smart / "r.git"))
+    git("config", "http.receivepack", "true", cwd=smart / "r.git")
 
 
 def pip_files(files: Path) -> None:
@@ -209,9 +217,12 @@ def egress_world(
     image: str,
     env: dict[str, str] | None = None,
     extra_names: tuple[str, ...] = (),
+    extra_allow: tuple[str, ...] = (),
+    git_password: str = "",
 ) -> Iterator[World]:
     """The project at `base/proj` (no agents yet: `World.add_agent`), its `[network]` allowing
-    allowed.test (and its port 22), the proxied host service and the loopback one."""
+    allowed.test (and its port 22), the proxied host service, the loopback one and
+    `extra_allow`. The upstream's git over smart HTTP takes `git_password` (none without)."""
     from action_llama.egress.deploy import Deployment
     from action_llama.egress.service import state_of
 
@@ -221,7 +232,9 @@ def egress_world(
     ca = UpstreamCA.make(base / "tls", names)
     files = base / "files"
     files.mkdir()
-    git_repo(files)
+    smart = base / "git"
+    smart.mkdir()
+    git_repo(files, smart)
     pip_files(files)
     services = [_serve("0.0.0.0"), _serve("127.0.0.1")]
     listener, loopback = (s.server_address[1] for s in services)
@@ -232,12 +245,17 @@ def egress_world(
         "allowed.test:22",
         f"host.docker.internal:{listener}",
         f"127.0.0.1:{loopback}",
+        *extra_allow,
     ]
     write_files(root, {"config.toml": f"[network]\nallow = {allow!r}\n".replace("'", '"')})
     try:
         outside = Deployment(client, root, state_of(root)).outside()
-        upstream = Upstream.start(client, image, outside.name, ca, files, root, names)
-        yield World(root, upstream, resolver, client, ca, listener, loopback, env or {})
+        upstream = Upstream.start(
+            client, image, outside.name, ca, files, root, names, smart, git_password
+        )
+        yield World(
+            root, upstream, resolver, client, ca, listener, loopback, smart, outside.name, env or {}
+        )
     finally:
         for server in services:
             server.shutdown()

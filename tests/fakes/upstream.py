@@ -1,5 +1,8 @@
 """Destinations for egress tests: a container serving TLS for `allowed.test` and `denied.test`
 (signed by a test CA made here), plain HTTP, and a TCP echo on port 22; a recording resolver.
+It also serves git repositories over the smart HTTP protocol (`git http-backend`, clone and
+push) behind HTTP Basic auth, and `/mirror`, which answers with what a request carried in its
+`X-Token` header, query and body.
 
     ca = UpstreamCA.make(tmp_dir)                                 # ca.pem, server.pem, server.key
     upstream = Upstream.start(client, image, network, ca, files_dir, project_root)
@@ -27,9 +30,16 @@ NAMES = ("allowed.test", "denied.test", "allowed.test.evil.test", "notallowed.te
 
 SERVER = textwrap.dedent(
     """
-    import hashlib, http.server, os, shutil, socketserver, ssl, sys, threading
+    import base64, hashlib, http.server, os, shutil, socketserver, ssl, subprocess, sys
+    import threading, urllib.parse
 
     ROOT = "/srv/files"
+    #: Smart HTTP git (clone and push) under /o/, for Basic credentials whose password has
+    #: this digest only: the upstream never holds the password itself.
+    GIT_PASSWORD_SHA256 = os.environ.get("GIT_PASSWORD_SHA256", "")
+
+    def sha256(text):
+        return hashlib.sha256(text.encode()).hexdigest()
 
     class Files(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
@@ -38,7 +48,87 @@ SERVER = textwrap.dedent(
         def log_message(self, *args):
             pass
 
+        def reply(self, status, body, headers=()):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def body(self):
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                data = b""
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+                self.rfile.readline()
+                return data
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def git(self):  # git http-backend as a CGI, behind Basic auth
+            scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+            try:
+                password = base64.b64decode(encoded).decode().partition(":")[2]
+            except ValueError:
+                password = ""
+            if scheme.lower() != "basic" or not GIT_PASSWORD_SHA256 or (
+                sha256(password) != GIT_PASSWORD_SHA256
+            ):
+                challenge = [("WWW-Authenticate", 'Basic realm="git"')]
+                return self.reply(401, b"credentials refused\\n", challenge)
+            path, _, query = self.path.partition("?")
+            env = {
+                "PATH": os.environ["PATH"],
+                "GIT_PROJECT_ROOT": "/srv/git",
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "safe.directory",
+                "GIT_CONFIG_VALUE_0": "*",
+                "REMOTE_USER": "git",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": urllib.parse.unquote(path.removeprefix("/o")),
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            }
+            data = self.body() if self.command == "POST" else b""
+            env["CONTENT_LENGTH"] = str(len(data))
+            out = subprocess.run(
+                ["git", "http-backend"], input=data, env=env, capture_output=True
+            ).stdout
+            head, _, content = out.partition(b"\\r\\n\\r\\n")
+            if not content and b"\\n\\n" in head:
+                head, _, content = out.partition(b"\\n\\n")
+            status, headers = 200, []
+            for line in head.decode("latin-1").splitlines():
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            self.reply(status, content, headers)
+
+        def mirror(self):  # what a request carried besides Authorization, as it arrived
+            _, _, query = self.path.partition("?")
+            body = self.body().decode(errors="replace")
+            auth = sha256(self.headers.get("Authorization", ""))
+            text = "x-token=%s query=%s body=%s auth-sha256=%s\\n" % (
+                self.headers.get("X-Token", ""), query, body, auth
+            )
+            self.reply(200, text.encode())
+
+        def do_POST(self):
+            if self.path.startswith("/o/"):
+                return self.git()
+            if self.path.startswith("/mirror"):
+                return self.mirror()
+            self.reply(404, b"")
+
         def do_GET(self):
+            if self.path.startswith("/o/"):
+                return self.git()
             if self.path == "/echo":  # what authorised the request, as a digest
                 auth = self.headers.get("Authorization", "")
                 digest = hashlib.sha256(auth.encode()).hexdigest()
@@ -162,23 +252,31 @@ class Upstream:
         files: Path,
         project: Path,
         names: tuple[str, ...] = NAMES,
+        git: Path | None = None,
+        git_password: str = "",
     ) -> Upstream:
+        """`git`: repositories served over smart HTTP (clone and push) at /o/<path>, to
+        Basic credentials whose password is `git_password` (none without one)."""
+        import hashlib
+
         from docker.types import Mount
 
         (ca.folder / "server.py").write_text(SERVER)
         api = client.api
-        host_config = api.create_host_config(
-            network_mode=network,
-            mounts=[
-                Mount("/srv/tls", str(ca.folder), type="bind", read_only=True),
-                Mount("/srv/files", str(files), type="bind", read_only=True),
-            ],
-        )
+        mounts = [
+            Mount("/srv/tls", str(ca.folder), type="bind", read_only=True),
+            Mount("/srv/files", str(files), type="bind", read_only=True),
+        ]
+        if git is not None:
+            mounts.append(Mount("/srv/git", str(git), type="bind"))
+        host_config = api.create_host_config(network_mode=network, mounts=mounts)
         endpoint = api.create_endpoint_config(aliases=list(names))
+        digest = hashlib.sha256(git_password.encode()).hexdigest() if git_password else ""
         created = api.create_container(
             image,
             entrypoint=["python3", "/srv/tls/server.py"],
             command=[],
+            environment={"GIT_PASSWORD_SHA256": digest},
             user="0:0",
             labels={"al.project": str(project), "al.test": "egress-upstream"},
             host_config=host_config,
