@@ -255,6 +255,50 @@ def test_kill_9_then_restart_re_adopts_containers_and_runs_the_queue(
     assert "re-adopted" in daemon.text()
 
 
+#: Lists the run's ssh-agent's key, waits for the agent to go (its scheduler killed), then for
+#: it to come back (the next scheduler adopted the run); bounded, 2 minutes each.
+SSH_AGENT_BACK = r"""
+ssh-add -l >/dev/null && echo served
+i=0; while ssh-add -l >/dev/null 2>&1 && [ $i -lt 600 ]; do i=$((i+1)); sleep 0.2; done
+ssh-add -l >/dev/null 2>&1 && echo "never gone" || echo gone
+i=0; until ssh-add -l >/dev/null 2>&1 || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.2; done
+echo "back $(ssh-add -l | cut -d' ' -f2)"
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_an_adopted_runs_ssh_agent_is_served_again(
+    make_project: ProjectFactory,
+    base_image: str,
+    tmp_path: Path,
+    daemon_factory: Callable[[Path, dict[str, str]], Daemon],
+) -> None:
+    """A brokered git_ssh key is served by the scheduler running its run: when that one is
+    killed (`kill -9`) the run's agent stops answering, and the next scheduler, adopting the
+    run, serves the same key on the same socket again until the run ends."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(key)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    root = make_project(script_agent("keyed", SSH_AGENT_BACK, 'credentials = ["git_ssh"]\n'))
+    daemon = daemon_factory(root, {})
+    CredentialStore(Path(daemon.env["AL_CREDENTIALS_DIR"])).write(
+        CredentialRef("git_ssh"), {"id_rsa": key.read_text(), "username": "A", "email": "a@b.c"}
+    )
+    daemon.start()
+    run_id = daemon.trigger("keyed")["runId"]
+    wait_for(lambda: daemon.script_lines(run_id) == ["served"], 120, "the run's key listed")
+
+    daemon.kill_9()
+    daemon.start()
+    wait_for(lambda: daemon.finished(run_id), 180, "the adopted run's end")
+    assert daemon.script_lines(run_id) == ["served", "gone", f"back {fingerprint}"]
+    assert daemon.run(run_id).status == "completed", daemon.records(run_id)
+    wait_for(lambda: stages_of(run_id) == [], 30, "the run's stage removed")
+
+
 def test_kill_9_then_restart_reattaches_a_host_user_run_through_its_pid_file(
     make_project: ProjectFactory,
     restart_user: str,

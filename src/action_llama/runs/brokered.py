@@ -4,14 +4,15 @@ Decided once per run, before anything is staged: the model broker takes the keys
 agent's brokered models (those files are not staged), and the tokens of types brokered as
 placeholders are staged as placeholders (`egress.placeholders`); the proxy gets the real
 values for the run's life (`egress.brokering.write_keys`). `git_ssh` keys stay in the `al`
-process, in an ssh-agent of the run (`ssh_agent.py`). Nothing is brokered for
-`raw_credentials`, nor on runtimes whose runs cannot reach this host's proxy
-(`Runtime.brokers`: a swarm's nodes).
+process, in an ssh-agent of the run (`ssh_agent.py`; a scheduler adopting the run serves it
+again, `served_ssh_keys`). Nothing is brokered for `raw_credentials`, nor on runtimes whose
+runs cannot reach this host's proxy (`Runtime.brokers`: a swarm's nodes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from action_llama.credentials.refs import CredentialRef
 from action_llama.credentials.staging import model_key_ref
@@ -20,6 +21,7 @@ from action_llama.credentials.types import SSH_AGENT, brokering
 from action_llama.egress.brokering import BrokerPlan, plan_for, write_keys
 from action_llama.egress.placeholders import TokenPlan, plan_tokens
 from action_llama.project import Agent
+from action_llama.runs.ssh_agent import SOCKET
 
 #: The field of `git_ssh` holding its private key.
 SSH_KEY_FIELD = "id_rsa"
@@ -79,9 +81,23 @@ def broker_run(
     tokens = plan_tokens(store, present)
     write_keys(project_id, run_id, keys, tokens.table, tokens.server_pem)
     plan = replace(plan, intercept=tokens.hosts, ca_pem=tokens.ca_pem)
-    ssh_keys = {
-        ref: key
-        for ref in present
-        if brokering(ref.type) == SSH_AGENT and (key := store.read(ref).get(SSH_KEY_FIELD))
-    }
+    ssh_keys = {ref: key for ref in present if (key := ssh_key(store, ref))}
     return Brokered(plan, held, brokered, tokens, ssh_keys)
+
+
+def ssh_key(store: CredentialStore, ref: CredentialRef) -> str | None:
+    """The private key an ssh-agent of the run holds for `ref`, if its type is kept in one."""
+    if brokering(ref.type) != SSH_AGENT or not store.has(ref):
+        return None
+    return store.read(ref).get(SSH_KEY_FIELD) or None
+
+
+def served_ssh_keys(store: CredentialStore, credentials: Path) -> dict[CredentialRef, str]:
+    """The keys of the ssh-agents a run was started with, found by their sockets in its staged
+    `credentials`: a run adopted from an `al` process that died is served them again there."""
+    found = {}
+    for socket in sorted(credentials.glob(f"*/*/{SOCKET}")):
+        ref = CredentialRef(socket.parent.parent.name, socket.parent.name)
+        if key := ssh_key(store, ref):
+            found[ref] = key
+    return found

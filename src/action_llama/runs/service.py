@@ -35,9 +35,9 @@ from action_llama.egress.policy import effective_policy
 from action_llama.egress.records import model_usage
 from action_llama.egress.service import state_of
 from action_llama.egress.watch import EgressWatch, is_inserted, note
-from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing
+from action_llama.errors import ActionLlamaError, AgentNotRunnable, ImageMissing, RunError
 from action_llama.project import Agent, Project
-from action_llama.runs.brokered import Brokered, broker_run
+from action_llama.runs.brokered import Brokered, broker_run, served_ssh_keys
 from action_llama.runs.cost import broker_cost
 from action_llama.runs.records import parse_line
 from action_llama.runs.redact import Redactor
@@ -341,8 +341,9 @@ class RunService:
 
         Same run id and log: its output continues after the last line already stored (the
         runtime replays it from the start; the lines stored are skipped, so none is doubled or
-        lost). Its timeout counts from its real start; its result is recorded, the run removed
-        and its stage (credentials included) deleted, as for any run.
+        lost). Its timeout counts from its real start; its ssh-agents are served again; its
+        result is recorded, the run removed and its stage (credentials included) deleted, as
+        for any run.
         """
         run_id = handle.run_id
         started_at = self.store.get(run_id).started_at
@@ -352,18 +353,41 @@ class RunService:
         remaining = max(0.0, agent.timeout - (time.time() - started_at))
         result: RunResult | None = None
         interrupted = False
+        agents: list[SshAgent] = []
         try:
+            agents, notes = await self._serve_ssh_agents_again(stages)
+            handle = handle.model_copy(update={"notes": (*handle.notes, *notes)})
             result, interrupted = await self._follow(
                 agent, handle, remaining, on_line, redactor, skip=stored
             )
         finally:
             await self._close(agent, run_id, result, handle)
             remove_keys(project_id(self.project.root), run_id)
+            for ssh_agent in agents:
+                await ssh_agent.close()
             for stage in stages:
                 remove_tree(stage)
         if interrupted:
             raise asyncio.CancelledError
         return self._outcome(agent, run_id, result, time.time() - started_at)
+
+    async def _serve_ssh_agents_again(self, stages: list[Path]) -> tuple[list[SshAgent], list[str]]:
+        """The ssh-agents of a run adopted from an `al` process that died (and they with it),
+        on the same sockets in its stage, with the keys the credential store holds; a note for
+        the run's log for each key that cannot be served."""
+        agents: list[SshAgent] = []
+        notes: list[str] = []
+        for folder in stages:
+            credentials = folder / "credentials"
+            keys = served_ssh_keys(self.credentials, credentials)
+            if not keys:
+                continue
+            owned = credentials.stat()  # handed to the run's user when it was staged
+            try:
+                agents += await start_ssh_agents(keys, credentials, (owned.st_uid, owned.st_gid))
+            except RunError as exc:
+                notes.append(f"its ssh-agent was not served again: {exc.message}")
+        return agents, notes
 
     async def _follow(
         self,

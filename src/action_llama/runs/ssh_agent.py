@@ -5,7 +5,9 @@ The agent listens on a unix socket in the run's staged credentials
 a container, whose read-only mount still lets it connect), holds that one key, and answers
 the two requests ssh makes of an agent (list the keys, sign with one); it refuses everything
 else (adding, removing, locking keys, extensions). It lives as long as the run: the run can
-use the key while it runs and never read it. The protocol is OpenSSH's (draft-miller-ssh-agent).
+use the key while it runs and never read it. Should that `al` process die while the run goes
+on, the scheduler that adopts the run serves it again on the same socket. The protocol is
+OpenSSH's (draft-miller-ssh-agent).
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class SshAgent:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, path: Path, owner: tuple[int, int]) -> None:
-        """Listen on `path`, which only `owner` (the run's uid, gid) may use."""
+        """Listen on `path`, which only `owner` (the run's uid, gid) may use. A socket left
+        there by a process that died is replaced (asyncio removes it first)."""
         self.server = await asyncio.start_unix_server(self._serve, str(path))
         os.chmod(path, 0o600)
         if os.geteuid() == 0:
