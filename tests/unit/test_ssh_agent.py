@@ -97,3 +97,42 @@ def test_the_agent_refuses_everything_but_listing_and_signing(tmp_path: Path) ->
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "pw", "-f", str(locked)], check=True)
     with pytest.raises(KeyUnusable, match="cannot be used"):
         SshAgent(locked.read_text())
+
+
+def test_an_adopted_runs_agent_is_served_again_over_the_dead_ones_socket(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The keys of the sockets a run's stage holds are read from the credential store (a ref
+    no longer stored is left out) and served again on the same paths, replacing the sockets a
+    dead process left (nothing listens on them)."""
+    import socket
+    import tempfile
+
+    from action_llama.credentials.refs import CredentialRef
+    from action_llama.credentials.store import CredentialStore
+    from action_llama.runs.brokered import served_ssh_keys
+    from action_llama.runs.ssh_agent import start_ssh_agents
+
+    key = keygen(tmp_path, "ed25519")
+    store = CredentialStore(tmp_path / "store")
+    store.write(CredentialRef("git_ssh"), {"id_rsa": key.read_text()})
+    short = Path(tempfile.mkdtemp(prefix="al-sock-"))  # a socket's path is at most 107 bytes
+    try:
+        credentials = short / "credentials"
+        for ref in ("git_ssh/default", "git_ssh/gone", "github_token/default"):
+            (credentials / ref).mkdir(parents=True)
+            left = socket.socket(socket.AF_UNIX)
+            left.bind(str(credentials / ref / "agent.sock"))
+            left.close()  # as a process killed outright leaves it
+        keys = served_ssh_keys(store, credentials)
+        assert keys == {CredentialRef("git_ssh"): key.read_text().strip()}
+        started = asyncio.run_coroutine_threadsafe(
+            start_ssh_agents(keys, credentials, (os.getuid(), os.getgid())), loop
+        ).result()
+        env = {**os.environ, "SSH_AUTH_SOCK": str(credentials / "git_ssh/default/agent.sock")}
+        listed = subprocess.run(["ssh-add", "-L"], env=env, capture_output=True, text=True)
+        assert listed.stdout.split()[:2] == key.with_suffix(".pub").read_text().split()[:2], listed
+        for agent in started:
+            asyncio.run_coroutine_threadsafe(agent.close(), loop).result()
+    finally:
+        shutil.rmtree(short)
