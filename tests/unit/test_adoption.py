@@ -213,3 +213,51 @@ def test_what_a_runtime_still_holds_of_an_ended_run_is_removed(tmp_path: Path) -
         store.close()
     assert removed == ["ended001"]
     assert left == {"local001", "starting"}
+
+
+def test_an_adopted_runs_output_is_redacted_of_the_tokens_its_proxy_swaps_in(
+    tmp_path: Path,
+) -> None:
+    """A run holding placeholders whose upstream echoed the real token back: once adopted by
+    another scheduler, its log holds the token redacted, as its launcher would have stored it
+    (the values are read from what the proxy holds for the run)."""
+    from action_llama.egress.brokering import drop_keys_dir, write_keys
+    from action_llama.egress.deploy import project_id
+    from action_llama.runs.store import read_log
+
+    token = "ghp_echoedBackByAnUpstream0c41"
+    root = tmp_path / "proj"
+    write_files(
+        root,
+        {"config.toml": "", "agents/work/SKILL.md": "Work.\n", "agents/work/test-script.sh": ""},
+    )
+    project = load_project(root)
+    store = RunStore(project.state_dir)
+    runtime = FakeRuntime(lambda spec: FakeRun(lines=(f"the API said: token {token}",)))
+    row = {"placeholder": "alph_" + "1" * 40, "value": token, "hosts": ["github.com"]}
+    write_keys(project_id(root), "echo0001", {}, [row])
+
+    async def scenario() -> None:
+        spec = RunSpec(
+            run_id="echo0001",
+            agent="work",
+            project=root,
+            static_dir=tmp_path,
+            credentials_dir=tmp_path,
+            workspace="ws",
+            limits=Limits(memory_bytes=2**30, cpus=1),
+            timeout=60,
+        )
+        await runtime.start(spec)
+        store.start("echo0001", "work", "manual", None, "fake", None)
+        handle = await runtime.sibling().adopt("echo0001")
+        assert handle is not None
+        await RunService(project, runtime, store).resume(project.agents["work"], handle)
+
+    try:
+        asyncio.run(scenario())
+        said = [str(r.get("msg")) for r in read_log(store.log_path("work", "echo0001"))]
+    finally:
+        drop_keys_dir(project_id(root))
+    assert any(m.startswith("the API said: token ") for m in said), said
+    assert not any(token in m for m in said), said

@@ -131,6 +131,17 @@ def write_keys(
         partial.replace(folder / name)
 
 
+def held_token_values(project_id: str, run_id: str) -> tuple[str, ...]:
+    """The real values the proxy puts in place of the run's placeholders (redacted from the
+    output of a run adopted from an `al` process that died, as its launcher redacted them)."""
+    try:
+        data = json.loads((_keys_top() / project_id / f"{run_id}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return ()
+    rows = data.get("tokens") if isinstance(data, dict) else None
+    return tuple(str(r["value"]) for r in rows or [] if isinstance(r, dict) and r.get("value"))
+
+
 def remove_keys(project_id: str, run_id: str) -> None:
     """Forget the run's secrets: its placeholders are worthless from here on."""
     for suffix in (".json", ".pem"):

@@ -28,6 +28,7 @@ from action_llama.credentials.staging import (
 from action_llama.credentials.store import CredentialStore
 from action_llama.egress.brokering import (
     EXIT_TOKEN_LIMIT,
+    held_token_values,
     remove_keys,
 )
 from action_llama.egress.deploy import project_id
@@ -349,7 +350,9 @@ class RunService:
         started_at = self.store.get(run_id).started_at
         stored = complete_lines(self.store.log_path(agent.name, run_id))
         stages = stages_of(run_id)
-        redactor = Redactor(tuple(s for stage in stages for s in staged_secrets(stage)))
+        pid = project_id(self.project.root)
+        staged = tuple(s for stage in stages for s in staged_secrets(stage))
+        redactor = Redactor((*staged, *held_token_values(pid, run_id)))
         remaining = max(0.0, agent.timeout - (time.time() - started_at))
         result: RunResult | None = None
         interrupted = False
@@ -362,7 +365,7 @@ class RunService:
             )
         finally:
             await self._close(agent, run_id, result, handle)
-            remove_keys(project_id(self.project.root), run_id)
+            remove_keys(pid, run_id)
             for ssh_agent in agents:
                 await ssh_agent.close()
             for stage in stages:
