@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import io
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fakes.upstream import ServerContainer, start_server
 
 #: The git user's uid in the image (the repositories are handed to it when the server starts).
 GIT_UID = 2222
@@ -51,13 +51,8 @@ def build_image(client: Any, base: str) -> str:
     return tag
 
 
-@dataclass
-class Sshd:
-    """The sshd container; `address` is its IP on the network it joined."""
-
-    client: Any
-    container: str
-    address: str
+class Sshd(ServerContainer):
+    """The sshd container."""
 
     @classmethod
     def start(
@@ -78,33 +73,17 @@ class Sshd:
         keys.mkdir(mode=0o755)
         (keys / "authorized_keys").write_text(public_key)
         (keys / "authorized_keys").chmod(0o644)
-        api = client.api
-        host_config = api.create_host_config(
-            network_mode=network,
-            mounts=[
+        container, address = start_server(
+            client,
+            image,
+            network,
+            [name],
+            ["sh", "-c", START],
+            [
                 Mount("/srv/ssh", str(keys), type="bind", read_only=True),
                 Mount("/srv/git", str(repos), type="bind"),
             ],
+            {"al.project": str(project), "al.test": "sshd"},
+            b"Server listening",
         )
-        endpoint = api.create_endpoint_config(aliases=[name])
-        created = api.create_container(
-            image,
-            entrypoint=["sh", "-c", START],
-            command=[],
-            user="0:0",
-            labels={"al.project": str(project), "al.test": "sshd"},
-            host_config=host_config,
-            networking_config=api.create_networking_config({network: endpoint}),
-        )
-        api.start(created["Id"])
-        deadline = time.monotonic() + 30
-        while b"Server listening" not in (logs := api.logs(created["Id"])):
-            assert time.monotonic() < deadline, logs[-2000:]
-            time.sleep(0.05)
-        attrs = api.inspect_container(created["Id"])
-        return cls(
-            client, created["Id"], attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-        )
-
-    def remove(self) -> None:
-        self.client.api.remove_container(self.container, force=True)
+        return cls(client, container, address)

@@ -235,12 +235,19 @@ class UpstreamCA:
 
 
 @dataclass
-class Upstream:
-    """The upstream container; `address` is its IP on the network it joined."""
+class ServerContainer:
+    """A test server's container; `address` is its IP on the network it joined."""
 
     client: Any
     container: str
     address: str
+
+    def remove(self) -> None:
+        self.client.api.remove_container(self.container, force=True)
+
+
+class Upstream(ServerContainer):
+    """The upstream container (`SERVER`)."""
 
     @classmethod
     def start(
@@ -262,43 +269,62 @@ class Upstream:
         from docker.types import Mount
 
         (ca.folder / "server.py").write_text(SERVER)
-        api = client.api
         mounts = [
             Mount("/srv/tls", str(ca.folder), type="bind", read_only=True),
             Mount("/srv/files", str(files), type="bind", read_only=True),
         ]
         if git is not None:
             mounts.append(Mount("/srv/git", str(git), type="bind"))
-        host_config = api.create_host_config(network_mode=network, mounts=mounts)
-        endpoint = api.create_endpoint_config(aliases=list(names))
         digest = hashlib.sha256(git_password.encode()).hexdigest() if git_password else ""
-        created = api.create_container(
+        container, address = start_server(
+            client,
             image,
-            entrypoint=["python3", "/srv/tls/server.py"],
-            command=[],
-            environment={"GIT_PASSWORD_SHA256": digest},
-            user="0:0",
-            labels={"al.project": str(project), "al.test": "egress-upstream"},
-            host_config=host_config,
-            networking_config=api.create_networking_config({network: endpoint}),
+            network,
+            list(names),
+            ["python3", "/srv/tls/server.py"],
+            mounts,
+            {"al.project": str(project), "al.test": "egress-upstream"},
+            b"upstream ready",
+            {"GIT_PASSWORD_SHA256": digest},
         )
-        api.start(created["Id"])
-        upstream = cls(client, created["Id"], "")
-        upstream.wait_ready()
-        attrs = api.inspect_container(created["Id"])
-        upstream.address = attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-        return upstream
+        return cls(client, container, address)
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        import time
 
-        deadline = time.monotonic() + timeout
-        while b"upstream ready" not in self.client.api.logs(self.container):
-            assert time.monotonic() < deadline, self.client.api.logs(self.container)[-2000:]
-            time.sleep(0.05)
+def start_server(
+    client: Any,
+    image: str,
+    network: str,
+    aliases: list[str],
+    entrypoint: list[str],
+    mounts: list[Any],
+    labels: dict[str, str],
+    ready: bytes,
+    environment: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """A test server's container (as root) on `network` under `aliases`, started and seen
+    to print `ready`: (its id, its address on `network`)."""
+    import time
 
-    def remove(self) -> None:
-        self.client.api.remove_container(self.container, force=True)
+    api = client.api
+    created = api.create_container(
+        image,
+        entrypoint=entrypoint,
+        command=[],
+        environment=environment or {},
+        user="0:0",
+        labels=labels,
+        host_config=api.create_host_config(network_mode=network, mounts=mounts),
+        networking_config=api.create_networking_config(
+            {network: api.create_endpoint_config(aliases=aliases)}
+        ),
+    )
+    api.start(created["Id"])
+    deadline = time.monotonic() + 30
+    while ready not in (output := api.logs(created["Id"])):
+        assert time.monotonic() < deadline, output[-2000:]
+        time.sleep(0.05)
+    attrs = api.inspect_container(created["Id"])
+    return created["Id"], attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
 @dataclass

@@ -41,6 +41,20 @@ def _call(state: State, target: str, run_id: str) -> str:
     return made.call_id
 
 
+def _spec(run_id: str, root: Path, files: Path) -> RunSpec:
+    """A run of agent `work` of the project at `root` (its stage: `files`)."""
+    return RunSpec(
+        run_id=run_id,
+        agent="work",
+        project=root,
+        static_dir=files,
+        credentials_dir=files,
+        workspace="ws",
+        limits=Limits(memory_bytes=2**30, cpus=1),
+        timeout=60,
+    )
+
+
 def _left(state: State, store: RunStore, run_id: str, agent: str, lock: str) -> str:
     """A run a dead daemon left: recorded as running, active, holding `lock`, called."""
     store.start(run_id, agent, "manual", "the prompt", "fake", None)
@@ -81,18 +95,7 @@ def test_left_runs_are_adopted_or_finished_and_their_calls_settled(
     marker.write_text(json.dumps({"pid": 2**22 + 1, "port": 8123}))  # beyond pid_max: dead
 
     async def scenario() -> dict[str, object]:
-        await runtime.start(
-            RunSpec(
-                run_id="alive001",
-                agent="work",
-                project=root,
-                static_dir=tmp_path,
-                credentials_dir=tmp_path,
-                workspace="ws",
-                limits=Limits(memory_bytes=2**30, cpus=1),
-                timeout=60,
-            )
-        )
+        await runtime.start(_spec("alive001", root, tmp_path))
         alive_call = _left(state, store, "alive001", "work", "github://o/r/issues/1")
         gone_call = _left(state, store, "gone0001", "work", "github://o/r/issues/2")
 
@@ -238,17 +241,7 @@ def test_an_adopted_runs_output_is_redacted_of_the_tokens_its_proxy_swaps_in(
     write_keys(project_id(root), "echo0001", {}, [row])
 
     async def scenario() -> None:
-        spec = RunSpec(
-            run_id="echo0001",
-            agent="work",
-            project=root,
-            static_dir=tmp_path,
-            credentials_dir=tmp_path,
-            workspace="ws",
-            limits=Limits(memory_bytes=2**30, cpus=1),
-            timeout=60,
-        )
-        await runtime.start(spec)
+        await runtime.start(_spec("echo0001", root, tmp_path))
         store.start("echo0001", "work", "manual", None, "fake", None)
         handle = await runtime.sibling().adopt("echo0001")
         assert handle is not None
