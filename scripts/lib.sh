@@ -20,6 +20,9 @@ install_system() {
   # Egress control: firewall rules for runs' networks and host users (owner, comment, conntrack).
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+  # Tests make git repositories and ssh keys (ssh-keygen) and talk to runs' ssh-agents (ssh-add).
+  command -v git >/dev/null 2>&1 || missing+=(git)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     $SUDO apt-get update -qq
