@@ -235,13 +235,15 @@ OPEN = '[network]\nmode = "open"\n'
 
 
 @pytest.mark.parametrize("runtime", ["container", "host-user"])
-def test_an_open_run_holds_placeholders_too(world: World, runtime: str) -> None:
+def test_an_open_run_holds_placeholders_too(
+    world: World, ssh_key: Path, ssh_repos: Path, runtime: str
+) -> None:
     """Under `mode = "open"` the run reaches any host (one the project's allow list leaves
     out too), and its token is brokered all the same: a placeholder in its variable and file,
     nowhere the token, the real one at api.github.com through the proxy, the placeholder
-    elsewhere, git over HTTPS working."""
+    elsewhere, git over HTTPS and ssh working (`assert_git_and_placeholders`)."""
     config = OPEN if runtime == "container" else HOST_USER + OPEN
-    found = run_probe(world, f"open-{runtime}", config=config)["found"]
+    found = run_probe(world, f"open-{runtime}", ssh_key, config=config)["found"]
     placeholder = found["placeholder"][1]
     assert placeholder.startswith("alph_")
     assert found["staged_file"] == ("ok", placeholder)
@@ -251,6 +253,7 @@ def test_an_open_run_holds_placeholders_too(world: World, runtime: str) -> None:
     assert found["httpx_github"] == ("ok", f"auth-sha256={digest('Bearer ' + REAL)}")
     assert found["elsewhere"] == ("ok", f"auth-sha256={found['placeholder_digest'][1]}")
     assert found["git_https"][0] == "ok", found["git_https"]
+    assert_git_and_placeholders(found, world, ssh_repos, f"open-{runtime}")
 
 
 def test_brokered_hosts_are_recorded_as_terminated(world: World) -> None:
