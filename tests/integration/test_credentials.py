@@ -37,7 +37,7 @@ def test_listed_credentials_become_files_and_variables(
     make_project: ProjectFactory, base_image: str, store: CredentialStore
 ) -> None:
     """Taken raw (`raw_credentials`: not brokered), github_token sets GITHUB_TOKEN, GH_TOKEN
-    and a git credential helper; git_ssh writes the key under HOME with GIT_SSH_COMMAND and
+    and a git credential helper for GitHub alone; git_ssh writes the key under HOME with GIT_SSH_COMMAND and
     sets the commit identity; files are read-only at /credentials/<type>/<instance>/<field>;
     named instances are honoured."""
     store.write(CredentialRef("github_token", "work"), {"token": SENTINEL})
@@ -47,7 +47,8 @@ def test_listed_credentials_become_files_and_variables(
     script = r"""
     [ "$GITHUB_TOKEN" = "$(cat /credentials/github_token/work/token)" ] && echo token=match
     [ "$GH_TOKEN" = "$GITHUB_TOKEN" ] && echo gh=match
-    git config --get credential.helper | grep -q GITHUB_TOKEN && echo helper=set
+    git config --get-urlmatch credential.helper https://github.com/o/r.git | grep -q GITHUB_TOKEN && echo helper=set
+    git config --get-urlmatch credential.helper https://evil.example/r.git || echo elsewhere=none
     echo "ssh=$GIT_SSH_COMMAND"
     stat -c 'keymode=%a' "$HOME/.ssh/id_rsa"
     grep -q sentinelkeymaterial "$HOME/.ssh/id_rsa" && echo key=written
@@ -64,7 +65,8 @@ def test_listed_credentials_become_files_and_variables(
     result = run_al("run", "creds", "-p", str(root), "--json", "-q", env=env_for(store))
     assert result.returncode == 0, result.stderr
     out = script_output(result.stdout)
-    assert {"token=match", "gh=match", "helper=set", "key=written", "creds=readonly"} <= set(out)
+    expected = {"token=match", "gh=match", "helper=set", "elsewhere=none", "key=written"}
+    assert expected | {"creds=readonly"} <= set(out)
     assert "keymode=600" in out
     # The key joins the egress proxy's ProxyCommand the run was given.
     assert 'ssh=ssh -o ProxyCommand="al-proxy-connect %h %p" -i "/home/node/.ssh/id_rsa"' in (

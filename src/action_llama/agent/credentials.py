@@ -79,11 +79,17 @@ def export(root: Path, refs: list[str], env: dict[str, str], home: Path) -> list
     return exported
 
 
+#: Where git offers $GITHUB_TOKEN: GitHub only. Any host may ask for credentials, and one a
+#: run was talked into cloning from must not get a raw token for asking.
+GITHUB_GIT = "https://github.com"
+
+
 def _git_credential_helper(env: dict[str, str]) -> None:
-    """git over HTTPS authenticates with $GITHUB_TOKEN (read at use, never written out)."""
+    """git over HTTPS to GitHub authenticates with $GITHUB_TOKEN (read at use, never written
+    out)."""
     index = int(env.get("GIT_CONFIG_COUNT", "0"))
     env["GIT_TERMINAL_PROMPT"] = "0"
-    env[f"GIT_CONFIG_KEY_{index}"] = "credential.helper"
+    env[f"GIT_CONFIG_KEY_{index}"] = f"credential.{GITHUB_GIT}.helper"
     env[f"GIT_CONFIG_VALUE_{index}"] = (
         '!f() { echo username=x-access-token; echo "password=$GITHUB_TOKEN"; }; f'
     )
