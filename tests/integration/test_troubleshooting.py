@@ -27,7 +27,12 @@ def empty_os_image(docker_client: Any) -> Iterator[str]:
         buffer.getvalue(), repository="al-test-empty-os", tag="latest"
     )
     yield "al-test-empty-os:latest"
-    docker_client.api.remove_image("al-test-empty-os:latest", force=True)
+    empty = docker_client.api.inspect_image("al-test-empty-os:latest")["Id"]
+    # The failed build keeps its first step (an ENV layer on this image) for its cache.
+    for image in docker_client.api.images(all=True, quiet=True):
+        if docker_client.api.inspect_image(image).get("Parent") == empty:
+            docker_client.api.remove_image(image, force=True)
+    docker_client.api.remove_image(empty, force=True)
 
 
 def test_base_image_build_failure_points_at_the_verbose_build(
