@@ -57,6 +57,11 @@ def make_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pro
     if client is not None:
         for root in made:
             cleanup_project(client, root)
+    from action_llama.egress.brokering import drop_keys_dir
+    from action_llama.egress.deploy import project_id
+
+    for root in made:  # runs of a fake runtime hand the (absent) proxy keys too
+        drop_keys_dir(project_id(root))
 
 
 _engine: list[Any] = []

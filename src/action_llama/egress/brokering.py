@@ -118,7 +118,10 @@ def write_keys(
 ) -> None:
     """Hand the proxy the run's secrets for the run's life: its model keys (model name →
     key), its placeholders with their values and hosts, and the TLS key and certificate it
-    presents to the run for those hosts."""
+    presents to the run for those hosts. Nothing is written for a run that has none (its
+    project may have no proxy to remove the folder: an open agent's)."""
+    if not models and not tokens and not server_pem:
+        return
     folder = keys_dir(project_id)
     files = {f"{run_id}.json": json.dumps({"models": models, "tokens": tokens or []})}
     if server_pem:
