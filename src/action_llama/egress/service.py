@@ -247,14 +247,33 @@ class ProjectEgress:
         with self._unavailable(), self.deployment.locked():
             self._ensure_proxy()
             proxy = self.deployment.proxy_outside_address()
+        env = self._register_by_secret(
+            run_id, policy, None, broker, proxy, OPEN_NO_PROXY, ssh=False
+        )
+        return OpenAttachment(self.deployment.outside_name, env)
+
+    def _register_by_secret(
+        self,
+        run_id: str,
+        policy: AgentPolicy,
+        gateway: int | None,
+        broker: BrokerPlan | None,
+        proxy: str,
+        no_proxy: str,
+        *,
+        ssh: bool = True,
+    ) -> dict[str, str]:
+        """Register a run the proxy knows by the secret in its proxy URL (not by an address);
+        the run's proxy variables."""
         token = secrets.token_urlsafe(24)
         register(
             self.state,
-            registration_for(run_id, policy, None, token_sha256=token_digest(token), broker=broker),
+            registration_for(
+                run_id, policy, gateway, token_sha256=token_digest(token), broker=broker
+            ),
         )
         url = f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}"
-        env = proxy_env(url, proxy, run_id, token, broker, OPEN_NO_PROXY, ssh=False)
-        return OpenAttachment(self.deployment.outside_name, env)
+        return proxy_env(url, proxy, run_id, token, broker, no_proxy, ssh=ssh)
 
     def attach_host_user(
         self,
@@ -278,13 +297,9 @@ class ProjectEgress:
         procs = restrict_run(self.deployment.id, run_id, policy, gateway, proxy)
         if proxy is None:
             return HostAttachment(procs, env={}, notes=(note,) if note else ())
-        token = secrets.token_urlsafe(24)
-        registration = registration_for(
-            run_id, policy, gateway, token_sha256=token_digest(token), broker=broker
+        env = self._register_by_secret(
+            run_id, policy, gateway, broker, proxy, "localhost,127.0.0.1"
         )
-        register(self.state, registration)
-        url = f"http://{run_id}:{token}@{proxy}:{PROXY_PORT}"
-        env = proxy_env(url, proxy, run_id, token, broker, no_proxy="localhost,127.0.0.1")
         return HostAttachment(procs, env=env)
 
 
