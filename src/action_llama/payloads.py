@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, NotRequired
 # Not typing's: pydantic describes (and validates) only these TypedDicts before Python 3.12.
 from typing_extensions import TypedDict
 
+from action_llama.config._base import dump
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
@@ -546,7 +548,11 @@ def agent_config(agent: Agent, project: Project) -> AgentConfigPayload:
         "webhooks": [
             {
                 "source": hook.source,
-                "filters": hook.model_dump(exclude={"source"}, exclude_none=True),
+                "filters": {
+                    key: value
+                    for key, value in dump(hook).items()
+                    if key != "source" and value is not None
+                },
             }
             for hook in config.webhooks
         ],

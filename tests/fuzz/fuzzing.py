@@ -18,9 +18,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
-from action_llama.project.errors import _model_in as model_in
+from action_llama.config._base import is_table, keys
+from action_llama.project.errors import _table_in as model_in
 
 SCALE = float(os.environ.get("AL_FUZZ_SCALE", "1"))
 
@@ -132,18 +132,17 @@ def _container(annotation: Any) -> Any:
     return origin
 
 
-def shaped(model: type[BaseModel], depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+def shaped(model: type, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     """Tables with `model`'s keys (aliases), each holding a value of the right shape or any
     value at all, sometimes a key it does not have: most documents reach the validators."""
     optional: dict[str, st.SearchStrategy[Any]] = {}
-    for name, field in model.model_fields.items():
-        key = field.alias or name
-        nested = model_in(field.annotation) if depth < 3 else None
+    for key, annotation in keys(model).items():
+        nested = model_in(annotation) if depth < 3 else None
         if nested is None:
             optional[key] = st.one_of(VALUES, DEEP)
             continue
         table = shaped(nested, depth + 1)
-        container = _container(field.annotation)
+        container = _container(annotation)
         if container is dict:
             table = st.dictionaries(TEXT, table, max_size=3)
         elif container is list:
@@ -166,7 +165,7 @@ def typed(annotation: Any, depth: int = 0) -> st.SearchStrategy[Any]:
         return st.lists(typed(args[0], depth + 1), max_size=3)
     if origin is dict and len(args) == 2:
         return st.dictionaries(TEXT, typed(args[1], depth + 1), max_size=3)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_table(annotation):
         return plausible(annotation, depth + 1) if depth < 3 else st.just({})
     simple: dict[Any, st.SearchStrategy[Any]] = {
         bool: st.booleans(),
@@ -177,13 +176,10 @@ def typed(annotation: Any, depth: int = 0) -> st.SearchStrategy[Any]:
     return simple.get(annotation, VALUES)
 
 
-def plausible(model: type[BaseModel], depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
+def plausible(model: type, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
     """Tables of `model` with up to three of its keys, each holding a value of the right type:
     many load, and reach what uses them (a run, the schedule, the image plan)."""
-    values = {
-        field.alias or name: typed(field.annotation, depth)
-        for name, field in model.model_fields.items()
-    }
+    values = {key: typed(annotation, depth) for key, annotation in keys(model).items()}
     return st.lists(st.sampled_from(sorted(values)), max_size=3, unique=True).flatmap(
         lambda keys: st.fixed_dictionaries({key: values[key] for key in keys})
     )
@@ -223,7 +219,7 @@ def to_toml(data: dict[str, Any]) -> str:
 
 
 @functools.cache
-def toml_documents(model: type[BaseModel]) -> st.SearchStrategy[bytes]:
+def toml_documents(model: type) -> st.SearchStrategy[bytes]:
     """config.toml files: shaped like `model`, or broken on purpose."""
     return st.one_of(
         shaped(model).map(lambda d: to_toml(d).encode()),

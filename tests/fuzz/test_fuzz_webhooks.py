@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from action_llama.config._base import validate
 from action_llama.config.agent import WebhookTrigger
 from action_llama.config.project import WebhookSource
 from action_llama.credentials.refs import CredentialRef
@@ -141,7 +142,7 @@ HEADERS = st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=6)
 def triggers(source: str) -> st.SearchStrategy[tuple[WebhookTrigger, ...]]:
     def made(data: dict[str, Any]) -> WebhookTrigger:
         try:
-            return WebhookTrigger.model_validate({**data, "source": source})
+            return validate(WebhookTrigger, {**data, "source": source})
         except ValidationError:
             return WebhookTrigger(source=source)
 
@@ -205,7 +206,7 @@ def test_intake_of_any_delivery_is_a_receipt(
 ) -> None:
     """Any body and headers to a source of any type (signed or allowUnsigned): a receipt
     saying what happened; a stored body replays to a receipt or a WebhookRejected."""
-    source = WebhookSource.model_validate({"type": kind, "allowUnsigned": not secrets})
+    source = validate(WebhookSource, {"type": kind, "allowUnsigned": not secrets})
     receipt = intake("src", source, body, headers, {"a": filters}, secrets)
     check(receipt)
     if receipt.body is not None and not receipt.rejected:
@@ -220,7 +221,7 @@ def test_intake_of_any_delivery_is_a_receipt(
 
 
 SOURCES = {
-    kind: WebhookSource.model_validate({"type": kind, "allowUnsigned": True}) for kind in PROVIDERS
+    kind: validate(WebhookSource, {"type": kind, "allowUnsigned": True}) for kind in PROVIDERS
 }
 
 

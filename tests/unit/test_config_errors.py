@@ -287,7 +287,7 @@ def test_bad_credential_ref_shows_the_form(
 ) -> None:
     """A credential reference that is not type or type:instance names it and shows examples."""
     err = load_error(agent_project(make_project, f'credentials = ["{ref}"]\n'))
-    assert str(err).startswith(f'{AGENT_CFG}: key "credentials": "{ref}" is not a credential')
+    assert str(err).startswith(f'{AGENT_CFG}: key "credentials[0]": "{ref}" is not a credential')
     assert '"github_token:work"' in str(err)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from action_llama.config import ProjectConfig
+from action_llama.config._base import dump
 from action_llama.errors import ConfigError
 from action_llama.images.plan import is_customized
 from action_llama.project import load_project
@@ -74,7 +75,7 @@ def test_new_project_loads_with_all_defaults(new_project: Path) -> None:
 def test_config_comments_show_the_real_local_defaults(new_project: Path) -> None:
     """The commented [local] values in config.toml are the real defaults."""
     text = (new_project / "config.toml").read_text()
-    defaults = ProjectConfig().local.model_dump()
+    defaults = dump(ProjectConfig().local)
     for key in LOCAL_KEYS:
         written = tomllib.loads(f"v = {commented_value(text, key)}")["v"]
         assert written == defaults[key], key
@@ -83,7 +84,7 @@ def test_config_comments_show_the_real_local_defaults(new_project: Path) -> None
 def test_config_comments_show_the_real_scheduler_defaults(new_project: Path) -> None:
     """The commented scheduler values in config.toml are the real defaults."""
     text = (new_project / "config.toml").read_text()
-    defaults = ProjectConfig().model_dump(by_alias=True)
+    defaults = dump(ProjectConfig(), by_alias=True)
     for key in SCHEDULER_KEYS:
         assert int(commented_value(text, key)) == defaults[key], key
 

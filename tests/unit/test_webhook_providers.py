@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from action_llama.config._base import validate
 from action_llama.config.agent import WebhookTrigger
 from action_llama.config.project import WebhookSource
 from action_llama.webhooks import Ignored, WebhookEvent, get_provider, intake
@@ -23,7 +24,7 @@ def hex_hmac(body: bytes, secret: str = SECRET) -> str:
 
 
 def source(kind: str, **extra: Any) -> WebhookSource:
-    return WebhookSource.model_validate({"type": kind, **extra})
+    return validate(WebhookSource, {"type": kind, **extra})
 
 
 def test_sentry_signature_and_resource() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from action_llama.config._base import validate
 from action_llama.config.agent import WebhookTrigger
 from action_llama.config.project import WEBHOOK_TYPES, WebhookSource
 from action_llama.credentials.refs import CredentialRef
@@ -66,7 +67,7 @@ def delivery(
 
 
 def source(kind: str = "github", **extra: Any) -> WebhookSource:
-    return WebhookSource.model_validate({"type": kind, **extra})
+    return validate(WebhookSource, {"type": kind, **extra})
 
 
 def gh_intake(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any, Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-
-from action_llama.config._base import MAX_COUNT, MAX_SECONDS, Strict
+from action_llama.config._base import MAX_COUNT, MAX_SECONDS, After, Strict, setting
 from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.credentials.refs import CredentialRef
 
@@ -30,11 +31,12 @@ def check_agent_name(name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Hooks(Strict):
     """`[hooks]`: shell commands run before and after the session."""
 
-    pre: list[str] = Field(default_factory=list)
-    post: list[str] = Field(default_factory=list)
+    pre: list[str] = setting(factory=list)
+    post: list[str] = setting(factory=list)
 
 
 #: A Swarm placement constraint: `<attribute> == <value>` or `!=`, as `docker service create
@@ -43,43 +45,21 @@ class Hooks(Strict):
 CONSTRAINT_RE = re.compile(r"^\s*[A-Za-z][\w.-]*\s*(==|!=)\s*\S(.*\S)?\s*$")
 
 
-class RuntimeConfig(Strict):
-    """`[runtime]`: where the agent runs (in an agent's config.toml, or the project's as the
-    default of every agent)."""
+def _constraint(constraint: str) -> str:
+    if not CONSTRAINT_RE.match(constraint):
+        raise ValueError(
+            f'"{constraint}" is not a placement constraint; write it like '
+            '"node.labels.al == true" or "node.role != manager"'
+        )
+    return constraint
 
-    type: Literal["container", "host-user", "swarm"] = "container"
-    run_as: str = "al-agent"
-    groups: list[str] = Field(default_factory=list)
-    #: Swarm placement constraints; every one must hold on the node a run is placed on.
-    constraints: list[str] = Field(default_factory=list)
-    #: How /workspace lives on a cluster: "pinned" (kept across runs, on the node `al` runs
-    #: on; runs go there) or "per-run" (a fresh 2 GB one each run; runs go to any node).
-    workspace: Literal["pinned", "per-run"] = "pinned"
 
-    @field_validator("constraints")
-    @classmethod
-    def _constraints_are_expressions(cls, constraints: list[str]) -> list[str]:
-        for constraint in constraints:
-            if not CONSTRAINT_RE.match(constraint):
-                raise ValueError(
-                    f'"{constraint}" is not a placement constraint; write it like '
-                    '"node.labels.al == true" or "node.role != manager"'
-                )
-        return constraints
+def _user_name(name: str) -> str:
+    return _os_name(name, "user")
 
-    def merged_over(self, default: RuntimeConfig) -> RuntimeConfig:
-        """This table with the keys it does not set taken from `default` (the project's)."""
-        return default.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
 
-    @field_validator("run_as")
-    @classmethod
-    def _user_name(cls, name: str) -> str:
-        return _os_name(name, "user")
-
-    @field_validator("groups")
-    @classmethod
-    def _group_names(cls, names: list[str]) -> list[str]:
-        return [_os_name(name, "group") for name in names]
+def _group_name(name: str) -> str:
+    return _os_name(name, "group")
 
 
 def _os_name(name: str, what: str) -> str:
@@ -91,10 +71,30 @@ def _os_name(name: str, what: str) -> str:
     return name
 
 
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig(Strict):
+    """`[runtime]`: where the agent runs (in an agent's config.toml, or the project's as the
+    default of every agent; the loader merges an agent's keys over the project's)."""
+
+    type: Literal["container", "host-user", "swarm"] = "container"
+    run_as: Annotated[str, After(_user_name)] = "al-agent"
+    groups: list[Annotated[str, After(_group_name)]] = setting(factory=list)
+    #: Swarm placement constraints; every one must hold on the node a run is placed on.
+    constraints: list[Annotated[str, After(_constraint)]] = setting(factory=list)
+    #: How /workspace lives on a cluster: "pinned" (kept across runs, on the node `al` runs
+    #: on; runs go there) or "per-run" (a fresh 2 GB one each run; runs go to any node).
+    workspace: Literal["pinned", "per-run"] = "pinned"
+
+    def merged_over(self, default: RuntimeConfig, given: Iterable[str]) -> RuntimeConfig:
+        """This table's keys the agent wrote (`given`) over `default` (the project's)."""
+        return dataclasses.replace(default, **{key: getattr(self, key) for key in given})
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebhookTrigger(Strict):
     """One `[[webhooks]]` entry: a source name plus filters (all must match; list items OR)."""
 
-    source: str = Field(min_length=1)
+    source: str = setting(min_length=1)
     events: list[str] | None = None
     actions: list[str] | None = None
     repos: list[str] | None = None
@@ -114,55 +114,49 @@ class WebhookTrigger(Strict):
     team_ids: list[str] | None = None
 
 
+def _refs_are_well_formed(ref: str) -> str:
+    from action_llama.credentials.types import BUILTIN
+
+    kind = BUILTIN.get(CredentialRef.parse(ref).type)
+    if kind is not None and kind.host_only:
+        raise ValueError(
+            f'"{ref}" is used by al itself ({kind.description.rstrip(".")}); agents '
+            "never receive it, so remove it from credentials"
+        )
+    return ref
+
+
+def _schedule_is_cron(expr: str) -> str:
+    from action_llama.config.cron import check_cron
+
+    check_cron(expr)
+    return expr
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentFileConfig(Strict):
     """`agents/<name>/config.toml` as written (the resolved view lives in `project`)."""
 
     source: str | None = None
-    models: list[str] = Field(default_factory=list)
-    credentials: list[str] = Field(default_factory=list)
+    models: list[str] = setting(factory=list)
+    credentials: list[Annotated[str, After(_refs_are_well_formed)]] = setting(factory=list)
     #: Listed credentials its runs get as they are (files and variables holding the real
     #: values), for a tool that needs them: not brokered, and `al doctor` warns.
-    raw_credentials: list[str] = Field(default_factory=list)
-    schedule: str | None = None
-    webhooks: list[WebhookTrigger] = Field(default_factory=list)
-    hooks: Hooks = Field(default_factory=Hooks)
-    params: dict[str, Any] = Field(default_factory=dict)
-    scale: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    timeout: int | None = Field(default=None, gt=0, le=MAX_SECONDS)
-    max_work_queue_size: int | None = Field(
-        default=None, ge=0, le=MAX_COUNT, alias="maxWorkQueueSize"
-    )
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    raw_credentials: list[str] = setting(factory=list)
+    schedule: Annotated[str, After(_schedule_is_cron)] | None = None
+    webhooks: list[WebhookTrigger] = setting(factory=list)
+    hooks: Hooks = setting(factory=Hooks)
+    params: dict[str, Any] = setting(factory=dict)
+    scale: int | None = setting(None, ge=0, le=MAX_COUNT)
+    timeout: int | None = setting(None, gt=0, le=MAX_SECONDS)
+    max_work_queue_size: int | None = setting(None, ge=0, le=MAX_COUNT, alias="maxWorkQueueSize")
+    runtime: RuntimeConfig = setting(factory=RuntimeConfig)
     #: Replaces the project's `[network]` for this agent when present.
     network: NetworkConfig | None = None
     #: Its own `[limits]`; each key set here replaces the project's.
     limits: LimitsConfig | None = None
 
-    @field_validator("credentials")
-    @classmethod
-    def _refs_are_well_formed(cls, refs: list[str]) -> list[str]:
-        from action_llama.credentials.types import BUILTIN
-
-        for ref in refs:
-            kind = BUILTIN.get(CredentialRef.parse(ref).type)
-            if kind is not None and kind.host_only:
-                raise ValueError(
-                    f'"{ref}" is used by al itself ({kind.description.rstrip(".")}); agents '
-                    "never receive it, so remove it from credentials"
-                )
-        return refs
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule_is_cron(cls, expr: str | None) -> str | None:
-        if expr is not None:
-            from action_llama.config.cron import check_cron
-
-            check_cron(expr)
-        return expr
-
-    @model_validator(mode="after")
-    def _raw_credentials_are_listed(self) -> AgentFileConfig:
+    def __post_init__(self) -> None:
         listed = {_ref(r) for r in self.credentials}
         for ref in self.raw_credentials:
             if _ref(ref) not in listed:
@@ -170,7 +164,6 @@ class AgentFileConfig(Strict):
                     f'raw_credentials names "{ref}", which is not in credentials; list it '
                     "there too (raw_credentials only says how a listed one is given)"
                 )
-        return self
 
 
 def _ref(text: str) -> tuple[str, str]:

@@ -6,12 +6,13 @@ Defaults follow the seed where it and the original's code disagree: `local.cpus`
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-
-from action_llama.config._base import MAX_COUNT, MAX_DAYS, MAX_SECONDS, Strict
+from action_llama.config._base import MAX_COUNT, MAX_DAYS, MAX_SECONDS, After, Strict, setting
+from action_llama.config._base import validate as validate_table
 from action_llama.config.agent import RuntimeConfig
 from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.credentials.refs import check_instance
@@ -70,55 +71,52 @@ def parse_memory(value: str) -> int:
     return int(whole) * scale + int(fraction or "0") * scale // divisor
 
 
+def _memory_is_a_size(value: str) -> str:
+    size = parse_memory(value)
+    if size < MIN_MEMORY:
+        raise ValueError(f'"{value}" is below Docker\'s minimum of 6m')
+    if size > MAX_MEMORY:
+        raise ValueError(f'"{value}" is more than 1024t')
+    return value
+
+
+def _image_is_a_reference(value: str) -> str:
+    if len(value) > 255 or not _IMAGE.match(value):
+        raise ValueError(
+            f'"{value}" is not an image name; write it like "al-agent:latest" or '
+            '"registry.example.com/team/agent:1.2"'
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class LocalConfig(Strict):
     """`[local]`: the container every run gets."""
 
-    image: str = DEFAULT_IMAGE
-    memory: str = "4g"
-    cpus: float = Field(default=2, ge=0.01, le=1024)
-    timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0, le=MAX_SECONDS)
+    image: Annotated[str, After(_image_is_a_reference)] = DEFAULT_IMAGE
+    memory: Annotated[str, After(_memory_is_a_size)] = "4g"
+    cpus: float = setting(2, ge=0.01, le=1024)
+    timeout: int = setting(DEFAULT_TIMEOUT, gt=0, le=MAX_SECONDS)
     enabled: bool = True
-
-    @field_validator("memory")
-    @classmethod
-    def _memory_is_a_size(cls, value: str) -> str:
-        size = parse_memory(value)
-        if size < MIN_MEMORY:
-            raise ValueError(f'"{value}" is below Docker\'s minimum of 6m')
-        if size > MAX_MEMORY:
-            raise ValueError(f'"{value}" is more than 1024t')
-        return value
-
-    @field_validator("image")
-    @classmethod
-    def _image_is_a_reference(cls, value: str) -> str:
-        if len(value) > 255 or not _IMAGE.match(value):
-            raise ValueError(
-                f'"{value}" is not an image name; write it like "al-agent:latest" or '
-                '"registry.example.com/team/agent:1.2"'
-            )
-        return value
 
     @property
     def memory_bytes(self) -> int:
         return parse_memory(self.memory)
 
 
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig(Strict):
     """`[models.<name>]`: one named model an agent can list."""
 
     provider: Literal[PROVIDERS]  # type: ignore[valid-type]  # a tuple of literals is valid here
-    model: str = Field(min_length=1)
-    auth_type: Literal["api_key", "oauth_token", "pi_auth"] = Field(
-        default="api_key", alias="authType"
-    )
-    thinking_level: Literal["off", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
-        default=None, alias="thinkingLevel"
+    model: str = setting(min_length=1)
+    auth_type: Literal["api_key", "oauth_token", "pi_auth"] = setting("api_key", alias="authType")
+    thinking_level: Literal["off", "minimal", "low", "medium", "high", "xhigh"] | None = setting(
+        None, alias="thinkingLevel"
     )
     base_url: str | None = None
 
-    @model_validator(mode="after")
-    def _usable(self) -> ModelConfig:
+    def __post_init__(self) -> None:
         if self.auth_type == "pi_auth":
             raise ValueError(
                 'authType "pi_auth" (a desktop login) cannot be used by agents in containers '
@@ -130,107 +128,107 @@ class ModelConfig(Strict):
                 f'provider "{self.provider}" needs base_url, the server\'s OpenAI-compatible '
                 'endpoint (for a local Ollama: base_url = "http://host.docker.internal:11434/v1")'
             )
-        return self
 
 
+@dataclass(frozen=True, kw_only=True)
 class GatewayConfig(Strict):
     """`[gateway]`: the daemon's HTTP server."""
 
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = setting(8080, ge=1, le=65535)
     url: str | None = None
-    max_chat_sessions: int = Field(default=5, ge=0, le=MAX_COUNT, alias="maxChatSessions")
+    max_chat_sessions: int = setting(5, ge=0, le=MAX_COUNT, alias="maxChatSessions")
 
 
+def _credential_is_an_instance(value: str) -> str:
+    check_instance(value)
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebhookSource(Strict):
     """`[webhooks.<source>]`: one place webhooks come from."""
 
     type: Literal[WEBHOOK_TYPES]  # type: ignore[valid-type]
-    credential: str = "default"
-    allow_unsigned: bool = Field(default=False, alias="allowUnsigned")
-
-    @field_validator("credential")
-    @classmethod
-    def _credential_is_an_instance(cls, value: str) -> str:
-        check_instance(value)
-        return value
+    credential: Annotated[str, After(_credential_is_an_instance)] = "default"
+    allow_unsigned: bool = setting(False, alias="allowUnsigned")
 
 
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
 
 
+def _registry_is_an_address(value: str) -> str:
+    if not _REGISTRY.match(value):
+        raise ValueError(
+            f'"{value}" is not a registry address; write host[:port], like '
+            '"registry.internal:5000" (no scheme)'
+        )
+    return value
+
+
+def _advertise_is_a_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+/?$", value):
+        raise ValueError(
+            f'"{value}" is not the gateway\'s address; write it like "http://10.0.0.5:8080"'
+        )
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, kw_only=True)
 class SwarmConfig(Strict):
     """`[swarm]`: how runs of `[runtime] type = "swarm"` agents reach the cluster and back."""
 
     #: host[:port] of the registry every node pulls the chain from (al pushes it there).
-    registry: str | None = None
+    registry: Annotated[str, After(_registry_is_an_address)] | None = None
     #: The gateway's URL as runs on the nodes reach it (default: the manager's address).
-    advertise: str | None = None
-
-    @field_validator("registry")
-    @classmethod
-    def _registry_is_an_address(cls, value: str | None) -> str | None:
-        if value is not None and not _REGISTRY.match(value):
-            raise ValueError(
-                f'"{value}" is not a registry address; write host[:port], like '
-                '"registry.internal:5000" (no scheme)'
-            )
-        return value
-
-    @field_validator("advertise")
-    @classmethod
-    def _advertise_is_a_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
-            raise ValueError(
-                f'"{value}" is not the gateway\'s address; write it like "http://10.0.0.5:8080"'
-            )
-        return value.rstrip("/") if value else value
+    advertise: Annotated[str, After(_advertise_is_a_url)] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class TelemetryConfig(Strict):
     """`[telemetry]`."""
 
     enabled: bool = False
     provider: Literal["otel", "none"] = "none"
     endpoint: str | None = None
-    service_name: str | None = Field(default=None, alias="serviceName")
-    headers: dict[str, str] = Field(default_factory=dict)
-    sampling_rate: float = Field(default=1.0, ge=0, le=1, alias="samplingRate")
+    service_name: str | None = setting(None, alias="serviceName")
+    headers: dict[str, str] = setting(factory=dict)
+    sampling_rate: float = setting(1.0, ge=0, le=1, alias="samplingRate")
 
 
+@dataclass(frozen=True, kw_only=True)
 class ProjectConfig(Strict):
     """The whole project `config.toml` (every table optional)."""
 
-    models: dict[str, ModelConfig] = Field(default_factory=dict)
-    local: LocalConfig = Field(default_factory=LocalConfig)
-    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
-    webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
-    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
-    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    models: dict[str, ModelConfig] = setting(factory=dict)
+    local: LocalConfig = setting(factory=LocalConfig)
+    gateway: GatewayConfig = setting(factory=GatewayConfig)
+    webhooks: dict[str, WebhookSource] = setting(factory=dict)
+    telemetry: TelemetryConfig = setting(factory=TelemetryConfig)
+    swarm: SwarmConfig = setting(factory=SwarmConfig)
     #: The default `[runtime]` of every agent (an agent's own keys override it).
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    project_name: str | None = Field(default=None, alias="projectName")
-    max_reruns: int = Field(default=10, ge=0, le=MAX_COUNT, alias="maxReruns")
-    max_call_depth: int = Field(default=3, ge=0, le=MAX_COUNT, alias="maxCallDepth")
-    work_queue_size: int = Field(default=20, ge=0, le=MAX_COUNT, alias="workQueueSize")
-    resource_lock_timeout: int = Field(
-        default=1800, gt=0, le=MAX_SECONDS, alias="resourceLockTimeout"
-    )
-    scale: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    default_agent_scale: int = Field(default=1, ge=0, le=MAX_COUNT, alias="defaultAgentScale")
-    history_retention_days: int = Field(default=14, ge=0, le=MAX_DAYS, alias="historyRetentionDays")
+    runtime: RuntimeConfig = setting(factory=RuntimeConfig)
+    network: NetworkConfig = setting(factory=NetworkConfig)
+    limits: LimitsConfig = setting(factory=LimitsConfig)
+    project_name: str | None = setting(None, alias="projectName")
+    max_reruns: int = setting(10, ge=0, le=MAX_COUNT, alias="maxReruns")
+    max_call_depth: int = setting(3, ge=0, le=MAX_COUNT, alias="maxCallDepth")
+    work_queue_size: int = setting(20, ge=0, le=MAX_COUNT, alias="workQueueSize")
+    resource_lock_timeout: int = setting(1800, gt=0, le=MAX_SECONDS, alias="resourceLockTimeout")
+    scale: int | None = setting(None, ge=0, le=MAX_COUNT)
+    default_agent_scale: int = setting(1, ge=0, le=MAX_COUNT, alias="defaultAgentScale")
+    history_retention_days: int = setting(14, ge=0, le=MAX_DAYS, alias="historyRetentionDays")
     # Deprecated spellings, still read (validated under their own name, so errors name them).
-    max_trigger_depth: int | None = Field(default=None, ge=0, le=MAX_COUNT, alias="maxTriggerDepth")
-    webhook_queue_size: int | None = Field(
-        default=None, ge=0, le=MAX_COUNT, alias="webhookQueueSize"
-    )
+    max_trigger_depth: int | None = setting(None, ge=0, le=MAX_COUNT, alias="maxTriggerDepth")
+    webhook_queue_size: int | None = setting(None, ge=0, le=MAX_COUNT, alias="webhookQueueSize")
 
-    @model_validator(mode="after")
-    def _apply_deprecated_keys(self) -> ProjectConfig:
-        # The model is frozen; this runs once, during validation.
-        if self.max_trigger_depth is not None and "max_call_depth" not in self.model_fields_set:
-            object.__setattr__(self, "max_call_depth", self.max_trigger_depth)
-        if self.webhook_queue_size is not None and "work_queue_size" not in self.model_fields_set:
-            object.__setattr__(self, "work_queue_size", self.webhook_queue_size)
-        return self
+    @classmethod
+    def from_toml(cls, data: dict[str, Any]) -> ProjectConfig:
+        """The project's config.toml (parsed) validated, its deprecated spellings applied where
+        the current key is not written; pydantic.ValidationError when it is not valid."""
+        config = validate_table(cls, data)
+        renamed: dict[str, Any] = {}
+        if config.max_trigger_depth is not None and "maxCallDepth" not in data:
+            renamed["max_call_depth"] = config.max_trigger_depth
+        if config.webhook_queue_size is not None and "workQueueSize" not in data:
+            renamed["work_queue_size"] = config.webhook_queue_size
+        return dataclasses.replace(config, **renamed) if renamed else config

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
 
 from action_llama.config._base import Strict
 from action_llama.frontmatter import split_frontmatter
 
 
+@dataclass(frozen=True, kw_only=True)
 class SkillFrontmatter(Strict):
     """Keys SKILL.md frontmatter may hold. `name` is informational: the folder names the agent."""
 
@@ -17,10 +18,9 @@ class SkillFrontmatter(Strict):
     compatibility: str | None = None
 
 
-class SkillFile(BaseModel):
+@dataclass(frozen=True)
+class SkillFile:
     """A parsed SKILL.md."""
-
-    model_config = ConfigDict(frozen=True)
 
     frontmatter: SkillFrontmatter
     body: str

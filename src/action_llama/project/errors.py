@@ -7,47 +7,45 @@ import json
 import re
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from action_llama.config._base import is_table, keys
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel class inside `annotation` (through Optional, list and dict), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+def _table_in(annotation: Any) -> type | None:
+    """The config table class inside `annotation` (through Optional, list and dict), if any."""
+    if is_table(annotation):
+        return typing.cast(type, annotation)
     for arg in typing.get_args(annotation):
-        found = _model_in(arg)
+        found = _table_in(arg)
         if found is not None:
             return found
     return None
 
 
-def _keys_of(model: type[BaseModel]) -> list[str]:
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that owns the last element of `loc`."""
-    current: type[BaseModel] | None = model
+def _table_at(table: type, loc: tuple[int | str, ...]) -> type | None:
+    """The table class that owns the last element of `loc`."""
+    current: type | None = table
     pending_container = False
     for part in loc:
         if current is None:
             return None
         if pending_container:
-            # A dict key or list index: stays on the same element model.
+            # A dict key or list index: stays on the same element table.
             pending_container = False
             continue
-        by_key = {field.alias or name: field for name, field in current.model_fields.items()}
-        field = by_key.get(str(part))
-        if field is None:
+        annotation = keys(current).get(str(part))
+        if annotation is None:
             return current
-        origin = typing.get_origin(field.annotation)
+        origin = typing.get_origin(annotation)
         if origin in (types.UnionType, typing.Union):
-            args = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
             origin = typing.get_origin(args[0]) if args else None
         pending_container = origin in (list, dict)
-        current = _model_in(field.annotation)
+        current = _table_in(annotation)
     return current
 
 
@@ -93,13 +91,13 @@ def user_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
 def _plain(message: str) -> str:
     """Pydantic's wording without our class names."""
     message = message.removeprefix("Value error, ")
-    message = re.sub(r" or instance of \w+", "", message)
-    return message.replace("a valid dictionary", "a table ([name] or {...})")
+    message = re.sub(r" or (an )?instance of \w+", "", message)
+    return re.sub(r"a (valid )?dictionary", "a table ([name] or {...})", message)
 
 
 def describe(
     exc: ValidationError,
-    model: type[BaseModel],
+    model: type,
     file_label: str,
     elsewhere: dict[str, str] | None = None,
     data: Any = None,
@@ -116,9 +114,9 @@ def describe(
         loc = user_loc(tuple(error["loc"]), data)
         key = dotted(loc)
         kind = error["type"]
-        if kind == "extra_forbidden":
-            owner = _model_at(model, loc[:-1]) if loc else model
-            known = _keys_of(owner) if owner else []
+        if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+            owner = _table_at(model, loc[:-1]) if loc else model
+            known = list(keys(owner)) if owner else []
             problems.append(f"{file_label}: unknown key {_quote(key)}")
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.7)
             if len(loc) == 1 and key in elsewhere:
@@ -129,7 +127,7 @@ def describe(
                 hints.append(f'did you mean "{suggestion}"? (in {file_label})')
             elif known:
                 hints.append(f"keys allowed there: {', '.join(known)}")
-        elif kind == "missing":
+        elif kind in ("missing", "missing_argument", "missing_keyword_only_argument"):
             problems.append(f"{file_label}: missing required key {_quote(key)}")
         else:
             message = _plain(error["msg"])

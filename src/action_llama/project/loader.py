@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from action_llama import oserrors
 from action_llama.config import AgentFileConfig, ProjectConfig, SkillFile, SkillFrontmatter
+from action_llama.config._base import keys
+from action_llama.config._base import validate as validate_table
 from action_llama.config.agent import check_agent_name
 from action_llama.config.environment import passed_to_runs
 from action_llama.config.skill import split_frontmatter
@@ -19,7 +21,7 @@ from action_llama.project.errors import describe
 from action_llama.project.files import parse_frontmatter, parse_toml, read_text, unreadable
 from action_llama.project.model import Agent, Project
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 
 def _label(path: Path, root: Path) -> str:
@@ -34,26 +36,31 @@ def _read_toml(path: Path, root: Path) -> dict[str, Any]:
     return {} if text is None else parse_toml(text, _label(path, root))
 
 
-def _keys(model: type[BaseModel]) -> set[str]:
-    return {field.alias or name for name, field in model.model_fields.items()}
-
-
 #: Keys written in the wrong file: a hint saying where they belong.
 _PROJECT_ONLY = {
     key: f"\"{key}\" belongs in the project's config.toml, not in an agent's."
-    for key in _keys(ProjectConfig) - _keys(AgentFileConfig)
+    for key in keys(ProjectConfig).keys() - keys(AgentFileConfig).keys()
 }
 _AGENT_ONLY = {
     key: f'"{key}" belongs in an agent\'s config.toml (agents/<name>/config.toml).'
-    for key in _keys(AgentFileConfig) - _keys(ProjectConfig)
+    for key in keys(AgentFileConfig).keys() - keys(ProjectConfig).keys()
 }
 
 
 def _validate(
-    model: type[M], data: dict[str, Any], label: str, elsewhere: dict[str, str] | None = None
+    model: type[M],
+    data: dict[str, Any],
+    label: str,
+    elsewhere: dict[str, str] | None = None,
+    *,
+    validate: Callable[[dict[str, Any]], M] | None = None,
 ) -> tuple[M | None, list[str], list[str]]:
+    """`data` as a `model` (through `validate` when the table has its own), or the problems
+    and hints that say why it is not one."""
+    from pydantic import ValidationError
+
     try:
-        return model.model_validate(data), [], []
+        return (validate or (lambda raw: validate_table(model, raw)))(data), [], []
     except ValidationError as exc:
         problems, hints = describe(exc, model, label, elsewhere, data)
         return None, problems, hints
@@ -221,8 +228,9 @@ def _load_agent(
     scale = config.default_agent_scale if agent_cfg.scale is None else agent_cfg.scale
     queue_size = agent_cfg.max_work_queue_size
     # Resolved once here: everything else reads the agent's [runtime] alone.
-    agent_cfg = agent_cfg.model_copy(
-        update={"runtime": agent_cfg.runtime.merged_over(config.runtime)}
+    given = raw.get("runtime", {}) if raw is not None else {}
+    agent_cfg = dataclasses.replace(
+        agent_cfg, runtime=agent_cfg.runtime.merged_over(config.runtime, given)
     )
     agent = Agent(
         name=name,
@@ -285,13 +293,15 @@ def load_project(root: Path | str) -> Project:
         problems.append(exc.message)
         hints.append(exc.hint or "")
     else:
-        config, p, h = _validate(ProjectConfig, raw, "config.toml", _AGENT_ONLY)
+        config, p, h = _validate(
+            ProjectConfig, raw, "config.toml", _AGENT_ONLY, validate=ProjectConfig.from_toml
+        )
         problems += p
         hints += h
     dockerfile = _read_optional(root / "Dockerfile", root, problems, hints)
     agents: dict[str, Agent] = {}
     resolved = config or ProjectConfig()
-    config_key = resolved.model_dump_json()
+    config_key = repr(resolved)
     for path in discover_agent_dirs(root):
         signature = _signature(path, config_key)
         known = _loaded.get(path)

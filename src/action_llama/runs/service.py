@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from action_llama.config._base import dump
 from action_llama.credentials.staging import (
     StagedCredentials,
     check_present,
@@ -154,13 +155,13 @@ def _write_static(
         "name": agent.name,
         "description": agent.skill.frontmatter.description,
         "timeout": agent.timeout,
-        "hooks": agent.config.hooks.model_dump(),
+        "hooks": dump(agent.config.hooks),
         "params": agent.config.params,
         "credentials": brokered.listed(agent.config.credentials),
         "models": [
             {
                 "name": name,
-                **model.model_dump(by_alias=True),
+                **dump(model, by_alias=True),
                 "credential": str(model_key_ref(model.provider, agent.config.credentials)),
                 "brokered": name in brokered.models,
             }

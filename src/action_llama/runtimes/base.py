@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from action_llama.config import RuntimeConfig
+from action_llama.config._base import changed
 from action_llama.egress.brokering import BrokerPlan
 from action_llama.egress.policy import AgentPolicy
 
@@ -147,7 +148,8 @@ class RunResult(BaseModel):
 
 def cluster_keys_ignored(agent: Agent, why: str) -> list[str]:
     """A warning when the agent's `[runtime]` sets cluster-only keys its runtime ignores."""
-    keys = [k for k in ("constraints", "workspace") if k in agent.config.runtime.model_fields_set]
+    set_here = changed(agent.config.runtime)
+    keys = [k for k in ("constraints", "workspace") if k in set_here]
     if not keys:
         return []
     listed = " and ".join(f"[runtime] {k}" for k in keys)

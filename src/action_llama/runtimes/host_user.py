@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from action_llama import procs
+from action_llama.config._base import changed
 from action_llama.errors import AgentNotRunnable, RunError
 from action_llama.runtimes import host_launch as launch
 from action_llama.runtimes.base import (
@@ -180,7 +181,7 @@ class HostUserRuntime:
         ignored = []
         if agent.dockerfile is not None:
             ignored.append(f"agents/{agent.name}/Dockerfile")
-        if project.config.local.model_fields_set:
+        if changed(project.config.local):
             ignored.append("[local] in config.toml")
         said = cluster_keys_ignored(agent, "it runs as a host user on this machine")
         if not ignored:

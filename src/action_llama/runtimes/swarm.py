@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from action_llama.config._base import changed
 from action_llama.errors import ActionLlamaError, RunError, RuntimeUnavailable, docker_not_running
 from action_llama.runtimes import swarm_spec
 from action_llama.runtimes.base import (
@@ -146,7 +147,8 @@ class SwarmRuntime:
         return f"swarm service on {where}"
 
     def warnings(self, project: Project, agent: Agent) -> list[str]:
-        ignored = [k for k in ("run_as", "groups") if k in agent.config.runtime.model_fields_set]
+        set_here = changed(agent.config.runtime)
+        ignored = [k for k in ("run_as", "groups") if k in set_here]
         if not ignored:
             return []
         keys = " and ".join(f"[runtime] {k}" for k in ignored)

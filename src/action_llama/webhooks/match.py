@@ -11,6 +11,7 @@ events than its author asked for. `unsupported_filters` reports those up front.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,7 +140,7 @@ FILTERS: dict[str, dict[str, Rule]] = {
     },
     "test": {"events": _EVENTS, "actions": _ACTIONS, "repos": _REPOS},
 }
-_FIELDS = tuple(name for name in WebhookTrigger.model_fields if name != "source")
+_FIELDS = tuple(f.name for f in dataclasses.fields(WebhookTrigger) if f.name != "source")
 
 
 def _given(trigger: WebhookTrigger) -> list[tuple[str, Any]]:

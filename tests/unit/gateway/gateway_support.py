@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from action_llama.config._base import validate
 from action_llama.config.agent import WebhookTrigger
 from action_llama.config.project import WebhookSource
 from action_llama.credentials.store import CredentialStore
@@ -57,10 +58,10 @@ def make_settings(store: CredentialStore, **changes: Any) -> GatewaySettings:
     fields: dict[str, Any] = {
         "webhooks": {
             "gh": WebhookSource(type="github"),
-            "open": WebhookSource.model_validate(
-                {"type": "github", "credential": "none", "allowUnsigned": True}
+            "open": validate(
+                WebhookSource, {"type": "github", "credential": "none", "allowUnsigned": True}
             ),
-            "closed": WebhookSource.model_validate({"type": "github", "credential": "none"}),
+            "closed": validate(WebhookSource, {"type": "github", "credential": "none"}),
         },
         "agents": {
             "dev": (WebhookTrigger(source="gh", events=["issues"]),),
