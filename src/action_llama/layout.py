@@ -7,6 +7,10 @@ before any of pydantic, docker-py or FastAPI, and must stay fast.
 
 #: A project's state folder (history database, logs, workspaces, the daemon marker).
 STATE_DIR = ".al"
+#: What a project's load reads: the project's files and those that make a folder under
+#: agents/ an agent's (even before its SKILL.md is written).
+PROJECT_FILES = ("config.toml", "Dockerfile")
+AGENT_FILES = ("SKILL.md", "config.toml", "Dockerfile", "test-script.sh")
 #: The project database in STATE_DIR.
 DB_NAME = "action-llama.db"
 #: Written by `al start` into STATE_DIR while it runs: {"pid", "port", "started"}.

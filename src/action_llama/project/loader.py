@@ -9,14 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from action_llama import oserrors
 from action_llama.config import AgentFileConfig, ProjectConfig, SkillFile, SkillFrontmatter
 from action_llama.config._base import keys
 from action_llama.config._base import validate as validate_table
 from action_llama.config.agent import check_agent_name
 from action_llama.config.environment import passed_to_runs
 from action_llama.config.skill import split_frontmatter
-from action_llama.errors import AgentNotFound, ConfigError
+from action_llama.errors import ConfigError
+from action_llama.layout import AGENT_FILES
 from action_llama.project.errors import describe
 from action_llama.project.files import parse_frontmatter, parse_toml, read_text, unreadable
 from action_llama.project.model import Agent, Project
@@ -115,10 +115,6 @@ def check_project_dir(root: Path) -> None:
             f'"{root}" is not an action-llama project (no config.toml and no agents/ folder).',
             hint="Create one with: al new <dir>   (or pass the project folder with -p DIR)",
         )
-
-
-#: Files that make a folder under agents/ an agent's, even before its SKILL.md is written.
-AGENT_FILES = ("SKILL.md", "config.toml", "Dockerfile", "test-script.sh")
 
 
 def discover_agent_dirs(root: Path) -> list[Path]:
@@ -280,9 +276,9 @@ def _read_optional(path: Path, root: Path, problems: list[str], hints: list[str]
         return None
 
 
-def load_project(root: Path | str) -> Project:
-    """Load and validate the project at `root`; one ConfigError lists every problem found."""
-    root = oserrors.project_root(root)
+def validate_project(root: Path) -> Project:
+    """Read and validate the project at `root` (absolute, links resolved); one ConfigError
+    lists every problem found."""
     check_project_dir(root)
     problems: list[str] = []
     hints: list[str] = []
@@ -323,25 +319,3 @@ def load_project(root: Path | str) -> Project:
         run_env=passed_to_runs(),
         dockerfile_text=dockerfile,
     )
-
-
-def get_agent(project: Project, name: str) -> Agent:
-    """The agent called `name`, or AgentNotFound naming the ones that exist."""
-    if name in project.agents:
-        return project.agents[name]
-    bad_name = check_agent_name(name)
-    if bad_name:
-        available = ", ".join(project.agents) or "(none)"
-        raise AgentNotFound(bad_name, hint=f"Available agents: {available}")
-    folder = project.root / "agents" / name
-    if folder.is_dir():
-        raise AgentNotFound(
-            f"Agent config not found at {folder / 'SKILL.md'}.",
-            hint=f"Every agent needs a SKILL.md with its instructions: add agents/{name}/SKILL.md",
-        )
-    available = ", ".join(project.agents) or "(none)"
-    import difflib
-
-    close = difflib.get_close_matches(name, list(project.agents), n=1)
-    hint = f'Did you mean "{close[0]}"?' if close else f"Available agents: {available}"
-    raise AgentNotFound(f'Agent "{name}" not found in {project.root / "agents"}.', hint=hint)
