@@ -133,7 +133,7 @@ def test_queue_persists_across_reopen(tmp_path: Path) -> None:
         head = queue.peek("dev")
         assert head is not None
         summary = "agent-call from planner"
-        assert (head.id, head.trigger) == (pushed, trigger.model_copy(update={"summary": summary}))
+        assert (head.id, head.trigger) == (pushed, replace(trigger, summary=summary))
         assert queue.remove(pushed)
         assert not queue.remove(pushed)
         assert queue.pop("dev") is None

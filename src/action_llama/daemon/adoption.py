@@ -28,7 +28,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 from action_llama.credentials.staging import remove_tree, run_pids, stages_of
 from action_llama.daemon.runner import claimed_work, end_run, requeue, resumer
@@ -180,7 +180,7 @@ class Adoption:
         # What a rerun needs (reruns are for schedule and manual runs only): the trigger its
         # row holds, or (a row written before rows held it) one made up from its record.
         trigger = claimed_work(left.trigger) or Trigger(
-            type=kind if kind in get_args(TriggerType) else "manual",
+            type=cast("TriggerType", kind) if kind in get_args(TriggerType) else "manual",
             prompt=record.prompt if kind == "manual" else None,
         )
         resume = resumer(self.state, self.store, service, handle, left.call_id, self.on_line)

@@ -123,7 +123,7 @@ FAULTS = (StateError, OSError, RuntimeUnavailable)
 def claimed(trigger: Trigger) -> dict[str, Any]:
     """What a run's active_runs row keeps of its trigger: its type, and the whole trigger
     (`work`) to queue again if the run never begins."""
-    return {"type": trigger.type, "work": trigger.model_dump(mode="json", by_alias=True)}
+    return {"type": trigger.type, "work": trigger.to_stored()}
 
 
 def claimed_work(row: JsonValue) -> Trigger | None:
@@ -131,7 +131,7 @@ def claimed_work(row: JsonValue) -> Trigger | None:
     if not isinstance(row, dict) or not isinstance(row.get("work"), dict):
         return None
     try:
-        return Trigger.model_validate(row["work"])
+        return Trigger.from_stored(row["work"])
     except ValueError:
         return None
 

@@ -9,7 +9,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,9 +304,9 @@ class RunService:
             )
             agents = await start_ssh_agents(brokered.ssh_keys, staged.path, owner)
             spec = self._spec(agent, run_id, image, stage_dir, staged.path, trigger.type, identity)
-            spec = spec.model_copy(update={"broker": brokered.plan})
+            spec = replace(spec, broker=brokered.plan)
             if env:
-                spec = spec.model_copy(update={"env": {**spec.env, **env}})
+                spec = replace(spec, env={**spec.env, **env})
             handle = await self._start(agent, spec, rebuild)
             # An upstream could echo a swapped value back to the run: redacted like the rest.
             redactor = Redactor((*staged.secrets, *tokens.values))
@@ -334,7 +334,7 @@ class RunService:
             # Removed under a running scheduler (a prune): the work is not lost for that.
             image = await rebuild(agent)
             self.store.set_image(spec.run_id, image)
-            return await self.runtime.start(spec.model_copy(update={"image": image}))
+            return await self.runtime.start(replace(spec, image=image))
 
     async def resume(
         self, agent: Agent, handle: RunHandle, *, on_line: LineCallback | None = None
@@ -360,7 +360,7 @@ class RunService:
         agents: list[SshAgent] = []
         try:
             agents, notes = await self._serve_ssh_agents_again(stages)
-            handle = handle.model_copy(update={"notes": (*handle.notes, *notes)})
+            handle = replace(handle, notes=(*handle.notes, *notes))
             result, interrupted = await self._follow(
                 agent, handle, remaining, on_line, redactor, skip=stored
             )

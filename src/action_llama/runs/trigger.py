@@ -9,10 +9,14 @@ prompt reads it).
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue
-from pydantic.alias_generators import to_camel
+if TYPE_CHECKING:
+    from pydantic import ConfigDict, JsonValue, TypeAdapter
 
 TriggerType = Literal["manual", "schedule", "webhook", "agent-call"]
 #: What a run is told of its trigger (its trigger.json).
@@ -20,12 +24,26 @@ RUN_FIELDS = frozenset({"type", "prompt", "context", "caller"})
 _SUMMARY_CHARS = 200
 
 
-class Trigger(BaseModel):
-    """Why a run happens. Stored (the work queue) and sent (trigger.json) as camelCase JSON."""
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
+
+@dataclass(frozen=True, kw_only=True)
+class Trigger:
+    """Why a run happens. Stored (the work queue) and sent (trigger.json) as camelCase JSON.
+
+    A plain dataclass, so that a run started by hand imports no pydantic; what is read back
+    from storage is validated (`from_stored`).
+    """
+
+    # How pydantic reads a stored trigger: camelCase keys (field names accepted too), and an
+    # unknown key is an error rather than silently dropped.
+    __pydantic_config__: ClassVar[ConfigDict] = {
+        "extra": "forbid",
+        "alias_generator": _camel,
+        "populate_by_name": True,
+    }
 
     type: TriggerType = "manual"
     #: manual: the task it was given (`al run --prompt`), if any.
@@ -38,6 +56,20 @@ class Trigger(BaseModel):
     depth: int | None = None
     #: One line for logs and `al stat`; made up from the fields above when empty.
     summary: str = ""
+
+    @classmethod
+    def from_stored(cls, data: object) -> Trigger:
+        """The trigger `to_stored` (or a version of `al` before it) wrote; ValueError (a
+        pydantic ValidationError) when `data` is not one."""
+        return _adapter().validate_python(data)
+
+    def to_stored(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Its fields but those in `exclude` and those that are None, by their camelCase names."""
+        return {
+            _camel(f.name): value
+            for f in dataclasses.fields(self)
+            if f.name not in exclude and (value := getattr(self, f.name)) is not None
+        }
 
     def describe(self) -> str:
         """The summary, or one made up from the type and the best-known fields."""
@@ -55,7 +87,21 @@ class Trigger(BaseModel):
 
     def for_run(self) -> str:
         """The run's trigger.json."""
-        return self.model_dump_json(include=set(RUN_FIELDS), exclude_none=True)
+        fields = self.to_stored(exclude=_NOT_FOR_RUN)
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+_NOT_FOR_RUN = frozenset(f.name for f in dataclasses.fields(Trigger)) - RUN_FIELDS
+
+
+@cache
+def _adapter() -> TypeAdapter[Trigger]:
+    # Built on first use: pydantic is imported only when a stored trigger is read.
+    from pydantic import JsonValue, TypeAdapter  # noqa: F401 (JsonValue: see below)
+
+    # `context`'s annotation names JsonValue, which this module imports only for type checkers:
+    # pydantic finds it here, in the namespace of the frame that builds the adapter.
+    return TypeAdapter(Trigger)
 
 
 def _one_line(text: str) -> str:

@@ -17,11 +17,9 @@ project does not apply to it (`warnings`), how to name where it runs (`describe`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from action_llama.config import RuntimeConfig
 from action_llama.config._base import changed
@@ -54,10 +52,9 @@ class RunIdentity:
     groups: tuple[str, ...] = ()
 
 
-class Limits(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Limits:
     """Resources one run may use."""
-
-    model_config = ConfigDict(frozen=True)
 
     memory_bytes: int
     cpus: float
@@ -66,10 +63,9 @@ class Limits(BaseModel):
     home_bytes: int = 64 * 1024**2
 
 
-class RunSpec(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
     """Everything a runtime needs to start one run; built by the run service."""
-
-    model_config = ConfigDict(frozen=True)
 
     run_id: str
     agent: str
@@ -89,21 +85,25 @@ class RunSpec(BaseModel):
     limits: Limits
     #: The agent's `[runtime]` table: what a runtime reads of it at start (a cluster's
     #: placement constraints, how /workspace lives); each ignores what does not apply to it.
-    runtime_config: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    timeout: int = Field(gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    #: Seconds the run may take (> 0).
+    timeout: int
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     #: Where the run may connect to (`[network]`); None: nowhere is checked (as `open`).
     network: AgentPolicy | None = None
     #: The models the egress proxy's broker forwards for the run, with their keys, which are
     #: then not in `credentials_dir` (`egress.brokering`); None: keys are staged as files.
     broker: BrokerPlan | None = None
 
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError(f"RunSpec.timeout must be greater than 0, not {self.timeout}")
 
-class RunHandle(BaseModel):
+
+@dataclass(frozen=True, kw_only=True)
+class RunHandle:
     """A started run, as the runtime knows it."""
-
-    model_config = ConfigDict(frozen=True)
 
     run_id: str
     agent: str
@@ -126,24 +126,19 @@ FAILURE_EXIT: dict[str, int] = {
 }
 
 
-class RunResult(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
     """How a run ended. `exit_code` is 0 only for a completed run."""
-
-    model_config = ConfigDict(frozen=True)
 
     exit_code: int
     status: RunStatus
     timed_out: bool = False
     oom_killed: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _failures_exit_non_zero(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("exit_code") == 0:
-            code = FAILURE_EXIT.get(str(data.get("status")))
-            if code is not None:
-                return {**data, "exit_code": code}
-        return data
+    def __post_init__(self) -> None:
+        # A failed run whose own process exited 0 reports its failure's code (FAILURE_EXIT).
+        if self.exit_code == 0 and self.status in FAILURE_EXIT:
+            object.__setattr__(self, "exit_code", FAILURE_EXIT[self.status])
 
 
 def cluster_keys_ignored(agent: Agent, why: str) -> list[str]:

@@ -31,7 +31,7 @@ import stat
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
@@ -219,7 +219,7 @@ class HostUserRuntime:
         self._runs[spec.run_id] = run
         if run.proc is not None:
             _children.append(run.proc)
-        return self._handle(run.record).model_copy(update={"notes": run.notes})
+        return replace(self._handle(run.record), notes=run.notes)
 
     def _start(self, spec: RunSpec) -> _Run:
         user = launch.resolve_user(spec.user or DEFAULT_USER, spec.groups)

@@ -212,11 +212,12 @@ class WorkQueue:
 
 
 def _payload(trigger: Trigger) -> str:
-    return trigger.model_dump_json(by_alias=True, exclude={"type", "summary"}, exclude_none=True)
+    fields = trigger.to_stored(exclude=frozenset({"type", "summary"}))
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def _queued(row: sqlite3.Row) -> QueuedItem:
-    trigger = Trigger.model_validate(
+    trigger = Trigger.from_stored(
         {**json.loads(row["payload"]), "type": row["type"], "summary": row["summary"]}
     )
     return QueuedItem(
