@@ -39,7 +39,9 @@ about and recovers from, not a failure of `al` or of the run.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+
+# typing.TYPE_CHECKING without importing typing: this module loads in every run's start-up.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from action_llama.webhooks.base import ReceiptReason

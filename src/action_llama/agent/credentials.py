@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from action_llama.credentials.types import BUILTIN
 from action_llama.errors import RunAborted
 from action_llama.providers import CA_VAR
 
@@ -40,6 +39,12 @@ def read_staged(root: Path, ref: str) -> dict[str, str]:
 
 def export(root: Path, refs: list[str], env: dict[str, str], home: Path) -> list[str]:
     """Update `env` for `refs`; the names of the variables set (for the log, never values)."""
+    if not refs:
+        return []
+    # Here, not at the top: the types' dataclasses pull in `inspect` and its kin, a good part
+    # of the entry's start-up, which a run without credentials need not pay.
+    from action_llama.credentials.types import BUILTIN
+
     exported: list[str] = []
     for ref in refs:
         kind, _ = _parse(ref)

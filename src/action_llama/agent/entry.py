@@ -30,13 +30,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from action_llama import procs
 from action_llama.agent import signals, trigger
 from action_llama.agent.logproto import Logger
 
+# typing.TYPE_CHECKING without importing typing: this module loads in every run's start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from action_llama.agent.prompt import CommandOutput
 
 HOOK_TIMEOUT = 300

@@ -12,7 +12,11 @@ import json
 import sys
 import threading
 import time
-from typing import Any, TextIO
+
+# typing.TYPE_CHECKING without importing typing: this module loads in every run's start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 LEVELS = ("debug", "info", "warn", "error")
 

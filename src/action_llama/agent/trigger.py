@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+# typing.TYPE_CHECKING without importing typing: this module loads in every run's start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 TRIGGER_FILE = "trigger.json"
 PROMPT_FILE = "prompt.txt"

@@ -12,9 +12,11 @@ from action_llama.config._base import MAX_COUNT, MAX_SECONDS, After, Strict, set
 from action_llama.config.network import LimitsConfig, NetworkConfig
 from action_llama.credentials.refs import CredentialRef
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+# Patterns stay strings, compiled on first use (re keeps them): a run that takes its project
+# from the snapshot validates nothing and should not pay for compiling them.
+NAME_RE = r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$"
 #: An OS user or group name (`useradd`'s rule, plus upper case and dots some systems allow).
-OS_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$")
+OS_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$"
 
 
 def check_agent_name(name: str) -> str | None:
@@ -23,7 +25,7 @@ def check_agent_name(name: str) -> str | None:
         return f'Agent name "{name}" is invalid: must be 1-64 characters.'
     if name == "default":
         return 'Agent name "default" is reserved. Choose a different name.'
-    if not NAME_RE.match(name):
+    if not re.match(NAME_RE, name):
         return (
             f'Agent name "{name}" is invalid: must contain only lowercase letters, numbers, '
             "and hyphens (cannot start or end with a hyphen, no consecutive hyphens)."
@@ -42,11 +44,11 @@ class Hooks(Strict):
 #: A Swarm placement constraint: `<attribute> == <value>` or `!=`, as `docker service create
 #: --constraint` takes it (node.id, node.hostname, node.role, node.platform.os,
 #: node.labels.<name>, engine.labels.<name>, ...).
-CONSTRAINT_RE = re.compile(r"^\s*[A-Za-z][\w.-]*\s*(==|!=)\s*\S(.*\S)?\s*$")
+CONSTRAINT_RE = r"^\s*[A-Za-z][\w.-]*\s*(==|!=)\s*\S(.*\S)?\s*$"
 
 
 def _constraint(constraint: str) -> str:
-    if not CONSTRAINT_RE.match(constraint):
+    if not re.match(CONSTRAINT_RE, constraint):
         raise ValueError(
             f'"{constraint}" is not a placement constraint; write it like '
             '"node.labels.al == true" or "node.role != manager"'
@@ -63,7 +65,7 @@ def _group_name(name: str) -> str:
 
 
 def _os_name(name: str, what: str) -> str:
-    if not OS_NAME_RE.match(name):
+    if not re.match(OS_NAME_RE, name):
         raise ValueError(
             f'"{name}" is not a {what} name; use 1-32 letters, digits, "_", "." or "-" '
             '(for example "al-agent")'

@@ -43,15 +43,16 @@ WEBHOOK_TYPES = (
     "test",
 )
 
+# Patterns stay strings, compiled on first use (see config/agent.py).
 # At most 12 digits and 9 decimals: a size is never longer, and the number stays exact.
-_MEMORY = re.compile(r"^(\d{1,12})(?:\.(\d{1,9}))?([bkmgt]?)b?$", re.IGNORECASE)
+_MEMORY = r"(?i)^(\d{1,12})(?:\.(\d{1,9}))?([bkmgt]?)b?$"
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 #: Docker refuses limits under 6 MiB.
 MIN_MEMORY = 6 * 1024**2
 #: 1 PiB: above any host's memory, below what Docker's 64-bit limits hold.
 MAX_MEMORY = 1024**5
 #: A Docker image reference: [registry[:port]/]name[/name...][:tag][@digest].
-_IMAGE = re.compile(
+_IMAGE = (
     r"^(?:[A-Za-z0-9.-]+(?::\d{1,5})?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::\w[\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
@@ -60,7 +61,7 @@ _IMAGE = re.compile(
 
 def parse_memory(value: str) -> int:
     """Bytes of a Docker-style size ("4g", "512m", "1.5g"); ValueError when malformed."""
-    match = _MEMORY.match(value.strip())
+    match = re.match(_MEMORY, value.strip())
     if not match:
         raise ValueError(f'"{value}" is not a size; write it like "4g" or "512m"')
     whole: str = match[1]
@@ -81,7 +82,7 @@ def _memory_is_a_size(value: str) -> str:
 
 
 def _image_is_a_reference(value: str) -> str:
-    if len(value) > 255 or not _IMAGE.match(value):
+    if len(value) > 255 or not re.match(_IMAGE, value):
         raise ValueError(
             f'"{value}" is not an image name; write it like "al-agent:latest" or '
             '"registry.example.com/team/agent:1.2"'
@@ -153,11 +154,11 @@ class WebhookSource(Strict):
     allow_unsigned: bool = setting(False, alias="allowUnsigned")
 
 
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$")
+_REGISTRY = r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$"
 
 
 def _registry_is_an_address(value: str) -> str:
-    if not _REGISTRY.match(value):
+    if not re.match(_REGISTRY, value):
         raise ValueError(
             f'"{value}" is not a registry address; write host[:port], like '
             '"registry.internal:5000" (no scheme)'

@@ -24,10 +24,9 @@ from pathlib import Path
 
 from action_llama.egress.handlers import Connection, UpstreamError, open_upstream
 from action_llama.egress.http1 import copy_body, header_fields, no_body, value_of
+from action_llama.egress.names import PLACEHOLDER_PREFIX, TLS_PORT
 from action_llama.egress.registry import Registration
 
-PLACEHOLDER_PREFIX = "alph_"
-TLS_PORT = 443
 IDLE_SECONDS = 120.0
 HOP = ("connection", "keep-alive", "proxy-connection", "proxy-authorization", "expect")
 

@@ -17,5 +17,9 @@ GATEWAY_NAME = "al-gateway"
 #: What the proxy writes about itself in the state folder.
 STATUS_FILE = "proxy.json"
 HEARTBEAT_FILE = "heartbeat"
+#: What every placeholder of a brokered token starts with (the proxy looks for it).
+PLACEHOLDER_PREFIX = "alph_"
+#: The port whose TLS the proxy terminates, for hosts whose placeholders it swaps.
+TLS_PORT = 443
 #: Path under which the proxy's model broker serves a run's models.
 BROKER_PREFIX = "/.al/models/"

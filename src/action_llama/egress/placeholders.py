@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from action_llama.credentials.types import BUILTIN, PLACEHOLDERS, brokering
-from action_llama.egress.intercept import PLACEHOLDER_PREFIX, TLS_PORT
+from action_llama.egress.names import PLACEHOLDER_PREFIX, TLS_PORT
 from action_llama.egress.rules import parse_entry
 
 if TYPE_CHECKING:

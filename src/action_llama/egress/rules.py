@@ -18,7 +18,6 @@ not match `github.com`; `evil.test@github.com` is not one) matches nothing.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -146,6 +145,8 @@ def parse_entry(entry: str) -> tuple[Rule, ...]:
         )
     if "." not in host and host != "localhost":
         # One label: a misspelt preset far more often than a host (names need a domain).
+        import difflib
+
         close = difflib.get_close_matches(host, list(PRESETS), n=1, cutoff=0.5)
         guess = f'did you mean "{close[0]}"? ' if close else ""
         raise ValueError(
