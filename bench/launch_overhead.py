@@ -4,7 +4,12 @@ A temporary project gets one agent whose test-script.sh is `true`. After a warm-
 chain built, the agent's workspace created, one run of each kind), the benchmark alternates
 `--runs` times between:
 
-  al       `al run AGENT -p DIR -q --local`, a subprocess: the run done in-process;
+  al       `al run AGENT -p DIR -q --local`, a subprocess: the run done in-process (the
+           project comes from its snapshot, .al/project.snapshot, as for any project that
+           ran before and was not edited since);
+  edited   the same without the snapshot (removed before each run), as the first run after
+           an edit: it reads and validates the project, and keeps the snapshot again (not
+           part of the goal; shown for what it costs);
   daemon   `al run AGENT -p DIR -q` while `al start` runs for the project (started before the
            loop, idle otherwise): the run is triggered in the daemon and followed from its
            log file and run record (what users get whenever a scheduler runs);
@@ -38,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _common import (
@@ -219,6 +224,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
     volume = workspace_volume(root, args.workspace)
     variants = {
         "al": [AL, "run", AGENT, "-p", str(root), "-q", "--local"],
+        "edited": [AL, "run", AGENT, "-p", str(root), "-q", "--local"],
         "daemon": [AL, "run", AGENT, "-p", str(root), "-q"],
         "docker": docker_argv(root, image, static, creds, volume, entrypoint=False),
         "entry": docker_argv(root, image, static, creds, volume, entrypoint=True),
@@ -227,15 +233,21 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, list[float]]:
         del variants["entry"]
     if args.no_daemon:
         del variants["daemon"]
+    snapshot = root / ".al" / "project.snapshot"
+    before = {"edited": lambda: snapshot.unlink(missing_ok=True)}
     with running_daemon(root, "daemon" in variants):
-        return measure_variants(args, variants, image, volume)
+        return measure_variants(args, variants, before, image, volume)
 
 
 def measure_variants(
-    args: argparse.Namespace, variants: dict[str, list[str]], image: str, volume: str
+    args: argparse.Namespace,
+    variants: dict[str, list[str]],
+    before: dict[str, Callable[[], None]],
+    image: str,
+    volume: str,
 ) -> dict[str, list[float]]:
     for name, argv in variants.items():
-        if name != "al":
+        if name not in ("al", "edited"):
             wall(argv, f"warm-up {name}")
     print(f"image {image[:19]}, workspace volume {volume}")
     print("docker variant: " + " ".join(variants["docker"]), flush=True)
@@ -244,6 +256,8 @@ def measure_variants(
     for i in range(args.runs):
         # Alternate the order so neither variant always runs right after the other.
         for name in order if i % 2 == 0 else reversed(order):
+            if name in before:
+                before[name]()
             times[name].append(wall(variants[name], name))
         print(
             f"  run {i + 1:>2}/{args.runs}: "
@@ -294,6 +308,9 @@ def report(times: dict[str, list[float]]) -> bool:
         print(f"daemon overhead over docker: {through - docker:+.3f} s per run")
         ok = ok and daemon_ok
     print(f"al overhead over docker: {al - docker:+.3f} s per run")
+    if "edited" in times:
+        edited = statistics.median(times["edited"])
+        print(f"first al run after an edit (validates the project): {edited / docker:.2f}x")
     if "entry" in times:
         entry = statistics.median(times["entry"])
         print(f"  in the container (entry - docker): {entry - docker:+.3f} s")
