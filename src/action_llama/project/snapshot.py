@@ -129,10 +129,21 @@ def _stat(path: Path) -> tuple[int, ...] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
+#: The code a load runs: the tables and the loader, and what their checks call (egress entries,
+#: credential types and references, frontmatter). A check that calls elsewhere adds it here.
+_CODE_PACKAGES = ("config", "project", "credentials", "egress")
+_CODE_FILES = ("__init__.py", "frontmatter.py")
+
+
 def _code_version() -> tuple[Any, ...]:
-    """The loader's and the tables' source files: a changed `al` never reads an old shape."""
-    found = []
-    for package in ("config", "project"):
+    """The stat of the source files a load runs: a changed `al` never reads an old shape or
+    keeps what an older check let through."""
+    found = [(name, _stat(_CODE / name)) for name in _CODE_FILES]
+    for package in _CODE_PACKAGES:
         with contextlib.suppress(OSError), os.scandir(_CODE / package) as entries:
-            found += [(e.name, _stat(Path(e.path))) for e in entries if e.name.endswith(".py")]
+            found += [
+                (f"{package}/{e.name}", _stat(Path(e.path)))
+                for e in entries
+                if e.name.endswith(".py")
+            ]
     return tuple(sorted(found, key=lambda item: item[0]))
