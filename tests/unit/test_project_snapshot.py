@@ -59,6 +59,15 @@ def test_unchanged_project_is_not_validated_again(project: Path) -> None:
     assert _load_in_new_process(project) == "60 False"
 
 
+def test_files_changed_within_the_last_second_are_not_snapshotted(project: Path) -> None:
+    """A file changed a moment ago could change again without its stat changing (timestamps
+    are coarse), so its load is not kept until it has settled."""
+    (project / ".al").mkdir()
+    (project / "agents" / "a" / "config.toml").write_text("timeout = 62\n")
+    assert load_project(project).agents["a"].timeout == 62
+    assert not (project / ".al" / "project.snapshot").exists()
+
+
 def test_a_file_edited_after_the_snapshot_is_validated_again(project: Path) -> None:
     """Editing a file right after the snapshot was kept is seen by the next load, errors too."""
     settled(project)

@@ -17,6 +17,7 @@ import io
 import os
 import pickle
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,8 @@ def write(project: Project, taken: Inputs) -> None:
     if taken.newest > time.time() - SETTLE_SECONDS or not state.is_dir():
         return
     path = state / SNAPSHOT
-    temp = state / f".{SNAPSHOT}.{os.getpid()}"
+    # One temporary name per writer (processes, and threads: a scheduler loads in threads).
+    temp = state / f".{SNAPSHOT}.{os.getpid()}.{threading.get_ident()}"
     with contextlib.suppress(OSError):
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
