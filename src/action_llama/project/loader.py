@@ -20,6 +20,7 @@ from action_llama.layout import AGENT_FILES
 from action_llama.project.errors import describe
 from action_llama.project.files import parse_frontmatter, parse_toml, read_text, unreadable
 from action_llama.project.model import Agent, Project
+from action_llama.project.snapshot import file_identity
 
 M = TypeVar("M")
 
@@ -254,15 +255,7 @@ _loaded: dict[Path, tuple[tuple[object, ...], Agent]] = {}
 def _signature(path: Path, config: str) -> tuple[object, ...]:
     """What an agent loaded from `path` depends on: its files' identity and the project's
     config (`config`, its JSON)."""
-    stats: list[object] = [config]
-    for name in AGENT_FILES:
-        try:
-            st = (path / name).stat()
-        except OSError:
-            stats.append(None)
-            continue
-        stats.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return tuple(stats)
+    return (config, *(file_identity(path / name) for name in AGENT_FILES))
 
 
 def _read_optional(path: Path, root: Path, problems: list[str], hints: list[str]) -> str | None:

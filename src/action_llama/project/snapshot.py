@@ -54,9 +54,9 @@ class Inputs:
 
 def inputs(root: Path) -> Inputs:
     """The `Inputs` of the project at `root`, taken before its files are read."""
-    stats = [_stat(root / name) for name in PROJECT_FILES]
+    stats = [file_identity(root / name) for name in PROJECT_FILES]
     agents = root / "agents"
-    stats.append(_stat(agents))
+    stats.append(file_identity(agents))
     try:
         entries = sorted(os.scandir(agents), key=lambda entry: entry.name)
     except OSError:
@@ -64,9 +64,9 @@ def inputs(root: Path) -> Inputs:
     names = []
     for entry in entries:
         names.append(entry.name)
-        stats.append(_stat(Path(entry.path)))
+        stats.append(file_identity(Path(entry.path)))
         if entry.is_dir():
-            stats += [_stat(Path(entry.path, name)) for name in AGENT_FILES]
+            stats += [file_identity(Path(entry.path, name)) for name in AGENT_FILES]
     newest = max((st[3] for st in stats if st is not None), default=0) / 1e9
     return Inputs((_code_version(), tuple(names), tuple(stats)), newest)
 
@@ -123,7 +123,8 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a project snapshot")
 
 
-def _stat(path: Path) -> tuple[int, ...] | None:
+def file_identity(path: Path) -> tuple[int, ...] | None:
+    """What any change of the file at `path` changes (None: nothing is there)."""
     try:
         st = path.stat()
     except OSError:
@@ -140,11 +141,11 @@ _CODE_FILES = ("__init__.py", "frontmatter.py")
 def _code_version() -> tuple[Any, ...]:
     """The stat of the source files a load runs: a changed `al` never reads an old shape or
     keeps what an older check let through."""
-    found = [(name, _stat(_CODE / name)) for name in _CODE_FILES]
+    found = [(name, file_identity(_CODE / name)) for name in _CODE_FILES]
     for package in _CODE_PACKAGES:
         with contextlib.suppress(OSError), os.scandir(_CODE / package) as entries:
             found += [
-                (f"{package}/{e.name}", _stat(Path(e.path)))
+                (f"{package}/{e.name}", file_identity(Path(e.path)))
                 for e in entries
                 if e.name.endswith(".py")
             ]

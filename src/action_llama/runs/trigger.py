@@ -71,6 +71,12 @@ class Trigger:
             if f.name not in exclude and (value := getattr(self, f.name)) is not None
         }
 
+    def to_json(self, *, exclude: frozenset[str] = frozenset()) -> str:
+        """`to_stored` as compact JSON (text kept as it is, not escaped)."""
+        return json.dumps(
+            self.to_stored(exclude=exclude), ensure_ascii=False, separators=(",", ":")
+        )
+
     def describe(self) -> str:
         """The summary, or one made up from the type and the best-known fields."""
         if self.summary:
@@ -87,8 +93,7 @@ class Trigger:
 
     def for_run(self) -> str:
         """The run's trigger.json."""
-        fields = self.to_stored(exclude=_NOT_FOR_RUN)
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        return self.to_json(exclude=_NOT_FOR_RUN)
 
 
 _NOT_FOR_RUN = frozenset(f.name for f in dataclasses.fields(Trigger)) - RUN_FIELDS

@@ -212,8 +212,7 @@ class WorkQueue:
 
 
 def _payload(trigger: Trigger) -> str:
-    fields = trigger.to_stored(exclude=frozenset({"type", "summary"}))
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return trigger.to_json(exclude=frozenset({"type", "summary"}))
 
 
 def _queued(row: sqlite3.Row) -> QueuedItem:
